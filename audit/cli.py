@@ -1,0 +1,236 @@
+"""The command line: thin typer commands over plain, importable functions.
+
+torch is imported only by the commands that train, so `lossaudit sql` and `lossaudit report` start fast.
+Every user-facing failure is one line on stderr (``error: ...``) and exit status 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import shlex
+import signal
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from audit.errors import UserError
+
+DEFAULT_DB = Path("lossaudit.duckdb")
+DEFAULT_CORRUPTIONS = "none,random_labels:0.25"
+FORMATS = ("table", "csv", "json")
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                  help="Is loss-based example selection safe on this dataset, and what does it spend its backprops on?")
+
+
+def friendly(fn):
+    """Turn a UserError into one line on stderr and exit status 2."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(2)
+    return wrapper
+
+
+def _db_option():
+    return typer.Option(DEFAULT_DB, "--db", help="DuckDB file to read", show_default=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# run
+
+
+def run_command(**options) -> None:
+    """Train methods × corruptions × seeds and log every example's loss, entropy and picks into DuckDB.
+
+    With no options: digits, every method, corruptions none and random_labels:0.25, seed 0.
+    """
+    from rich.console import Console
+
+    from audit.store import Store
+    from training.config import build_grid, load_config_file
+    from training.methods import DEFAULT_METHODS
+    from training.run import candidates_per_run, prepare, run_grid
+
+    values = load_config_file(options.pop("config")) if options.get("config") else {}
+    db = Path(options.pop("db") or values.pop("db", DEFAULT_DB))
+    values.update({k: v for k, v in options.items() if v is not None})
+    values.setdefault("corruption", DEFAULT_CORRUPTIONS)
+    grid = build_grid(values, default_methods=DEFAULT_METHODS, extra_keys=("db",))
+    configs = grid.runs()
+    cache: dict = {}
+    prepare(configs[0], cache)  # load once, before the progress bar, so loader warnings print cleanly
+    totals = [candidates_per_run(cfg, cache) for cfg in configs]
+    store = Store(db)
+    console = Console(stderr=True)
+    console.print(f"lossaudit: {len(configs)} run(s) into {db}")
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    run_ids: list[int] = []
+    try:
+        with _progress(console) as bar:
+            task = bar.add_task("", total=sum(totals))
+
+            def on_start(i, cfg):
+                bar.update(task, description=f"run {i + 1}/{len(configs)} {cfg.method} {cfg.corruption} seed {cfg.seed}")
+                return lambda n: bar.advance(task, n)
+
+            run_ids = run_grid(grid, store, command=_command_line(), on_start=on_start)
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted: the current run is marked interrupted; its finished epochs are in {db}", err=True)
+        raise typer.Exit(130)
+    _print_summary(db, run_ids)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _command_line() -> str:
+    return " ".join(shlex.quote(a) for a in ["lossaudit", *sys.argv[1:]])
+
+
+def _progress(console):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("candidates"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False)
+
+
+def _print_summary(db: Path, run_ids: list[int]) -> None:
+    from audit.metrics import run_summary
+    from audit.store import connect_readonly
+    with connect_readonly(db) as con:
+        summary = run_summary(con)
+    summary = summary[summary.run_id.isin(run_ids)]
+    columns = {"run_id": "run", "method": "method", "corruption": "corruption", "seed": "seed", "status": "status",
+               "best_test_error": "best err", "final_test_error": "final err", "backprops": "backprops",
+               "forwards_scoring": "scoring fwd", "corrupted_share": "corrupt share", "base_rate": "base rate",
+               "seconds": "train s"}
+    _print_frame(summary[list(columns)].rename(columns=columns), title=f"runs written to {db}")
+
+
+def _run_signature() -> inspect.Signature:
+    """The run command's options: one per RunConfig field (seed becomes --seeds), plus --config and --db."""
+    from training.config import RunConfig
+
+    P = inspect.Parameter
+    params = [
+        P("config", P.KEYWORD_ONLY, annotation=Optional[Path],
+          default=typer.Option(None, "--config", help="TOML or YAML file with the same keys as these options; options override it")),
+        P("db", P.KEYWORD_ONLY, annotation=Optional[Path],
+          default=typer.Option(None, "--db", help=f"DuckDB file to write  [default: {DEFAULT_DB}]")),
+    ]
+    grid_help = {"method": "comma-separated methods  [default: every method]",
+                 "corruption": f"comma-separated corruptions: none or KIND:SHARE  [default: {DEFAULT_CORRUPTIONS}]",
+                 "seed": "comma-separated seeds  [default: 0]"}
+    for f in fields(RunConfig):
+        name = "seeds" if f.name == "seed" else f.name
+        flag = "--" + name.replace("_", "-")
+        text = grid_help.get(f.name) or f"{f.metadata['help']}  [default: {_show(f.default)}]"
+        if isinstance(f.default, bool):
+            option, kind = typer.Option(None, f"{flag}/--no-{name.replace('_', '-')}", help=text), Optional[bool]
+        elif f.name in grid_help or isinstance(f.default, tuple):
+            option, kind = typer.Option(None, flag, help=text), Optional[str]
+        else:
+            option, kind = typer.Option(None, flag, help=text), Optional[type(f.default)]
+        params.append(P(name, P.KEYWORD_ONLY, annotation=kind, default=option))
+    return inspect.Signature(params)
+
+
+def _show(value) -> str:
+    return ",".join(str(v) for v in value) if isinstance(value, tuple) else str(value)
+
+
+run_command.__signature__ = _run_signature()
+app.command("run")(friendly(run_command))
+
+
+# ---------------------------------------------------------------------------------------------
+# sql
+
+
+@app.command("sql")
+@friendly
+def sql_command(
+    query: Optional[str] = typer.Argument(None, help="SQL to run read-only, e.g. \"select * from runs\""),
+    db: Path = _db_option(),
+    format: str = typer.Option("table", "--format", help=f"output format: {', '.join(FORMATS)}"),
+) -> None:
+    """Run SQL over the logs (read-only) and print the result."""
+    import duckdb
+
+    from audit.store import connect_readonly
+
+    if format not in FORMATS:
+        raise UserError(f"unknown --format {format!r}; valid: {', '.join(FORMATS)}")
+    if not query:
+        raise UserError("give a query, e.g. lossaudit sql \"select method, count(*) from runs group by 1\"")
+    with connect_readonly(db) as con:
+        try:
+            frame = con.execute(query).df()
+        except duckdb.Error as err:
+            raise UserError(f"query failed: {str(err).splitlines()[0]}") from None
+    _emit(frame, format)
+
+
+def _emit(frame, format: str) -> None:
+    if format == "csv":
+        frame.to_csv(sys.stdout, index=False)
+    elif format == "json":
+        typer.echo(frame.to_json(orient="records", date_format="iso", indent=1))
+    else:
+        _print_frame(frame)
+
+
+def _print_frame(frame, *, title: str | None = None, max_rows: int = 200) -> None:
+    """A DataFrame as a terminal table; floats to 4 significant digits; long results truncated with a note."""
+    import math
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False)
+    for col in frame.columns:
+        table.add_column(str(col), justify="right" if frame[col].dtype.kind in "iuf" else "left")
+    for row in frame.head(max_rows).itertuples(index=False):
+        table.add_row(*(("" if v is None or (isinstance(v, float) and math.isnan(v)) else
+                         f"{v:.4g}" if isinstance(v, float) else str(v)) for v in row))
+    console = Console(width=max(Console().width, 160))
+    console.print(table)
+    if len(frame) > max_rows:
+        console.print(f"({len(frame) - max_rows} more rows; use --format csv or json for all)")
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+
+@app.command("report")
+@friendly
+def report_command(
+    html: Optional[Path] = typer.Option(None, "--html", help="write a self-contained HTML page here"),
+    json: Optional[Path] = typer.Option(None, "--json", help="write every number of the page as JSON here"),
+    db: Path = _db_option(),
+) -> None:
+    """Render the runs in the database as one offline HTML page (and/or its JSON twin)."""
+    from reports.html import build_report
+
+    if html is None and json is None:
+        raise UserError("give --html PATH and/or --json PATH")
+    written = build_report(db, html=html, json_path=json)
+    for path in written:
+        typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+"""The database: the only writer of a lossaudit DuckDB file, and the read-only door for everything else.
+
+DuckDB lets one process write a file or several read it, never both at once. The writer therefore
+opens the file only for the length of one transaction (an epoch's worth of appends), so `lossaudit
+sql` and `lossaudit report` can read between flushes while a grid is still training; both sides
+retry for a while when they find the file locked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from importlib.resources import files
+from pathlib import Path
+
+import duckdb
+
+from audit.errors import UserError
+
+SCHEMA_VERSION = "1"
+TABLES = ("runs", "examples", "observations", "steps", "evals")
+
+
+def _is_lock_error(err: Exception) -> bool:
+    text = str(err).lower()
+    return "lock" in text and ("conflicting" in text or "could not set" in text)
+
+
+def _connect(path: str | Path, *, read_only: bool, timeout: float) -> duckdb.DuckDBPyConnection:
+    """Open `path`, retrying while another process holds the file."""
+    deadline = time.monotonic() + timeout
+    delay = 0.02
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as err:
+            if not _is_lock_error(err) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
+
+
+@contextmanager
+def connect_readonly(path: str | Path, *, timeout: float = 60.0):
+    """Read-only connection to an existing lossaudit database (waits while a writer flushes)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(f"database {str(path)!r} does not exist; create one with `lossaudit run --db {path}`")
+    try:
+        con = _connect(path, read_only=True, timeout=timeout)
+    except duckdb.Error as err:
+        raise UserError(f"cannot open database {str(path)!r}: {str(err).splitlines()[0]}") from None
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def schema_sql() -> str:
+    return files("audit").joinpath("schema.sql").read_text()
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Store:
+    """Writes runs into one DuckDB file. Each method is one transaction; nothing is written row by row."""
+
+    def __init__(self, path: str | Path, *, lock_timeout: float = 600.0):
+        self.path = Path(path).expanduser()
+        self.lock_timeout = lock_timeout
+        if self.path.parent and not self.path.parent.exists():
+            raise UserError(f"--db {str(self.path)!r}: folder {str(self.path.parent)!r} does not exist")
+        with self.transaction() as con:
+            con.execute(schema_sql())
+            con.execute("insert or replace into meta values ('schema_version', ?)", [SCHEMA_VERSION])
+
+    @contextmanager
+    def transaction(self):
+        """One connection, one transaction: committed on success, rolled back on any error."""
+        try:
+            con = _connect(self.path, read_only=False, timeout=self.lock_timeout)
+        except duckdb.IOException as err:
+            raise UserError(f"cannot open database {str(self.path)!r} for writing: {str(err).splitlines()[0]}") from None
+        try:
+            con.begin()
+            yield con
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+        finally:
+            con.close()
+
+    def start_run(self, run: dict, examples) -> int:
+        """Insert the `runs` row (status running) and the run's `examples`; return the new run_id.
+
+        `run` holds the `runs` columns that describe the run; `examples` is a table (pandas or Arrow)
+        with the `examples` columns except run_id.
+        """
+        with self.transaction() as con:
+            run_id = con.execute("select coalesce(max(run_id), 0) + 1 from runs").fetchone()[0]
+            row = dict(run, run_id=run_id, status="running", started_at=_now(), epochs_done=0,
+                       host=socket.gethostname(), pid=os.getpid())
+            row["config"] = json.dumps(row["config"], sort_keys=True)
+            cols = ", ".join(row)
+            con.execute(f"insert into runs ({cols}) values ({', '.join('?' * len(row))})", list(row.values()))
+            con.register("new_examples", examples)
+            con.execute(f"insert into examples by name select {run_id} as run_id, * from new_examples")
+            con.unregister("new_examples")
+        return int(run_id)
+
+    def append(self, run_id: int, *, epochs_done: int | None = None, **tables) -> None:
+        """Append whole tables (observations, steps, evals; pandas or Arrow, columns by name) in one transaction."""
+        unknown = set(tables) - {"observations", "steps", "evals"}
+        if unknown:
+            raise ValueError(f"cannot append to {sorted(unknown)}")
+        with self.transaction() as con:
+            for name, table in tables.items():
+                if table is None or len(table) == 0:
+                    continue
+                con.register("new_rows", table)
+                con.execute(f"insert into {name} by name select {int(run_id)} as run_id, * from new_rows")
+                con.unregister("new_rows")
+            if epochs_done is not None:
+                con.execute("update runs set epochs_done = ? where run_id = ?", [epochs_done, run_id])
+
+    def finish(self, run_id: int, status: str, error: str | None = None) -> None:
+        with self.transaction() as con:
+            con.execute("update runs set status = ?, finished_at = ?, error = ? where run_id = ?",
+                        [status, _now(), error, run_id])
+
+    def mark_orphans(self) -> list[int]:
+        """Mark as interrupted the runs left `running` by processes on this host that no longer exist."""
+        host = socket.gethostname()
+        with self.transaction() as con:
+            rows = con.execute("select run_id, pid from runs where status = 'running' and host = ?", [host]).fetchall()
+            dead = [run_id for run_id, pid in rows if pid is None or not _pid_alive(pid)]
+            for run_id in dead:
+                con.execute("update runs set status = 'interrupted', error = 'process ended without finishing the run' "
+                            "where run_id = ?", [run_id])
+        return dead

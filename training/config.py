@@ -1,0 +1,181 @@
+"""Typed run configuration: one frozen dataclass, a default and a unit on every field, unknown keys rejected.
+
+A grid is a base `RunConfig` plus lists of methods, corruptions and seeds. Config files (TOML or
+YAML) use the field names as keys; `method`, `corruption` and `seeds` may be lists there. Command
+line flags override the file. The resolved config of every run is stored in `runs.config`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from audit.errors import UserError, choices
+
+
+def _f(default, help: str):
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    dataset: str = _f("digits", "dataset spec: digits, imagefolder:PATH, cifar10:PATH or npz:PATH")
+    model: str = _f("resnet8", "model name: mlp, resnetD (D = 6n+2) or wrn-D-W (D = 6n+4)")
+    method: str = _f("sgd", "selection method (a registry name or preset)")
+    corruption: str = _f("none", "none or KIND:SHARE, KIND in random_labels, shuffle_pixels, gaussian")
+    seed: int = _f(0, "seed for initialisation, candidate order, augmentation, selection and corruption")
+    epochs: int = _f(20, "passes of the training set as candidates [epochs]")
+    batch_size: int = _f(128, "examples back-propagated per optimizer step, B [examples]")
+    lr: float = _f(0.1, "initial SGD learning rate")
+    momentum: float = _f(0.9, "SGD momentum")
+    nesterov: bool = _f(False, "use Nesterov momentum")
+    weight_decay: float = _f(5e-4, "L2 weight decay")
+    lr_milestones: tuple[float, ...] = _f((0.6, 0.8), "fractions of the epochs at which the lr is multiplied by lr_gamma")
+    lr_gamma: float = _f(0.2, "lr multiplier at each milestone (0.2 = drop by 80%)")
+    augment: str = _f("auto", "auto (crop+flip for 32x32 images, none otherwise), crop-flip or none")
+    eval_every: float = _f(0.25, "evaluate on the test split every this many epochs' worth of backprops [epochs]")
+    train_size: int = _f(0, "use a stratified subset of this many training examples; 0 = all [examples]")
+    test_size: int = _f(0, "use a stratified subset of this many test examples; 0 = all [examples]")
+    split_seed: int = _f(0, "seed of the train/test split (for datasets without one) and of the subsets")
+    test_fraction: float = _f(0.2, "test share for datasets without a test split")
+    device: str = _f("auto", "auto (cuda if available), cpu, cuda or cuda:N")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+AUGMENTS = ("auto", "crop-flip", "none")
+FIELDS = {f.name: f for f in fields(RunConfig)}
+GRID_KEYS = {"method": "method", "corruption": "corruption", "seeds": "seed", "seed": "seed"}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Convert a value from a file or flag to the field's type; one clear line when impossible."""
+    default = FIELDS[name].default
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                return value.lower() in ("true", "1", "yes")
+            return bool(value)
+        if isinstance(default, tuple):
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(float(v) for v in items if str(v).strip() != "")
+        if isinstance(default, int):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise UserError(f"config key {name!r}: {value!r} is not a valid {type(default).__name__}") from None
+
+
+def split_list(value: Any) -> list[str]:
+    """`a,b` or ['a', 'b'] → ['a', 'b']."""
+    if isinstance(value, (list, tuple)):
+        return [str(v).strip() for v in value if str(v).strip()]
+    return [v.strip() for v in str(value).split(",") if v.strip()]
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A base config and the lists it is crossed with; `runs()` expands it in a stable order."""
+
+    base: RunConfig
+    methods: tuple[str, ...]
+    corruptions: tuple[str, ...]
+    seeds: tuple[int, ...]
+
+    def runs(self) -> list[RunConfig]:
+        return [dataclasses.replace(self.base, corruption=c, seed=s, method=m)
+                for c, s, m in itertools.product(self.corruptions, self.seeds, self.methods)]
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(f"config file {str(path)!r} does not exist")
+    text = path.read_text()
+    if path.suffix == ".toml":
+        import tomllib
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:
+            raise UserError(f"config file {str(path)!r} is not valid TOML: {err}") from None
+    if path.suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise UserError(f"config file {str(path)!r}: reading YAML needs PyYAML (pip install pyyaml); or use TOML") from None
+        try:
+            return yaml.safe_load(text) or {}
+        except yaml.YAMLError as err:
+            raise UserError(f"config file {str(path)!r} is not valid YAML: {str(err).splitlines()[0]}") from None
+    raise UserError(f"config file {str(path)!r}: unknown format; valid: .toml, .yaml, .yml")
+
+
+def build_grid(values: dict[str, Any], *, default_methods: tuple[str, ...], extra_keys: tuple[str, ...] = ()) -> Grid:
+    """Merge config values (file first, flags over it) into a validated grid.
+
+    Keys are RunConfig fields plus `seeds`; `method`, `corruption` and `seeds` may be lists. Keys in
+    `extra_keys` are accepted and ignored (the CLI's own options, e.g. db).
+    """
+    valid = set(FIELDS) | set(GRID_KEYS) | set(extra_keys)
+    unknown = sorted(set(values) - valid)
+    if unknown:
+        raise UserError(f"unknown config key(s) {', '.join(unknown)}; valid: {choices(valid - set(extra_keys))}")
+    lists = {
+        "method": split_list(values.get("method", ",".join(default_methods))),
+        "corruption": split_list(values.get("corruption", "none")),
+        "seed": [_coerce("seed", s) for s in split_list(values.get("seeds", values.get("seed", 0)))],
+    }
+    for key, items in lists.items():
+        if not items:
+            raise UserError(f"config key {key!r} is empty; give at least one value")
+    base = RunConfig(**{k: _coerce(k, v) for k, v in values.items() if k in FIELDS and k not in GRID_KEYS})
+    grid = Grid(base, tuple(dict.fromkeys(lists["method"])), tuple(dict.fromkeys(lists["corruption"])),
+                tuple(dict.fromkeys(lists["seed"])))
+    validate(grid)
+    return grid
+
+
+def validate(grid: Grid) -> None:
+    """Check every value before anything trains, so a grid never dies half-way on a typo."""
+    from training.corruptions import parse_corruption
+    from training.datasets import parse_spec
+    from training.methods import check_method
+    from training.models import check_model_name
+
+    c = grid.base
+    name, path = parse_spec(c.dataset)
+    if path is not None and not path.exists():
+        raise UserError(f"dataset {c.dataset!r}: {str(path)!r} does not exist")
+    check_model_name(c.model)
+    for m in grid.methods:
+        check_method(m)
+    for spec in grid.corruptions:
+        parse_corruption(spec)
+    positive = {"epochs": c.epochs, "batch_size": c.batch_size, "lr": c.lr, "eval_every": c.eval_every}
+    for key, value in positive.items():
+        if not value > 0:
+            raise UserError(f"--{key.replace('_', '-')} must be > 0, got {value}")
+    for key in ("train_size", "test_size"):
+        if getattr(c, key) < 0:
+            raise UserError(f"--{key.replace('_', '-')} must be >= 0 (0 = all), got {getattr(c, key)}")
+    if not 0 < c.test_fraction < 1:
+        raise UserError(f"--test-fraction must lie in (0, 1), got {c.test_fraction}")
+    if not 0 <= c.momentum < 1 or c.weight_decay < 0 or not 0 < c.lr_gamma <= 1:
+        raise UserError("need 0 <= momentum < 1, weight_decay >= 0 and 0 < lr_gamma <= 1")
+    if any(not 0 < m <= 1 for m in c.lr_milestones):
+        raise UserError(f"--lr-milestones are fractions of the epochs in (0, 1], got {list(c.lr_milestones)}")
+    if c.augment not in AUGMENTS:
+        raise UserError(f"unknown augment {c.augment!r}; valid: {', '.join(AUGMENTS)}")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", c.device):
+        raise UserError(f"unknown device {c.device!r}; valid: auto, cpu, cuda, cuda:N, mps")

@@ -1,0 +1,106 @@
+"""Corruptions of the training split (the paper's Section 3.1), a registry keyed by kind.
+
+A spec is ``none`` or ``KIND:SHARE`` with 0 < SHARE <= 1. Exactly round(SHARE · N) training
+examples are selected, seeded; test images are never corrupted. Every corruption returns the new
+images and labels plus the per-example ground truth that is stored with the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from audit.errors import UserError, choices
+
+
+@dataclass(frozen=True)
+class Corrupted:
+    """Training data after corruption. x: (N, C, H, W) uint8; label, true_label: (N,) int64; is_corrupted: (N,) bool."""
+
+    x: np.ndarray
+    label: np.ndarray
+    true_label: np.ndarray
+    is_corrupted: np.ndarray
+    kind: str | None
+    share: float
+    record: dict = field(default_factory=dict)  # what was done, for runs.config (e.g. the permutation's seed, clipping)
+
+
+@dataclass(frozen=True)
+class CorruptionEntry:
+    apply: Callable[..., Corrupted]
+    description: str
+
+
+CORRUPTIONS: dict[str, CorruptionEntry] = {}
+
+
+def register_corruption(name: str, description: str):
+    def wrap(fn):
+        CORRUPTIONS[name] = CorruptionEntry(fn, description)
+        return fn
+    return wrap
+
+
+def parse_corruption(spec: str) -> tuple[str | None, float]:
+    """``none`` → (None, 0.0); ``KIND:SHARE`` → (kind, share). One clear error for anything else."""
+    if spec == "none":
+        return None, 0.0
+    kind, sep, share_text = spec.partition(":")
+    valid = f"none or KIND:SHARE with KIND in {{{choices(CORRUPTIONS)}}} and 0 < SHARE <= 1"
+    if kind not in CORRUPTIONS or not sep:
+        raise UserError(f"unknown corruption {spec!r}; valid: {valid}")
+    try:
+        share = float(share_text)
+    except ValueError:
+        raise UserError(f"corruption {spec!r}: share {share_text!r} is not a number; valid: {valid}") from None
+    if not 0.0 < share <= 1.0:
+        raise UserError(f"corruption {spec!r}: share {share} is outside (0, 1]; valid: {valid}")
+    return kind, share
+
+
+def corrupt(x: np.ndarray, y: np.ndarray, n_classes: int, spec: str, seed: int) -> Corrupted:
+    """Apply a corruption spec to training images x (N, C, H, W) uint8 and labels y (N,)."""
+    kind, share = parse_corruption(spec)
+    if kind is None:
+        return Corrupted(x, y.copy(), y.copy(), np.zeros(len(y), dtype=bool), None, 0.0)
+    rng = np.random.default_rng([seed, 0xC0FFEE])
+    selected = np.zeros(len(y), dtype=bool)
+    selected[rng.choice(len(y), size=int(round(share * len(y))), replace=False)] = True
+    return CORRUPTIONS[kind].apply(x, y, n_classes, selected, rng, share)
+
+
+@register_corruption("random_labels", "selected examples get a label drawn uniformly from all K classes, "
+                     "the original included (about (K-1)/K of them change)")
+def random_labels(x, y, n_classes, selected, rng, share) -> Corrupted:
+    label = y.copy()
+    label[selected] = rng.integers(0, n_classes, size=int(selected.sum()))
+    changed = int((label != y).sum())
+    return Corrupted(x, label, y.copy(), selected, "random_labels", share, {"labels_changed": changed})
+
+
+@register_corruption("shuffle_pixels", "one random permutation of pixel positions, shared by every selected "
+                     "image and by all channels of an image")
+def shuffle_pixels(x, y, n_classes, selected, rng, share) -> Corrupted:
+    n, c, h, w = x.shape
+    perm = rng.permutation(h * w)
+    out = x.copy()
+    out[selected] = x[selected].reshape(-1, c, h * w)[:, :, perm].reshape(-1, c, h, w)
+    return Corrupted(out, y.copy(), y.copy(), selected, "shuffle_pixels", share,
+                     {"permutation_head": perm[:8].tolist()})
+
+
+@register_corruption("gaussian", "selected images replaced by Gaussian noise with that image's own pixel mean "
+                     "and variance, rounded and clipped to 0..255")
+def gaussian(x, y, n_classes, selected, rng, share) -> Corrupted:
+    out = x.copy()
+    chosen = x[selected].astype(np.float64)
+    flat = chosen.reshape(len(chosen), -1)
+    mean, std = flat.mean(axis=1), flat.std(axis=1)  # per image, over all its pixels and channels
+    noise = rng.standard_normal(chosen.shape) * std[:, None, None, None] + mean[:, None, None, None]
+    clipped = int(((noise < 0) | (noise > 255)).sum())
+    out[selected] = np.clip(np.round(noise), 0, 255).astype(np.uint8)
+    return Corrupted(out, y.copy(), y.copy(), selected, "gaussian", share,
+                     {"values_clipped": clipped, "values_total": int(noise.size)})

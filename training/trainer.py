@@ -1,0 +1,337 @@
+"""The training loop: candidates → scoring → selection → training step → log → evaluate.
+
+Data lives on the training device as uint8 tensors and is augmented in batches. Per-example
+statistics go into preallocated device tensors and reach the host once per epoch, when the epoch is
+handed to the sink (the database writer) as whole columns.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from training.augment import channel_stats, crop_flip, normalise
+from training.config import RunConfig
+from training.methods import Forward, Selection, create_method
+from training.models import create_model
+
+SCORE, TRAIN = 0, 1  # observation modes, stored as 'score' / 'train'
+MODE_NAMES = np.array(["score", "train"])
+
+
+@dataclass(frozen=True)
+class TrainData:
+    """Host arrays for one run. x: (N, C, H, W) uint8; y: (N,) int64 labels as trained; example_id: (N,)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    example_id: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    n_classes: int
+
+
+class Sink(Protocol):
+    def write_epoch(self, epoch: int, *, observations: pd.DataFrame, steps: pa.Table, evals: pd.DataFrame) -> None: ...
+
+
+@dataclass
+class Counters:
+    """Examples forwarded and back-propagated so far (host ints, known without a device sync)."""
+
+    step: int = 0
+    forwards_scoring: int = 0
+    forwards_training: int = 0
+    backprops: int = 0
+    scored_since_step: int = 0
+
+
+@dataclass
+class Batch:
+    """Examples queued for back-propagation. index: (n,) positions in the training tensors; x: (n, C, H, W)
+    augmented and normalised; slot: (n,) observation slot to fill from the training forward (the
+    dummy slot when the example was already observed by scoring); weight: (n,) loss weights."""
+
+    index: Tensor
+    x: Tensor
+    slot: Tensor
+    weight: Tensor
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+class PickQueue:
+    """FIFO of picked examples; `pop(B)` cuts exactly B off the front (SB's backprop queue)."""
+
+    def __init__(self):
+        self.parts: list[Batch] = []
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def push(self, batch: Batch, n: int) -> None:
+        if n:
+            self.parts.append(batch)
+            self.size += n
+
+    def pop(self, n: int) -> Batch:
+        whole = self.parts[0] if len(self.parts) == 1 else Batch(*(torch.cat(t) for t in zip(
+            *((p.index, p.x, p.slot, p.weight) for p in self.parts))))
+        head = Batch(whole.index[:n], whole.x[:n], whole.slot[:n], whole.weight[:n])
+        rest = Batch(whole.index[n:], whole.x[n:], whole.slot[n:], whole.weight[n:])
+        self.parts, self.size = ([rest] if len(rest) else []), self.size - n
+        return head
+
+
+class ObservationLog:
+    """One epoch's observations in preallocated device columns: one slot per candidate plus a dummy slot."""
+
+    def __init__(self, n: int, device: torch.device):
+        self.dummy = n
+        z = lambda dtype: torch.zeros(n + 1, dtype=dtype, device=device)  # noqa: E731
+        self.step, self.mode, self.pred, self.picked = z(torch.int32), z(torch.uint8), z(torch.int64), z(torch.int32)
+        self.loss, self.entropy, self.margin, self.p_true, self.select_prob = (z(torch.float32) for _ in range(5))
+        self.stale = z(torch.bool)
+
+    def record(self, slot: Tensor, fwd: Forward, *, step: int, mode: int, select_prob, picked, stale=False) -> None:
+        """Write (n,) values (or scalars) into the given slots; device ops only, no host sync."""
+        for column, value in ((self.step, step), (self.mode, mode), (self.loss, fwd.loss), (self.entropy, fwd.entropy),
+                              (self.margin, fwd.margin), (self.p_true, fwd.p_true), (self.pred, fwd.pred),
+                              (self.select_prob, select_prob), (self.picked, picked), (self.stale, stale)):
+            column[slot] = value.to(column.dtype) if isinstance(value, Tensor) else value
+
+    def frame(self, epoch: int, example_id: np.ndarray) -> pd.DataFrame:
+        """example_id: (n,) id of the example in each slot. One device→host copy per column."""
+        cpu = lambda t: t[:-1].cpu().numpy()  # noqa: E731
+        return pd.DataFrame({
+            "step": cpu(self.step), "epoch": np.full(len(example_id), epoch, dtype=np.int32),
+            "example_id": example_id.astype(np.int32), "mode": MODE_NAMES[cpu(self.mode)],
+            "loss": cpu(self.loss), "entropy": cpu(self.entropy), "margin": cpu(self.margin),
+            "p_true": cpu(self.p_true), "pred": cpu(self.pred).astype(np.int16),
+            "select_prob": cpu(self.select_prob), "picked": cpu(self.picked).astype(np.int16), "stale": cpu(self.stale),
+        })
+
+
+@dataclass
+class StepLog:
+    """Per-step rows for one epoch: host scalars, plus the loss and method state kept as device tensors."""
+
+    rows: list[dict] = field(default_factory=list)
+    losses: list[Tensor] = field(default_factory=list)
+    states: list[dict] = field(default_factory=list)
+
+    def add(self, row: dict, loss: Tensor, state: dict) -> None:
+        self.rows.append(row)
+        self.losses.append(loss.detach().float())
+        self.states.append(state)
+
+    def table(self) -> pa.Table:
+        frame = pd.DataFrame(self.rows)
+        frame["train_loss"] = torch.stack(self.losses).cpu().numpy() if self.losses else np.zeros(0, np.float32)
+        keys = sorted({k for s in self.states for k in s})
+        values = {k: [float(v) for v in torch.stack([torch.as_tensor(s.get(k, math.nan), dtype=torch.float64)
+                                                      for s in self.states]).cpu()] for k in keys}
+        maps = [[(k, values[k][i]) for k in keys if k in s] for i, s in enumerate(self.states)]
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        return table.append_column("state", pa.array(maps, type=pa.map_(pa.string(), pa.float64())))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        from audit.errors import UserError
+        raise UserError(f"--device {name}: CUDA is not available on this machine; valid here: cpu, auto")
+    return device
+
+
+def lr_at(cfg: RunConfig, epoch: int) -> float:
+    """Step schedule by epoch: lr × gamma at each milestone (fractions of the epochs)."""
+    drops = sum(epoch >= round(m * cfg.epochs) for m in cfg.lr_milestones)
+    return cfg.lr * cfg.lr_gamma ** drops
+
+
+def wants_crop_flip(augment: str, image_shape: tuple[int, ...]) -> bool:
+    return augment == "crop-flip" or (augment == "auto" and tuple(image_shape[1:]) == (32, 32))
+
+
+def _generator(device: torch.device, seed: int, stream: int) -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed(seed * 1_000_003 + stream)
+    return g
+
+
+class Trainer:
+    """Holds the model, optimizer, method and counters of one run; `fit` is the loop."""
+
+    def __init__(self, cfg: RunConfig, data: TrainData, sink: Sink, *, method_params: dict | None = None,
+                 progress: Callable[[int], None] | None = None):
+        self.cfg, self.sink, self.progress = cfg, sink, progress or (lambda n: None)
+        self.device = device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        self.gen = {name: _generator(device, cfg.seed, i) for i, name in enumerate(("order", "augment", "select"))}
+        self.x = torch.from_numpy(data.x).to(device)
+        self.y = torch.from_numpy(data.y).to(device)
+        self.example_id = data.example_id
+        self.test_x = torch.from_numpy(data.test_x).to(device)
+        self.test_y = torch.from_numpy(data.test_y).to(device)
+        self.mean, self.std = channel_stats(self.x)
+        self.crop_flip = wants_crop_flip(cfg.augment, data.x.shape[1:])
+        self.model = create_model(cfg.model, in_channels=data.x.shape[1], n_classes=data.n_classes,
+                                  image_size=data.x.shape[2]).to(device, memory_format=torch.channels_last)
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                   weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+        self.method = create_method(cfg.method, batch_size=cfg.batch_size, n_train=len(data.y), device=device,
+                                    generator=self.gen["select"], **(method_params or {}))
+        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext())
+        self.counters = Counters()
+        self.eval_interval = max(1, round(cfg.eval_every * len(data.y)))
+        self.next_eval = 0
+        self.last_eval_backprops: int | None = None
+        self.eval_seconds = 0.0
+        self.losses_since_eval: list[Tensor] = []
+        self.evals: list[dict] = []
+        self.best_test_error = math.inf
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def fit(self) -> None:
+        n, B = len(self.y), self.cfg.batch_size
+        self.t0 = time.perf_counter()
+        self.maybe_evaluate(epoch=0)
+        for epoch in range(self.cfg.epochs):
+            self.set_lr(lr_at(self.cfg, epoch))
+            order = torch.randperm(n, generator=self.gen["order"], device=self.device)
+            self.obs, self.steps, queue = ObservationLog(n, self.device), StepLog(), PickQueue()
+            size = self.method.candidate_size()
+            for start in range(0, n, size):
+                index = order[start:start + size]
+                slot = torch.arange(start, start + len(index), device=self.device)
+                x = self.view(index)
+                if self.method.wants_scores(epoch):
+                    fwd = self.score(x, self.y[index])
+                    sel = self.method.select(fwd, index, epoch)
+                    self.obs.record(slot, fwd, step=self.counters.step, mode=SCORE,
+                                    select_prob=sel.select_prob, picked=sel.picked)
+                    queue.push(*self.picks(index, x, sel))
+                else:
+                    queue.push(Batch(index, x, slot, torch.ones(len(index), device=self.device)), len(index))
+                while len(queue) >= B:
+                    self.train_step(queue.pop(B), epoch)
+                self.progress(len(index))
+            if len(queue):
+                self.train_step(queue.pop(len(queue)), epoch)  # an epoch's last, smaller batch
+            self.maybe_evaluate(epoch, final=epoch == self.cfg.epochs - 1)
+            self.sink.write_epoch(epoch, observations=self.obs.frame(epoch, self.example_id[order.cpu().numpy()]),
+                                  steps=self.steps.table(), evals=pd.DataFrame(self.evals))
+            self.evals = []
+
+    # -- the pieces -------------------------------------------------------------------------
+
+    def view(self, index: Tensor) -> Tensor:
+        """The candidates as the model sees them: augmented once (scoring and training share the view)."""
+        x = self.x[index]
+        if self.crop_flip:
+            x = crop_flip(x, pad=4, generator=self.gen["augment"])
+        return normalise(x, self.mean, self.std).contiguous(memory_format=torch.channels_last)
+
+    @torch.no_grad()
+    def score(self, x: Tensor, y: Tensor) -> Forward:
+        """No-grad eval-mode forward: BatchNorm uses (and never updates) its running statistics."""
+        self.model.eval()
+        with self.autocast:
+            logits = self.model(x)
+        self.counters.forwards_scoring += len(y)
+        self.counters.scored_since_step += len(y)
+        return Forward.from_logits(logits, y)
+
+    def picks(self, index: Tensor, x: Tensor, sel: Selection) -> tuple[Batch, int]:
+        """Expand a selection into queued picks, each repeated `picked` times (one host sync: the count)."""
+        count = int(sel.picked.sum())
+        rows = torch.repeat_interleave(torch.arange(len(index), device=self.device), sel.picked, output_size=count)
+        weight = sel.weight[rows] if sel.weight is not None else torch.ones(count, device=self.device)
+        dummy = torch.full((count,), self.obs.dummy, device=self.device, dtype=torch.int64)
+        return Batch(index[rows], x[rows], dummy, weight), count
+
+    def train_step(self, batch: Batch, epoch: int) -> None:
+        self.model.train()
+        y = self.y[batch.index]
+        with self.autocast:
+            logits = self.model(batch.x)
+        loss_each = F.cross_entropy(logits.float(), y, reduction="none")
+        loss = (loss_each * batch.weight).mean()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+
+        fwd = Forward.from_logits(logits, y)
+        self.obs.record(batch.slot, fwd, step=self.counters.step, mode=TRAIN, select_prob=1.0, picked=1)
+        self.method.trained(batch.index, fwd)
+        c = self.counters
+        c.forwards_training += len(batch)
+        c.backprops += len(batch)
+        self.steps.add(dict(step=c.step, epoch=epoch, lr=self.opt.param_groups[0]["lr"], n_scored=c.scored_since_step,
+                            n_backprop=len(batch), forwards_scoring=c.forwards_scoring,
+                            forwards_training=c.forwards_training, backprops=c.backprops,
+                            seconds=self.train_seconds()), loss, self.method.state())
+        self.losses_since_eval.append(loss.detach())
+        c.step += 1
+        c.scored_since_step = 0
+        self.maybe_evaluate(epoch)
+
+    def maybe_evaluate(self, epoch: int, final: bool = False) -> None:
+        """Evaluate when backprops cross the next multiple of the interval, and once at the very end."""
+        c = self.counters
+        if not (c.backprops >= self.next_eval or (final and self.last_eval_backprops != c.backprops)):
+            return
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()  # so the clock below charges the queued training work to training
+        started = time.perf_counter()
+        test_loss, test_error = self.evaluate()
+        train_loss = float(torch.stack(self.losses_since_eval).mean()) if self.losses_since_eval else None
+        self.losses_since_eval = []
+        self.evals.append(dict(step=c.step, epoch=epoch, backprops=c.backprops,
+                               forwards=c.forwards_scoring + c.forwards_training, forwards_scoring=c.forwards_scoring,
+                               forwards_training=c.forwards_training, seconds=self.train_seconds(),
+                               test_loss=test_loss, test_error=test_error, train_loss=train_loss))
+        self.last_eval_backprops = c.backprops
+        self.best_test_error = min(self.best_test_error, test_error)
+        while self.next_eval <= c.backprops:
+            self.next_eval += self.eval_interval
+        self.eval_seconds += time.perf_counter() - started
+
+    @torch.no_grad()
+    def evaluate(self) -> tuple[float, float]:
+        """Mean test cross-entropy and error over the whole (never corrupted, never augmented) test split."""
+        self.model.eval()
+        total_loss = torch.zeros((), device=self.device, dtype=torch.float64)
+        wrong = torch.zeros((), device=self.device, dtype=torch.int64)
+        for start in range(0, len(self.test_y), 1024):
+            y = self.test_y[start:start + 1024]
+            x = normalise(self.test_x[start:start + 1024], self.mean, self.std).contiguous(memory_format=torch.channels_last)
+            with self.autocast:
+                logits = self.model(x).float()
+            total_loss += F.cross_entropy(logits, y, reduction="sum").double()
+            wrong += (logits.argmax(1) != y).sum()
+        n = len(self.test_y)
+        return float(total_loss) / n, int(wrong) / n
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+
+    def train_seconds(self) -> float:
+        return time.perf_counter() - self.t0 - self.eval_seconds
