@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from audit import __version__, metrics
@@ -56,7 +57,20 @@ def report_json(db, data: dict[str, pd.DataFrame]) -> dict:
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:
-    return json.loads(frame.to_json(orient="records", date_format="iso"))
+    """Rows as plain JSON values at full precision; missing values become null."""
+    return [{k: _plain(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
+
+
+def _plain(value):
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, (np.integer, np.bool_)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _json_default(value):

@@ -1,0 +1,98 @@
+"""The command line driven as a user would, through typer's CliRunner, on real data and a real database."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from audit.cli import app
+from audit.store import connect_readonly
+
+runner = CliRunner()
+
+
+def _invoke(*args):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_run_grid_then_sql_and_report(tmp_path):
+    db = tmp_path / "g.duckdb"
+    result = _invoke("run", "--db", db, "--method", "sgd", "--corruption", "none,shuffle_pixels:0.5",
+                     "--seeds", "0,1", "--epochs", "1", "--train-size", "300", "--device", "cpu", "--model", "mlp")
+    assert result.exit_code == 0, result.output
+    assert "runs written to" in result.output and "shuffle_pixels:0.5" in result.output
+    with connect_readonly(db) as con:
+        runs = con.execute("select corruption, seed, status, n_train, config->>'model' from runs order by run_id").fetchall()
+    assert runs == [("none", 0, "complete", 300, "mlp"), ("none", 1, "complete", 300, "mlp"),
+                    ("shuffle_pixels:0.5", 0, "complete", 300, "mlp"), ("shuffle_pixels:0.5", 1, "complete", 300, "mlp")]
+
+    csv = _invoke("sql", "select corruption, count(*) as n from observations join runs using (run_id) "
+                         "group by 1 order by 1", "--db", db, "--format", "csv")
+    assert csv.exit_code == 0 and csv.output.splitlines() == ["corruption,n", "none,600", "shuffle_pixels:0.5,600"]
+    js = _invoke("sql", "select run_id, status from runs order by run_id", "--db", db, "--format", "json")
+    assert json.loads(js.output) == [{"run_id": i, "status": "complete"} for i in (1, 2, 3, 4)]
+    table = _invoke("sql", "select 41 + 1 as answer", "--db", db)
+    assert table.exit_code == 0 and "answer" in table.output and "42" in table.output
+
+    html, js_path = tmp_path / "r.html", tmp_path / "r.json"
+    rep = _invoke("report", "--html", html, "--json", js_path, "--db", db)
+    assert rep.exit_code == 0, rep.output
+    assert "<h2>Runs</h2>" in html.read_text() and json.loads(js_path.read_text())["runs"]
+
+
+def test_config_file_with_flag_overrides(tmp_path):
+    cfg = tmp_path / "grid.toml"
+    cfg.write_text('method = ["sgd"]\ncorruption = "gaussian:0.25"\nepochs = 3\ntrain_size = 200\n'
+                   'model = "mlp"\ndevice = "cpu"\n')
+    db = tmp_path / "c.duckdb"
+    result = _invoke("run", "--config", cfg, "--epochs", "1", "--db", db)
+    assert result.exit_code == 0, result.output
+    with connect_readonly(db) as con:
+        epochs, corruption, stored = con.execute("select epochs, corruption, config from runs").fetchone()
+    assert (epochs, corruption) == (1, "gaussian:0.25")
+    stored = json.loads(stored)
+    assert stored["epochs"] == 1 and stored["train_size"] == 200 and stored["lr"] == 0.1  # defaults recorded too
+
+
+def test_yaml_config(tmp_path):
+    pytest.importorskip("yaml")
+    cfg = tmp_path / "grid.yaml"
+    cfg.write_text("method: sgd\ncorruption: [none]\nepochs: 1\ntrain_size: 150\nmodel: mlp\ndevice: cpu\n")
+    db = tmp_path / "y.duckdb"
+    assert _invoke("run", "--config", cfg, "--db", db).exit_code == 0
+    with connect_readonly(db) as con:
+        assert con.execute("select n_train from runs").fetchone()[0] == 150
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--method", "sgd,nope"], "unknown method 'nope'"),
+    (["run", "--corruption", "random_labels:1.5"], "outside (0, 1]"),
+    (["run", "--dataset", "imagefolder:/no/such/folder"], "does not exist"),
+    (["run", "--dataset", "mnist"], "unknown dataset 'mnist'"),
+    (["run", "--model", "resnet9"], "depth must be 6n+2"),
+    (["run", "--epochs", "0"], "--epochs must be > 0"),
+    (["run", "--seeds", "a"], "'seed'"),
+    (["run", "--device", "tpu"], "unknown device"),
+    (["run", "--augment", "mixup"], "unknown augment"),
+    (["sql", "select * from nowhere"], "does not exist"),
+    (["report", "--html", "x.html"], "does not exist"),
+])
+def test_bad_input_is_one_clear_line_and_a_nonzero_exit(tmp_path, args, message):
+    result = runner.invoke(app, [*args, "--db", str(tmp_path / "missing.duckdb")])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_bad_config_keys_and_formats(tmp_path, digits_db):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("epochz = 3\n")
+    result = runner.invoke(app, ["run", "--config", str(cfg)])
+    assert result.exit_code == 2 and "unknown config key(s) epochz" in result.output
+    bad_sql = runner.invoke(app, ["sql", "selec 1", "--db", str(digits_db)])
+    assert bad_sql.exit_code == 2 and bad_sql.output.startswith("error: query failed")
+    fmt = runner.invoke(app, ["sql", "select 1", "--db", str(digits_db), "--format", "xml"])
+    assert fmt.exit_code == 2 and "valid: table, csv, json" in fmt.output
+    write = runner.invoke(app, ["sql", "drop table runs", "--db", str(digits_db)])
+    assert write.exit_code == 2 and "read-only" in write.output

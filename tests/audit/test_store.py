@@ -1,0 +1,120 @@
+"""The database contract: schema round trip, documented columns, read/write locking across processes."""
+
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from audit.errors import UserError
+from audit.store import TABLES, Store, connect_readonly
+
+
+def _run_row(**over):
+    row = dict(method="sgd", dataset="digits", model="mlp", corruption="random_labels:0.5",
+               corruption_kind="random_labels", corrupt_frac=0.5, seed=3, n_train=4, n_test=2, n_classes=2,
+               classes=["a", "<b>"], epochs=1, config={"lr": 0.1, "nested": {"x": [1, 2]}}, command="lossaudit run",
+               version="0", torch_version="t", device="cpu")
+    row.update(over)
+    return row
+
+
+def test_schema_round_trip(tmp_path):
+    store = Store(tmp_path / "r.duckdb")
+    examples = pd.DataFrame({"example_id": np.arange(4, dtype=np.int32), "label": np.array([0, 1, 1, 0], np.int16),
+                             "true_label": np.array([0, 1, 0, 0], np.int16),
+                             "corruption": pd.array(["random_labels", None, "random_labels", None], dtype="string"),
+                             "is_corrupted": [True, False, True, False], "source": ["a/0.png", "b/1.png", "a/2.png", "b/3.png"]})
+    run_id = store.start_run(_run_row(), examples)
+    obs = pd.DataFrame({"step": np.array([0, 0, 1, 1], np.int32), "epoch": np.zeros(4, np.int32),
+                        "example_id": np.arange(4, dtype=np.int32), "mode": ["train", "train", "score", "score"],
+                        "loss": np.float32([0.1, 0.2, 0.3, 0.4]), "entropy": np.float32([0.5] * 4),
+                        "margin": np.float32([1, -1, 2, -2]), "p_true": np.float32([0.9, 0.8, 0.7, 0.6]),
+                        "pred": np.int16([0, 0, 1, 1]), "select_prob": np.float32([1, 1, 0.25, 0.75]),
+                        "picked": np.int16([1, 1, 0, 2]), "stale": [False, False, False, True]})
+    import pyarrow as pa
+    steps = pa.table({"step": [0, 1], "epoch": [0, 0], "lr": [0.1, 0.1], "n_scored": [0, 2], "n_backprop": [2, 2],
+                      "forwards_scoring": [0, 2], "forwards_training": [2, 4], "backprops": [2, 4],
+                      "train_loss": [0.5, 0.25], "seconds": [0.1, 0.2],
+                      "state": pa.array([[], [("tau", 1.5), ("is_on", 1.0)]], type=pa.map_(pa.string(), pa.float64()))})
+    evals = pd.DataFrame({"step": [0, 2], "epoch": [0, 0], "backprops": [0, 4], "forwards": [0, 6],
+                          "forwards_scoring": [0, 2], "forwards_training": [0, 4], "seconds": [0.0, 0.2],
+                          "test_loss": [0.7, 0.6], "test_error": [0.5, 0.25], "train_loss": [None, 0.4]})
+    store.append(run_id, observations=obs, steps=steps, evals=evals, epochs_done=1)
+    store.finish(run_id, "complete")
+    with connect_readonly(store.path) as con:
+        run = con.execute("select * from runs").df().iloc[0]
+        assert run.run_id == 1 and run.status == "complete" and run.finished_at is not None
+        assert list(run.classes) == ["a", "<b>"] and run.epochs_done == 1
+        assert con.execute("select config->'nested'->'x'->>1 from runs").fetchone()[0] == "2"
+        back = con.execute("select * exclude (run_id) from observations order by example_id").df()
+        pd.testing.assert_frame_equal(back, obs, check_dtype=False)
+        assert con.execute("select state['tau'] from steps where step = 1").fetchone()[0] == 1.5
+        assert con.execute("select count(*) from examples where corruption is null").fetchone()[0] == 2
+        assert con.execute("select train_loss from evals where step = 0").fetchone()[0] is None
+
+
+def test_every_column_is_documented_in_the_database(tmp_path):
+    Store(tmp_path / "d.duckdb")
+    with connect_readonly(tmp_path / "d.duckdb") as con:
+        cols = con.execute("select table_name, column_name, comment from duckdb_columns() "
+                           "where table_name in ('runs','examples','observations','steps','evals')").fetchall()
+    assert {t for t, _, _ in cols} == set(TABLES)
+    undocumented = [(t, c) for t, c, comment in cols if not comment]
+    assert undocumented == []
+
+
+def test_run_ids_count_up_and_statuses_are_checked(tmp_path):
+    store = Store(tmp_path / "c.duckdb")
+    empty = pd.DataFrame({"example_id": [], "label": [], "true_label": [], "corruption": pd.array([], dtype="string"),
+                          "is_corrupted": [], "source": []}).astype({"example_id": "int32", "is_corrupted": bool})
+    assert [store.start_run(_run_row(), empty) for _ in range(3)] == [1, 2, 3]
+    with pytest.raises(Exception):
+        store.finish(1, "done")  # not a valid status
+    with connect_readonly(store.path) as con:
+        assert con.execute("select count(*) from runs where status = 'running'").fetchone()[0] == 3
+
+
+def test_readers_wait_for_a_writer_in_another_process(tmp_path):
+    path = tmp_path / "l.duckdb"
+    Store(path)
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import duckdb, time, sys
+        con = duckdb.connect({str(path)!r})
+        print('locked', flush=True)
+        time.sleep(1.5)
+        con.close()
+    """)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    started = time.monotonic()
+    with connect_readonly(path, timeout=30) as con:
+        assert con.execute("select value from meta where key = 'schema_version'").fetchone()[0] == "1"
+    assert time.monotonic() - started > 0.5  # it really had to wait for the other process
+    holder.wait()
+
+
+def test_orphaned_runs_are_marked_interrupted(tmp_path):
+    store = Store(tmp_path / "o.duckdb")
+    empty = pd.DataFrame({"example_id": pd.array([], "int32"), "label": pd.array([], "int16"),
+                          "true_label": pd.array([], "int16"), "corruption": pd.array([], dtype="string"),
+                          "is_corrupted": pd.array([], bool), "source": pd.array([], "string")})
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = store.start_run(_run_row(), empty)
+    alive = store.start_run(_run_row(), empty)
+    with store.transaction() as con:
+        con.execute("update runs set pid = ? where run_id = ?", [int(dead.stdout), orphan])
+    assert store.mark_orphans() == [orphan]
+    with connect_readonly(store.path) as con:
+        status = dict(con.execute("select run_id, status from runs").fetchall())
+    assert status == {orphan: "interrupted", alive: "running"}
+
+
+def test_missing_database_is_one_clear_line(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        with connect_readonly(tmp_path / "nope.duckdb"):
+            pass
+    with pytest.raises(UserError, match="folder"):
+        Store(tmp_path / "no" / "such" / "dir.duckdb")
