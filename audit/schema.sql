@@ -46,7 +46,9 @@ create table if not exists examples (
     true_label   smallint not null,
     corruption   varchar,
     is_corrupted boolean not null,
-    source       varchar not null
+    source       varchar not null,
+    role         varchar not null default 'train' check (role in ('train', 'holdout')),
+    irreducible_loss float
 );
 
 create table if not exists observations (
@@ -130,6 +132,8 @@ comment on column examples.true_label is 'Label before corruption.';
 comment on column examples.corruption is 'Corruption kind applied to this example, NULL if none.';
 comment on column examples.is_corrupted is 'True if the example was selected for corruption. For random_labels about 1/K of these keep their label by chance; label != true_label marks the changed ones.';
 comment on column examples.source is 'Where the example came from: a file path, or dataset:index.';
+comment on column examples.role is 'train = a candidate for training; holdout = kept out of training to fit an irreducible-loss model (rho).';
+comment on column examples.irreducible_loss is 'rho: loss of the irreducible-loss model on this example (eval mode, no augmentation); NULL for other methods.';
 
 comment on column observations.run_id is 'Run of the observation.';
 comment on column observations.step is 'Optimizer step about to be taken when this forward ran (0-based).';

@@ -140,6 +140,16 @@ class Store:
             if epochs_done is not None:
                 con.execute("update runs set epochs_done = ? where run_id = ?", [epochs_done, run_id])
 
+    def set_irreducible(self, run_id: int, losses, summary: dict) -> None:
+        """Store rho's irreducible losses (example_id, irreducible_loss) and a summary of the model's training."""
+        with self.transaction() as con:
+            con.register("il", losses)
+            con.execute("update examples set irreducible_loss = il.irreducible_loss from il "
+                        "where examples.run_id = ? and examples.example_id = il.example_id", [run_id])
+            con.unregister("il")
+            con.execute("update runs set config = json_merge_patch(config, ?) where run_id = ?",
+                        [json.dumps({"irreducible_model": summary}), run_id])
+
     def finish(self, run_id: int, status: str, error: str | None = None) -> None:
         with self.transaction() as con:
             con.execute("update runs set status = ?, finished_at = ?, error = ? where run_id = ?",

@@ -43,6 +43,20 @@ class RunConfig:
     split_seed: int = _f(0, "seed of the train/test split (for datasets without one) and of the subsets")
     test_fraction: float = _f(0.2, "test share for datasets without a test split")
     device: str = _f("auto", "auto (cuda if available), cpu, cuda or cuda:N")
+    # selection-method parameters (each method reads the ones it uses; presets such as sb33 fix theirs)
+    beta: float = _f(1.0, "sb/sbe: pick probability = percentile ** beta (1 ≈ 50% selected, 2 ≈ 33%)")
+    floor: float = _f(0.0, "sb/sbe: lowest pick probability")
+    history_size: int = _f(1024, "sb/sbe: losses (or entropies) kept in the FIFO history [scores]")
+    warmup_epochs: int = _f(1, "sb/sbe/uniform: first epochs that train on every example, history untouched [epochs]")
+    staleness: int = _f(1, "sb/sbe: re-score an example only when its cached score is this many epochs old; 1 = always [epochs]")
+    selectivity: float = _f(0.5, "uniform/rho: share of candidates back-propagated")
+    uniform_scoring: bool = _f(True, "uniform: score candidates (logs every example; costs forwards the control does not need)")
+    max_selectivity: float = _f(0.5, "vr: pool = B × round(1/max_selectivity, 1) candidates (0.5 → 2B, 0.33 → 3B)")
+    tau_th: float = _f(0.0, "vr: variance-reduction switch threshold; 0 = (pool + 3B) / 3B")
+    reweight: bool = _f(False, "vr: weight each pick's loss by 1/(pool · P) (unbiased importance sampling)")
+    holdout_fraction: float = _f(0.5, "rho: share of the training set held out to train the irreducible-loss model")
+    il_model: str = _f("", "rho: model of the irreducible-loss run; empty = same as --model")
+    il_epochs: int = _f(0, "rho: epochs of the irreducible-loss run; 0 = same as --epochs [epochs]")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -94,7 +108,9 @@ class Grid:
     seeds: tuple[int, ...]
 
     def runs(self) -> list[RunConfig]:
-        return [dataclasses.replace(self.base, corruption=c, seed=s, method=m)
+        """Every cell, with the parameters of method presets (e.g. sb33 → beta 2) filled in."""
+        from training.methods import apply_preset
+        return [apply_preset(dataclasses.replace(self.base, corruption=c, seed=s, method=m))
                 for c, s, m in itertools.product(self.corruptions, self.seeds, self.methods)]
 
 
@@ -177,5 +193,23 @@ def validate(grid: Grid) -> None:
         raise UserError(f"--lr-milestones are fractions of the epochs in (0, 1], got {list(c.lr_milestones)}")
     if c.augment not in AUGMENTS:
         raise UserError(f"unknown augment {c.augment!r}; valid: {', '.join(AUGMENTS)}")
+    _validate_method_params(c)
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", c.device):
         raise UserError(f"unknown device {c.device!r}; valid: auto, cpu, cuda, cuda:N, mps")
+
+
+def _validate_method_params(c: RunConfig) -> None:
+    from training.models import check_model_name
+    checks = [
+        ("beta", c.beta > 0, "> 0"), ("floor", 0 <= c.floor <= 1, "in [0, 1]"),
+        ("history_size", c.history_size >= 1, ">= 1"), ("warmup_epochs", c.warmup_epochs >= 0, ">= 0"),
+        ("staleness", c.staleness >= 1, ">= 1 (1 = always re-score)"),
+        ("selectivity", 0 < c.selectivity <= 1, "in (0, 1]"),
+        ("max_selectivity", 0 < c.max_selectivity < 1, "in (0, 1)"), ("tau_th", c.tau_th >= 0, ">= 0 (0 = default rule)"),
+        ("holdout_fraction", 0 < c.holdout_fraction < 1, "in (0, 1)"), ("il_epochs", c.il_epochs >= 0, ">= 0"),
+    ]
+    for key, ok, rule in checks:
+        if not ok:
+            raise UserError(f"--{key.replace('_', '-')} must be {rule}, got {getattr(c, key)}")
+    if c.il_model:
+        check_model_name(c.il_model)

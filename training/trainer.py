@@ -7,6 +7,7 @@ handed to the sink (the database writer) as whole columns.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from contextlib import nullcontext
@@ -22,7 +23,7 @@ from torch.nn import functional as F
 
 from training.augment import channel_stats, crop_flip, normalise
 from training.config import RunConfig
-from training.methods import Forward, Selection, create_method
+from training.methods import Forward, create_method
 from training.models import create_model
 
 SCORE, TRAIN = 0, 1  # observation modes, stored as 'score' / 'train'
@@ -31,7 +32,10 @@ MODE_NAMES = np.array(["score", "train"])
 
 @dataclass(frozen=True)
 class TrainData:
-    """Host arrays for one run. x: (N, C, H, W) uint8; y: (N,) int64 labels as trained; example_id: (N,)."""
+    """Host arrays for one run. x: (N, C, H, W) uint8; y: (N,) int64 labels as trained; example_id: (N,).
+
+    holdout_*: examples kept out of training to fit an irreducible-loss model (rho only), else empty.
+    """
 
     x: np.ndarray
     y: np.ndarray
@@ -39,10 +43,25 @@ class TrainData:
     test_x: np.ndarray
     test_y: np.ndarray
     n_classes: int
+    holdout_x: np.ndarray | None = None
+    holdout_y: np.ndarray | None = None
+    holdout_id: np.ndarray | None = None
 
 
 class Sink(Protocol):
     def write_epoch(self, epoch: int, *, observations: pd.DataFrame, steps: pa.Table, evals: pd.DataFrame) -> None: ...
+
+    def write_irreducible(self, example_id: np.ndarray, loss: np.ndarray, summary: dict) -> None: ...
+
+
+class NullSink:
+    """Keeps nothing (the irreducible-loss model's own run is summarised, not logged per example)."""
+
+    def write_epoch(self, epoch, **tables) -> None:
+        pass
+
+    def write_irreducible(self, example_id, loss, summary) -> None:
+        pass
 
 
 @dataclass
@@ -60,16 +79,22 @@ class Counters:
 class Batch:
     """Examples queued for back-propagation. index: (n,) positions in the training tensors; x: (n, C, H, W)
     augmented and normalised; slot: (n,) observation slot to fill from the training forward (the
-    dummy slot when the example was already observed by scoring); weight: (n,) loss weights."""
+    dummy slot when the example was already observed by scoring); weight: (n,) loss weights;
+    prob: (n,) the probability each was picked with (logged with train-mode observations)."""
 
     index: Tensor
     x: Tensor
     slot: Tensor
     weight: Tensor
+    prob: Tensor
+
+    FIELDS = ("index", "x", "slot", "weight", "prob")
 
     def __len__(self) -> int:
         return len(self.index)
 
+    def rows(self, rows) -> "Batch":
+        return Batch(*(getattr(self, f)[rows] for f in self.FIELDS))
 
 class PickQueue:
     """FIFO of picked examples; `pop(B)` cuts exactly B off the front (SB's backprop queue)."""
@@ -87,10 +112,9 @@ class PickQueue:
             self.size += n
 
     def pop(self, n: int) -> Batch:
-        whole = self.parts[0] if len(self.parts) == 1 else Batch(*(torch.cat(t) for t in zip(
-            *((p.index, p.x, p.slot, p.weight) for p in self.parts))))
-        head = Batch(whole.index[:n], whole.x[:n], whole.slot[:n], whole.weight[:n])
-        rest = Batch(whole.index[n:], whole.x[n:], whole.slot[n:], whole.weight[n:])
+        whole = self.parts[0] if len(self.parts) == 1 else Batch(
+            *(torch.cat([getattr(p, f) for p in self.parts]) for f in Batch.FIELDS))
+        head, rest = whole.rows(slice(0, n)), whole.rows(slice(n, None))
         self.parts, self.size = ([rest] if len(rest) else []), self.size - n
         return head
 
@@ -103,18 +127,22 @@ class ObservationLog:
         z = lambda dtype: torch.zeros(n + 1, dtype=dtype, device=device)  # noqa: E731
         self.step, self.mode, self.pred, self.picked = z(torch.int32), z(torch.uint8), z(torch.int64), z(torch.int32)
         self.loss, self.entropy, self.margin, self.p_true, self.select_prob = (z(torch.float32) for _ in range(5))
-        self.stale = z(torch.bool)
+        self.stale, self.filled = z(torch.bool), z(torch.bool)
 
     def record(self, slot: Tensor, fwd: Forward, *, step: int, mode: int, select_prob, picked, stale=False) -> None:
         """Write (n,) values (or scalars) into the given slots; device ops only, no host sync."""
         for column, value in ((self.step, step), (self.mode, mode), (self.loss, fwd.loss), (self.entropy, fwd.entropy),
                               (self.margin, fwd.margin), (self.p_true, fwd.p_true), (self.pred, fwd.pred),
-                              (self.select_prob, select_prob), (self.picked, picked), (self.stale, stale)):
+                              (self.select_prob, select_prob), (self.picked, picked), (self.stale, stale),
+                              (self.filled, True)):
             column[slot] = value.to(column.dtype) if isinstance(value, Tensor) else value
 
     def frame(self, epoch: int, example_id: np.ndarray) -> pd.DataFrame:
-        """example_id: (n,) id of the example in each slot. One device→host copy per column."""
-        cpu = lambda t: t[:-1].cpu().numpy()  # noqa: E731
+        """example_id: (n,) id of the example in each slot. One device→host copy per column; slots never
+        observed (candidates neither scored nor trained) are left out."""
+        filled = self.filled[:-1].cpu().numpy()
+        cpu = lambda t: t[:-1].cpu().numpy()[filled]  # noqa: E731
+        example_id = example_id[filled]
         return pd.DataFrame({
             "step": cpu(self.step), "epoch": np.full(len(example_id), epoch, dtype=np.int32),
             "example_id": example_id.astype(np.int32), "mode": MODE_NAMES[cpu(self.mode)],
@@ -177,9 +205,8 @@ def _generator(device: torch.device, seed: int, stream: int) -> torch.Generator:
 class Trainer:
     """Holds the model, optimizer, method and counters of one run; `fit` is the loop."""
 
-    def __init__(self, cfg: RunConfig, data: TrainData, sink: Sink, *, method_params: dict | None = None,
-                 progress: Callable[[int], None] | None = None):
-        self.cfg, self.sink, self.progress = cfg, sink, progress or (lambda n: None)
+    def __init__(self, cfg: RunConfig, data: TrainData, *, progress: Callable[[int], None] | None = None):
+        self.cfg, self.data, self.progress = cfg, data, progress or (lambda n: None)
         self.device = device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
         self.gen = {name: _generator(device, cfg.seed, i) for i, name in enumerate(("order", "augment", "select"))}
@@ -194,8 +221,7 @@ class Trainer:
                                   image_size=data.x.shape[2]).to(device, memory_format=torch.channels_last)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                    weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
-        self.method = create_method(cfg.method, batch_size=cfg.batch_size, n_train=len(data.y), device=device,
-                                    generator=self.gen["select"], **(method_params or {}))
+        self.method = create_method(cfg, n_train=len(data.y), device=device, generator=self.gen["select"])
         self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext())
         self.counters = Counters()
         self.eval_interval = max(1, round(cfg.eval_every * len(data.y)))
@@ -208,8 +234,12 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------------------
 
-    def fit(self) -> None:
+    def fit(self, sink: Sink) -> None:
+        """Train for cfg.epochs, handing each finished epoch to `sink`."""
+        self.sink = sink
         n, B = len(self.y), self.cfg.batch_size
+        if self.method.needs_irreducible_loss:
+            self.method.irreducible = self.fit_irreducible()
         self.t0 = time.perf_counter()
         self.maybe_evaluate(epoch=0)
         for epoch in range(self.cfg.epochs):
@@ -221,14 +251,11 @@ class Trainer:
                 index = order[start:start + size]
                 slot = torch.arange(start, start + len(index), device=self.device)
                 x = self.view(index)
-                if self.method.wants_scores(epoch):
-                    fwd = self.score(x, self.y[index])
-                    sel = self.method.select(fwd, index, epoch)
-                    self.obs.record(slot, fwd, step=self.counters.step, mode=SCORE,
-                                    select_prob=sel.select_prob, picked=sel.picked)
-                    queue.push(*self.picks(index, x, sel))
+                if self.method.selects(epoch):
+                    queue.push(*self.select(index, x, slot, epoch))
                 else:
-                    queue.push(Batch(index, x, slot, torch.ones(len(index), device=self.device)), len(index))
+                    ones = torch.ones(len(index), device=self.device)
+                    queue.push(Batch(index, x, slot, ones, ones), len(index))
                 while len(queue) >= B:
                     self.train_step(queue.pop(B), epoch)
                 self.progress(len(index))
@@ -248,6 +275,34 @@ class Trainer:
             x = crop_flip(x, pad=4, generator=self.gen["augment"])
         return normalise(x, self.mean, self.std).contiguous(memory_format=torch.channels_last)
 
+    def select(self, index: Tensor, x: Tensor, slot: Tensor, epoch: int) -> tuple[Batch, int]:
+        """Score the candidates (fresh or cached), let the method pick, log, and return the picks."""
+        fwd, stale = self.scores(index, x, epoch) if self.method.needs_scores else (None, False)
+        sel = self.method.select(fwd, index, epoch)
+        if fwd is not None:
+            self.obs.record(slot, fwd, step=self.counters.step, mode=SCORE, select_prob=sel.select_prob,
+                            picked=sel.picked, stale=stale)
+        count = int(sel.picked.sum())  # one host sync per round: how many picks to queue
+        rows = torch.repeat_interleave(torch.arange(len(index), device=self.device), sel.picked, output_size=count)
+        weight = sel.weight[rows] if sel.weight is not None else torch.ones(count, device=self.device)
+        # unscored picks are observed by their training forward; scored ones already have their row
+        pick_slot = slot[rows] if fwd is None else torch.full((count,), self.obs.dummy, device=self.device)
+        return Batch(index[rows], x[rows], pick_slot, weight, sel.select_prob[rows]), count
+
+    def scores(self, index: Tensor, x: Tensor, epoch: int) -> tuple[Forward, Tensor | bool]:
+        """Per-candidate statistics: a fresh forward, or cached ones where the method allows stale scores."""
+        cache = self.method.cache
+        if cache is None:
+            return self.score(x, self.y[index]), False
+        stale = cache.usable(index, epoch)
+        fresh = torch.nonzero(~stale).squeeze(1)  # host sync: the size of the forward to run
+        fwd = cache.lookup(index)
+        if len(fresh):
+            fresh_fwd = self.score(x[fresh], self.y[index[fresh]])
+            cache.store(index[fresh], fresh_fwd, epoch)
+            fwd = fwd.scatter(fresh, fresh_fwd)
+        return fwd, stale
+
     @torch.no_grad()
     def score(self, x: Tensor, y: Tensor) -> Forward:
         """No-grad eval-mode forward: BatchNorm uses (and never updates) its running statistics."""
@@ -258,13 +313,33 @@ class Trainer:
         self.counters.scored_since_step += len(y)
         return Forward.from_logits(logits, y)
 
-    def picks(self, index: Tensor, x: Tensor, sel: Selection) -> tuple[Batch, int]:
-        """Expand a selection into queued picks, each repeated `picked` times (one host sync: the count)."""
-        count = int(sel.picked.sum())
-        rows = torch.repeat_interleave(torch.arange(len(index), device=self.device), sel.picked, output_size=count)
-        weight = sel.weight[rows] if sel.weight is not None else torch.ones(count, device=self.device)
-        dummy = torch.full((count,), self.obs.dummy, device=self.device, dtype=torch.int64)
-        return Batch(index[rows], x[rows], dummy, weight), count
+    def fit_irreducible(self) -> Tensor:
+        """Train the irreducible-loss model on the holdout, then score every training example once.
+
+        The holdout run is plain SGD with this run's recipe (its model and epochs configurable); its
+        losses are computed in eval mode on un-augmented images. Returns (N,) losses on the device.
+        """
+        cfg, data = self.cfg, self.data
+        il_cfg = dataclasses.replace(cfg, method="sgd", model=cfg.il_model or cfg.model,
+                                     epochs=cfg.il_epochs or cfg.epochs)
+        il_data = TrainData(data.holdout_x, data.holdout_y, data.holdout_id, data.test_x, data.test_y, data.n_classes)
+        started = time.perf_counter()
+        il = Trainer(il_cfg, il_data, progress=self.progress)
+        il.fit(NullSink())
+        il.model.eval()
+        losses = []
+        with torch.no_grad():
+            for chunk in torch.split(torch.arange(len(self.y), device=self.device), 1024):
+                x = normalise(self.x[chunk], il.mean, il.std).contiguous(memory_format=torch.channels_last)
+                with self.autocast:
+                    logits = il.model(x).float()
+                losses.append(F.cross_entropy(logits, self.y[chunk], reduction="none"))
+        irreducible = torch.cat(losses)
+        summary = dict(model=il_cfg.model, epochs=il_cfg.epochs, holdout_size=len(il_data.y),
+                       backprops=il.counters.backprops, forwards=il.counters.forwards_training + len(self.y),
+                       seconds=time.perf_counter() - started, best_test_error=il.best_test_error)
+        self.sink.write_irreducible(self.example_id, irreducible.cpu().numpy(), summary)
+        return irreducible
 
     def train_step(self, batch: Batch, epoch: int) -> None:
         self.model.train()
@@ -278,8 +353,10 @@ class Trainer:
         self.opt.step()
 
         fwd = Forward.from_logits(logits, y)
-        self.obs.record(batch.slot, fwd, step=self.counters.step, mode=TRAIN, select_prob=1.0, picked=1)
-        self.method.trained(batch.index, fwd)
+        self.obs.record(batch.slot, fwd, step=self.counters.step, mode=TRAIN, select_prob=batch.prob, picked=1)
+        if self.method.cache is not None:
+            self.method.cache.store(batch.index, fwd, epoch)  # a back-propagated example's loss is fresh again
+        self.method.trained(batch.index, fwd, epoch)
         c = self.counters
         c.forwards_training += len(batch)
         c.backprops += len(batch)
@@ -299,13 +376,17 @@ class Trainer:
             return
         if self.device.type == "cuda":
             torch.cuda.synchronize()  # so the clock below charges the queued training work to training
+        seconds = self.train_seconds()
         started = time.perf_counter()
         test_loss, test_error = self.evaluate()
+        if not math.isfinite(test_loss):
+            raise FloatingPointError(f"training diverged: test loss is {test_loss} after {c.step} steps; "
+                                     f"try a lower --lr (now {self.cfg.lr})")
         train_loss = float(torch.stack(self.losses_since_eval).mean()) if self.losses_since_eval else None
         self.losses_since_eval = []
         self.evals.append(dict(step=c.step, epoch=epoch, backprops=c.backprops,
                                forwards=c.forwards_scoring + c.forwards_training, forwards_scoring=c.forwards_scoring,
-                               forwards_training=c.forwards_training, seconds=self.train_seconds(),
+                               forwards_training=c.forwards_training, seconds=seconds,
                                test_loss=test_loss, test_error=test_error, train_loss=train_loss))
         self.last_eval_backprops = c.backprops
         self.best_test_error = min(self.best_test_error, test_error)

@@ -87,7 +87,7 @@ def test_pick_queue_cuts_exactly_b_in_fifo_order():
     for start in (0, 5, 12):
         n = {0: 5, 5: 7, 12: 3}[start]
         idx = torch.arange(start, start + n)
-        q.push(Batch(idx, idx[:, None].float(), idx, torch.ones(n)), n)
+        q.push(Batch(idx, idx[:, None].float(), idx, torch.ones(n), torch.ones(n)), n)
     assert len(q) == 15
     a = q.pop(6)
     assert a.index.tolist() == list(range(6)) and a.x[:, 0].tolist() == list(range(6))

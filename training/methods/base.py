@@ -1,7 +1,9 @@
 """The selection-method interface: per-example statistics of a forward pass in, picks out.
 
 Methods are pure: they hold their own state (histories, EMAs, caches) as tensors on the training
-device and never touch the model, the data or the database.
+device and never touch the model, the data or the database. The trainer asks, for each round of
+candidates: does the method select this epoch (`selects`)? If so it scores the candidates (unless
+the method needs no scores), calls `select`, and queues the picks; if not, every candidate is trained.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 from torch.nn import functional as F
+
+from training.config import RunConfig
 
 
 @dataclass(frozen=True)
@@ -41,10 +45,18 @@ class Forward:
             pred=logits.argmax(1),
         )
 
+    def scatter(self, rows: Tensor, other: "Forward") -> "Forward":
+        """A copy with `rows` replaced by the values of `other` (len(other) == len(rows))."""
+        def put(mine: Tensor, theirs: Tensor) -> Tensor:
+            out = mine.clone()
+            out[rows] = theirs.to(out.dtype)
+            return out
+        return Forward(*(put(getattr(self, f), getattr(other, f)) for f in ("loss", "entropy", "margin", "p_true", "pred")))
+
 
 @dataclass(frozen=True)
 class Selection:
-    """What a method decided for n scored candidates.
+    """What a method decided for n candidates.
 
     picked: (n,) int64, times each candidate is back-propagated (0, 1, or more when sampling with
     replacement); select_prob: (n,) float32, the probability it was given (per draw for samplers);
@@ -61,27 +73,40 @@ class Method:
 
     name: str = ""
     description: str = ""
+    needs_scores: bool = True  # select() reads a scoring forward of the candidates
+    needs_irreducible_loss: bool = False  # the trainer fits an irreducible-loss model first (rho)
 
-    def __init__(self, *, batch_size: int, n_train: int, device: torch.device, generator: torch.Generator, **params):
-        self.batch_size = batch_size
+    def __init__(self, cfg: RunConfig, *, n_train: int, device: torch.device, generator: torch.Generator):
+        self.batch_size = cfg.batch_size
         self.n_train = n_train
         self.device = device
         self.generator = generator
+        self.cache = None  # a ScoreCache when stale scores may stand in for fresh forwards
+
+    def params(self) -> dict:
+        """The parameters this method actually uses, stored in runs.config."""
+        return {}
 
     def candidate_size(self) -> int:
         """Candidates drawn from the epoch's permutation per selection round."""
         return self.batch_size
 
-    def wants_scores(self, epoch: int) -> bool:
-        """Whether to score this round's candidates; if not, every candidate is trained once."""
+    def selects(self, epoch: int) -> bool:
+        """Whether this round's candidates are selected from; if not, every candidate is trained once."""
         return False
 
-    def select(self, fwd: Forward, example_index: Tensor, epoch: int) -> Selection:
+    def select(self, fwd: Forward | None, index: Tensor, epoch: int) -> Selection:
+        """fwd: the candidates' scoring forward (None if `needs_scores` is False); index: (n,) positions."""
         raise NotImplementedError(f"{self.name} trains every candidate and never selects")
 
-    def trained(self, example_index: Tensor, fwd: Forward) -> None:
+    def trained(self, index: Tensor, fwd: Forward, epoch: int) -> None:
         """Called with the train-mode statistics of every training step."""
 
     def state(self) -> dict[str, Tensor | float]:
         """Scalars describing the method's state after a step, stored in steps.state."""
         return {}
+
+    @staticmethod
+    def picks_for(n: int, full: int, batch_size: int) -> int:
+        """Picks from a round of n candidates when a full round of `full` yields `batch_size` (an epoch's last round)."""
+        return batch_size if n == full else max(1, round(n * batch_size / full))

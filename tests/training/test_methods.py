@@ -1,0 +1,214 @@
+"""Selection methods: exact where ALGORITHMS.md is exact, statistical (with stated tolerances) elsewhere."""
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from training.config import RunConfig
+from training.methods import METHODS, PRESETS, Forward, apply_preset, create_method
+from training.methods.cache import ScoreCache
+from training.methods.sb import History
+
+
+def _method(name, **over):
+    cfg = apply_preset(dataclasses.replace(RunConfig(method=name), **over))
+    gen = torch.Generator().manual_seed(0)
+    return create_method(cfg, n_train=100_000, device=torch.device("cpu"), generator=gen)
+
+
+def _fwd(loss, entropy=None):
+    loss = torch.as_tensor(loss, dtype=torch.float32)
+    n = len(loss)
+    ent = torch.as_tensor(entropy, dtype=torch.float32) if entropy is not None else torch.zeros(n)
+    return Forward(loss, ent, torch.zeros(n), torch.exp(-loss), torch.zeros(n, dtype=torch.int64))
+
+
+# -- sb -------------------------------------------------------------------------------------------
+
+
+def test_sb_percentile_counts_strictly_smaller_scores_in_a_history_holding_the_batch():
+    sb = _method("sb", beta=1.0)
+    first = torch.tensor([0.5, 1.0, 2.0, 3.0])
+    sb.select(_fwd(first), torch.arange(4), epoch=1)
+    batch = torch.tensor([0.1, 1.0, 2.5, 3.0, 4.0])
+    sel = sb.select(_fwd(batch), torch.arange(5), epoch=1)
+    history = torch.cat([first, batch])  # 9 scores, the batch's own included
+    expected = torch.tensor([(history < v).sum().item() / 9 for v in batch])
+    assert torch.allclose(sel.select_prob, expected)
+    assert sel.select_prob[1].item() == pytest.approx(2 / 9)  # 0.5 and 0.1 are below 1.0; the other 1.0 is not
+
+
+@pytest.mark.parametrize("beta", [1.0, 2.0, 3.0])
+def test_sb_extremes_of_a_fresh_batch(beta):
+    sb = _method("sb", beta=beta)
+    n = 128
+    loss = torch.rand(n, generator=torch.Generator().manual_seed(1)) + 0.01
+    sel = sb.select(_fwd(loss), torch.arange(n), epoch=1)
+    assert sel.select_prob[loss.argmax()].item() == pytest.approx(((n - 1) / n) ** beta)
+    assert sel.select_prob[loss.argmin()].item() == 0.0  # floor 0: the minimum can never be picked
+    floored = _method("sb", beta=beta, floor=0.1).select(_fwd(loss), torch.arange(n), epoch=1)
+    assert floored.select_prob[loss.argmin()].item() == pytest.approx(0.1)
+
+
+def test_sb_history_is_a_fifo_of_the_last_1024():
+    h = History(1024, torch.device("cpu"))
+    values = torch.randperm(3000).float()
+    for chunk in torch.split(values, 128):
+        h.append(chunk)
+    assert h.count == 1024
+    assert sorted(h.values.tolist()) == sorted(values[-1024:].tolist())
+
+
+@pytest.mark.parametrize("beta", [1.0, 2.0, 3.0])
+def test_sb_selects_one_over_beta_plus_one_of_iid_losses(beta):
+    sb = _method("sb", beta=beta)
+    rng = torch.Generator().manual_seed(2)
+    picked = total = 0
+    for _ in range(50_000 // 128 + 1):
+        loss = torch.rand(128, generator=rng) ** 2  # any continuous distribution: percentiles are uniform
+        sel = sb.select(_fwd(loss), torch.arange(128), epoch=1)
+        picked += sel.picked.sum().item()
+        total += 128
+    assert abs(picked / total - 1 / (beta + 1)) < 0.02
+
+
+def test_sb_ties_share_the_lowest_percentile():
+    sel = _method("sb").select(_fwd([0.0] * 10 + [1.0] * 6), torch.arange(16), epoch=1)
+    assert sel.select_prob[:10].tolist() == [0.0] * 10
+    assert sel.select_prob[10:].tolist() == pytest.approx([10 / 16] * 6)
+
+
+def test_sbe_scores_by_entropy_not_loss():
+    sbe = _method("sbe")
+    sel = sbe.select(_fwd([5.0, 4.0, 3.0, 2.0], entropy=[0.1, 0.2, 0.3, 0.4]), torch.arange(4), epoch=1)
+    assert sel.select_prob.tolist() == pytest.approx([0.0, 0.25, 0.5, 0.75])
+
+
+def test_sb_warmup_trains_everything_first():
+    sb = _method("sb", warmup_epochs=2)
+    assert [sb.selects(e) for e in range(4)] == [False, False, True, True]
+
+
+# -- vr -------------------------------------------------------------------------------------------
+
+
+def test_vr_pool_sizes_and_default_threshold():
+    for name, pool, th in (("vr50", 256, (256 + 384) / 384), ("vr33", 384, 2.0)):
+        vr = _method(name)
+        assert vr.candidate_size() == pool and vr.tau_th == pytest.approx(th)
+    assert _method("vr", max_selectivity=0.33).candidate_size() == 384
+    assert _method("vr", tau_th=1.2).tau_th == 1.2
+
+
+def test_vr_tau_is_an_ema_from_zero_of_sqrt_n_sum_g_squared():
+    vr = _method("vr50")
+    assert vr.tau.item() == 0.0
+    vr.update_tau(torch.ones(256))  # uniform scores: tau_new = 1
+    assert vr.tau.item() == pytest.approx(0.1)
+    one_hot = torch.zeros(256)
+    one_hot[7] = 3.0  # one-hot scores: tau_new = sqrt(n)
+    vr.update_tau(one_hot)
+    assert vr.tau.item() == pytest.approx(0.9 * 0.1 + 0.1 * 16.0)
+    scores = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    g = scores / scores.sum()
+    before = vr.tau.item()
+    vr.update_tau(scores)
+    assert vr.tau.item() == pytest.approx(0.9 * before + 0.1 * math.sqrt(4 * (g * g).sum().item()))
+    for _ in range(200):
+        vr.update_tau(torch.ones(256))
+    assert vr.tau.item() == pytest.approx(1.0, abs=1e-6)
+    vr.update_tau(torch.zeros(256))  # all-zero scores count as uniform
+    assert vr.tau.item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_vr_switch_and_which_losses_update_tau():
+    vr = _method("vr50")
+    assert not vr.selects(epoch=0)  # tau starts at 0: off
+    vr.trained(torch.arange(128), _fwd(torch.ones(128)), 0)  # off: training losses move tau
+    assert vr.tau.item() == pytest.approx(0.1)
+    vr.tau = torch.tensor(vr.tau_th + 0.01, dtype=torch.float64)
+    assert vr.selects(epoch=0)
+    before = vr.tau.item()
+    vr.trained(torch.arange(128), _fwd(torch.ones(128)), 0)  # on: the pool's scores update tau, not training
+    assert vr.tau.item() == before
+
+
+def test_vr_samples_b_with_replacement_in_proportion_to_loss():
+    vr = _method("vr50")
+    loss = torch.linspace(0.01, 2.0, 256)
+    counts = torch.zeros(256)
+    for _ in range(400):
+        sel = vr.select(_fwd(loss), torch.arange(256), epoch=0)
+        assert sel.picked.sum().item() == 128 and sel.weight is None
+        counts += sel.picked
+    assert sel.picked.max().item() >= 1
+    g = loss / loss.sum()
+    assert torch.allclose(sel.select_prob, g)
+    expected = g * 128 * 400
+    # the 51,200 draws follow g: top-vs-bottom quarter ratio and a chi-square bound
+    ratio = (counts[192:].sum() / counts[:64].sum()).item()
+    assert ratio == pytest.approx((expected[192:].sum() / expected[:64].sum()).item(), rel=0.1)
+    chi2 = ((counts - expected) ** 2 / expected).sum().item()
+    assert chi2 < 256 + 5 * math.sqrt(2 * 256)
+    partial = vr.select(_fwd(loss[:64]), torch.arange(64), epoch=0)  # an epoch's last, smaller pool
+    assert partial.picked.sum().item() == 32
+
+
+def test_vr_reweighting_is_one_over_pool_times_p():
+    vr = _method("vr50", reweight=True)
+    loss = torch.linspace(0.5, 1.5, 256)
+    sel = vr.select(_fwd(loss), torch.arange(256), epoch=0)
+    assert torch.allclose(sel.weight, 1 / (256 * (loss / loss.sum())), rtol=1e-5)
+
+
+# -- uniform, rho, stale sb ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, share", [("uniform", 0.5), ("uniform33", 1 / 3)])
+def test_uniform_keeps_its_selectivity(name, share):
+    m = _method(name)
+    picked = sum(m.select(None, torch.arange(128), 1).picked.sum().item() for _ in range(400))
+    assert abs(picked / (400 * 128) - share) < 0.01
+    assert m.select(None, torch.arange(5), 1).select_prob.tolist() == pytest.approx([share] * 5)
+    assert not _method(name, uniform_scoring=False).needs_scores
+
+
+def test_rho_picks_the_top_b_by_loss_minus_irreducible_loss():
+    rho = _method("rho")
+    pool = rho.candidate_size()
+    assert pool == 256
+    g = torch.Generator().manual_seed(3)
+    rho.irreducible = torch.rand(1000, generator=g) * 2
+    index = torch.randperm(1000, generator=g)[:pool]
+    loss = torch.rand(pool, generator=g) * 3
+    sel = rho.select(_fwd(loss), index, 1)
+    reducible = loss - rho.irreducible[index]
+    expected = set(torch.argsort(reducible, descending=True)[:128].tolist())
+    assert set(torch.nonzero(sel.picked).squeeze(1).tolist()) == expected
+    assert sel.picked.sum().item() == 128 and sel.picked.max().item() == 1
+    assert set(torch.nonzero(sel.picked).squeeze(1).tolist()) != set(torch.argsort(loss, descending=True)[:128].tolist())
+
+
+def test_score_cache_ages_and_assigns_by_example_id():
+    cache = ScoreCache(10, torch.device("cpu"), staleness=2)
+    ids = torch.tensor([3, 7, 1])
+    cache.store(ids, _fwd([0.3, 0.7, 0.1]), epoch=4)
+    assert cache.usable(torch.tensor([7, 3, 1, 0]), epoch=5).tolist() == [True, True, True, False]
+    assert cache.usable(ids, epoch=6).tolist() == [False, False, False]
+    assert cache.lookup(torch.tensor([1, 7, 3])).loss.tolist() == pytest.approx([0.1, 0.7, 0.3])
+
+
+def test_every_registry_entry_and_preset_is_described():
+    assert set(METHODS) == {"sgd", "sb", "sbe", "vr", "uniform", "rho"}
+    assert all(cls.description for cls in METHODS.values())
+    assert all(p.method in METHODS and p.description for p in PRESETS.values())
+    assert _method("sb33").beta == 2.0 and _method("sb50").beta == 1.0 and _method("sbe50").score_field == "entropy"
+
+
+def test_iid_selection_shares_are_seeded():
+    a = _method("sb").select(_fwd(np.linspace(0, 1, 64)), torch.arange(64), 1).picked
+    b = _method("sb").select(_fwd(np.linspace(0, 1, 64)), torch.arange(64), 1).picked
+    assert torch.equal(a, b)
