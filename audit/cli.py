@@ -21,7 +21,7 @@ from audit.errors import UserError
 
 DEFAULT_DB = Path("lossaudit.duckdb")
 DEFAULT_CORRUPTIONS = "none,random_labels:0.25"
-FORMATS = ("table", "csv", "json")
+FORMATS = ("table", "csv", "json", "parquet")
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Is loss-based example selection safe on this dataset, and what does it spend its backprops on?")
@@ -159,33 +159,87 @@ app.command("run")(friendly(run_command))
 @friendly
 def sql_command(
     query: Optional[str] = typer.Argument(None, help="SQL to run read-only, e.g. \"select * from runs\""),
+    name: Optional[str] = typer.Option(None, "--query", "-q", help="run a named query or analysis instead (see --list)"),
+    param: list[str] = typer.Option([], "--param", "-p", help="NAME=VALUE for the named query; repeatable"),
+    list_: bool = typer.Option(False, "--list", help="list the named queries and analyses"),
     db: Path = _db_option(),
     format: str = typer.Option("table", "--format", help=f"output format: {', '.join(FORMATS)}"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="write to this file instead of the terminal"),
 ) -> None:
-    """Run SQL over the logs (read-only) and print the result."""
-    import duckdb
+    """Run SQL, or a named query, over the logs (read-only) and print or save the result."""
+    from audit.queries import all_queries
 
-    from audit.store import connect_readonly
-
+    if list_:
+        from audit.metrics import ANALYSES
+        for qname, q in all_queries().items():
+            params = ", ".join(f"{k}={'null' if v is None else v}" for k, v in q.defaults.items())
+            typer.echo(f"{qname:26} {q.description}" + (f"  [params: {params}]" if params else ""))
+        for aname, a in ANALYSES.items():
+            takes = ", ".join(f"{k}={v.default}" for k, v in list(inspect.signature(a.function).parameters.items())[1:])
+            typer.echo(f"{aname:26} {a.description}  [analysis" + (f"; params: {takes}]" if takes else "]"))
+        return
     if format not in FORMATS:
         raise UserError(f"unknown --format {format!r}; valid: {', '.join(FORMATS)}")
-    if not query:
-        raise UserError("give a query, e.g. lossaudit sql \"select method, count(*) from runs group by 1\"")
+    if format == "parquet" and output is None:
+        raise UserError("--format parquet writes a file: add --output PATH")
+    if (query is None) == (name is None):
+        raise UserError("give either SQL (lossaudit sql \"select ...\") or --query NAME (see --list)")
+    params = _parse_params(param)
+    frame = _query_frame(db, query, name, params)
+    _emit(frame, format, output)
+
+
+def _parse_params(items: list[str]) -> dict:
+    from audit.queries import parse_value
+    params = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--param {item!r}: expected NAME=VALUE")
+        params[key.strip()] = parse_value(value)
+    return params
+
+
+def _query_frame(db: Path, sql: str | None, name: str | None, params: dict):
+    import duckdb
+
+    from audit.metrics import ANALYSES
+    from audit.queries import all_queries, run_query
+    from audit.store import connect_readonly
+
     with connect_readonly(db) as con:
-        try:
-            frame = con.execute(query).df()
-        except duckdb.Error as err:
-            raise UserError(f"query failed: {str(err).splitlines()[0]}") from None
-    _emit(frame, format)
+        if sql is not None:
+            try:
+                return con.execute(sql).df()
+            except duckdb.Error as err:
+                raise UserError(f"query failed: {str(err).splitlines()[0]}") from None
+        if name in ANALYSES:
+            takes = list(inspect.signature(ANALYSES[name].function).parameters)[1:]
+            extra = [p for p in params if p not in takes]
+            if extra:
+                raise UserError(f"analysis {name!r} takes no parameter(s) {', '.join(extra)}; "
+                                f"it takes: {', '.join(takes) or 'none'}")
+            return ANALYSES[name].function(con, **params)
+        if name not in all_queries():
+            from audit.errors import choices
+            raise UserError(f"unknown query {name!r}; valid: {choices([*all_queries(), *ANALYSES])}")
+        return run_query(con, name, **params)
 
 
-def _emit(frame, format: str) -> None:
-    if format == "csv":
-        frame.to_csv(sys.stdout, index=False)
+def _emit(frame, format: str, output: Path | None = None) -> None:
+    if format == "parquet":
+        frame.to_parquet(output, index=False)
+    elif format == "csv":
+        frame.to_csv(output or sys.stdout, index=False)
     elif format == "json":
-        typer.echo(frame.to_json(orient="records", date_format="iso", indent=1))
+        text = frame.to_json(orient="records", date_format="iso", indent=1, double_precision=15)
+        output.write_text(text + "\n") if output else typer.echo(text)
+    elif output is not None:
+        output.write_text(frame.to_string(index=False) + "\n")
     else:
         _print_frame(frame)
+    if output is not None:
+        typer.echo(f"wrote {len(frame)} rows to {output}", err=True)
 
 
 def _print_frame(frame, *, title: str | None = None, max_rows: int = 200) -> None:
@@ -226,6 +280,19 @@ def report_command(
     written = build_report(db, html=html, json_path=json)
     for path in written:
         typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+
+
+@app.command("export")
+@friendly
+def export_command(
+    to: Path = typer.Option(..., "--to", help="folder to write one Parquet file per table into"),
+    db: Path = _db_option(),
+) -> None:
+    """Export every table as Parquet (for Spark, Trino, pandas, ...)."""
+    from audit.store import export_parquet
+
+    for path, rows in export_parquet(db, to):
+        typer.echo(f"wrote {path} ({rows} rows)")
 
 
 def main() -> None:

@@ -1,11 +1,14 @@
-"""Named SQL: each file in audit/queries/ answers one question; its first comment line says which.
+"""Named SQL: each file in audit/queries/ answers one question.
 
-Parameters are written `$name` in the SQL and always bound, never formatted in.
+A file opens with two comment lines: what it answers, and its parameters with their defaults
+(``-- params: k=8, run_id=null`` or ``-- params: none``). Parameters are written ``$name`` in the
+SQL and always bound, never formatted in.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from importlib.resources import files
 
 import duckdb
@@ -16,39 +19,78 @@ from audit.errors import UserError, choices
 _PARAM = re.compile(r"\$([A-Za-z_]\w*)")
 
 
+@dataclass(frozen=True)
+class Query:
+    name: str
+    description: str
+    defaults: dict
+    sql: str
+
+
 def _dir():
     return files("audit").joinpath("queries")
 
 
-def list_queries() -> dict[str, str]:
-    """Query name → its one-line description."""
+def parse_value(text: str):
+    """A parameter value from text: null, an int, a float, or the string itself."""
+    t = text.strip()
+    if t.lower() in ("null", "none", ""):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(t)
+        except ValueError:
+            pass
+    return t.strip("'\"")
+
+
+def _parse(name: str, text: str) -> Query:
+    lines = text.lstrip().splitlines()
+    description = lines[0].lstrip("-").strip()
+    header = lines[1].lstrip("-").strip() if len(lines) > 1 else ""
+    if not header.startswith("params:"):
+        raise ValueError(f"query {name}: second line must be '-- params: ...'")
+    spec = header[len("params:"):].strip()
+    defaults = {}
+    if spec != "none":
+        for item in spec.split(","):
+            key, _, value = item.partition("=")
+            defaults[key.strip()] = parse_value(value)
+    used = set(_PARAM.findall(text))
+    if used != set(defaults):
+        raise ValueError(f"query {name}: declares {sorted(defaults)} but uses {sorted(used)}")
+    return Query(name, description, defaults, text)
+
+
+def all_queries() -> dict[str, Query]:
     out = {}
     for entry in sorted(_dir().iterdir(), key=lambda p: p.name):
         if entry.name.endswith(".sql"):
-            first = entry.read_text().lstrip().splitlines()[0]
-            out[entry.name[:-4]] = first.lstrip("-").strip()
+            out[entry.name[:-4]] = _parse(entry.name[:-4], entry.read_text())
     return out
 
 
-def query_text(name: str) -> str:
-    queries = list_queries()
+def list_queries() -> dict[str, str]:
+    """Query name → its one-line description."""
+    return {name: q.description for name, q in all_queries().items()}
+
+
+def get_query(name: str) -> Query:
+    queries = all_queries()
     if name not in queries:
         raise UserError(f"unknown query {name!r}; valid: {choices(queries)}")
-    return _dir().joinpath(f"{name}.sql").read_text()
-
-
-def query_params(sql: str) -> list[str]:
-    return list(dict.fromkeys(_PARAM.findall(sql)))
+    return queries[name]
 
 
 def run_query(con: duckdb.DuckDBPyConnection, name: str, **params) -> pd.DataFrame:
-    """Run a named query with bound parameters and return a DataFrame."""
-    sql = query_text(name)
-    wanted = query_params(sql)
-    missing = [p for p in wanted if p not in params]
-    if missing:
-        raise UserError(f"query {name!r} needs parameter(s) {', '.join(missing)} (pass --param NAME=VALUE)")
-    extra = [p for p in params if p not in wanted]
+    """Run a named query with its defaults overridden by `params`; returns a DataFrame."""
+    query = get_query(name)
+    extra = [p for p in params if p not in query.defaults]
     if extra:
-        raise UserError(f"query {name!r} takes no parameter(s) {', '.join(extra)}; it takes: {', '.join(wanted) or 'none'}")
-    return con.execute(sql, {p: params[p] for p in wanted}).df()
+        raise UserError(f"query {name!r} takes no parameter(s) {', '.join(extra)}; "
+                        f"it takes: {', '.join(query.defaults) or 'none'}")
+    bound = {**query.defaults, **params}
+    try:
+        return con.execute(query.sql, bound).df() if bound else con.execute(query.sql).df()
+    except duckdb.Error as err:
+        raise UserError(f"query {name!r} failed with {bound}: {str(err).splitlines()[0]}") from None

@@ -165,3 +165,24 @@ class Store:
                 con.execute("update runs set status = 'interrupted', error = 'process ended without finishing the run' "
                             "where run_id = ?", [run_id])
         return dead
+
+
+def export_parquet(db: str | Path, folder: str | Path) -> list[tuple[Path, int]]:
+    """Write each table of `db` to folder/<table>.parquet (zstd); returns (path, rows) per table."""
+    folder = Path(folder).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"--to {str(folder)!r}: cannot create the folder ({err.strerror})") from None
+    out = []
+    with connect_readonly(db) as con:
+        for table in TABLES:
+            path = folder / f"{table}.parquet"
+            con.execute(f"copy {table} to '{_sql_string(path)}' (format parquet, compression zstd)")
+            out.append((path, con.execute(f"select count(*) from {table}").fetchone()[0]))
+    return out
+
+
+def _sql_string(path: Path) -> str:
+    """A path as the inside of a SQL string literal (COPY takes no bound parameters)."""
+    return str(path).replace("'", "''")

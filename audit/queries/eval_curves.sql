@@ -1,4 +1,5 @@
 -- Test error and loss at every evaluation of every run, against backprops, forwards and seconds.
+-- params: none
 with final as (
     select
         r.run_id,

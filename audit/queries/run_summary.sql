@@ -1,4 +1,5 @@
 -- One row per run: what it trained, how far it got, its test error and the corrupted share of its backprops.
+-- params: none
 with picks as (
     select
         o.run_id,
@@ -12,6 +13,7 @@ with picks as (
 base as (
     select run_id, avg(is_corrupted::integer) as base_rate
     from examples
+    where role = 'train'
     group by run_id
 ),
 

@@ -96,3 +96,42 @@ def test_bad_config_keys_and_formats(tmp_path, digits_db):
     assert fmt.exit_code == 2 and "valid: table, csv, json" in fmt.output
     write = runner.invoke(app, ["sql", "drop table runs", "--db", str(digits_db)])
     assert write.exit_code == 2 and "read-only" in write.output
+
+
+def test_named_queries_analyses_and_export(digits_db, tmp_path):
+    listing = _invoke("sql", "--list", "--db", digits_db)
+    assert listing.exit_code == 0
+    for name in ("run_summary", "example_scores", "pick_gallery", "table1", "separability"):
+        assert name in listing.output
+    table1 = _invoke("sql", "--query", "table1", "--db", digits_db, "--format", "json")
+    rows = json.loads(table1.output)
+    assert {r["method"] for r in rows} == {"sgd"} and rows[0]["speedup_backprops"] == 1.0
+    gallery = _invoke("sql", "-q", "pick_gallery", "-p", "k=1", "-p", "run_id=2", "--db", digits_db, "--format", "csv")
+    assert gallery.exit_code == 0 and len(gallery.output.strip().splitlines()) == 1 + 2 * 10  # header + most/least per class
+    out = tmp_path / "scores.parquet"
+    saved = _invoke("sql", "-q", "example_scores", "--db", digits_db, "--format", "parquet", "--output", out)
+    assert saved.exit_code == 0
+    import pandas as pd
+    scores = pd.read_parquet(out)
+    assert len(scores) == 2 * 1437 and "forgetting_score" in scores
+    export = _invoke("export", "--to", tmp_path / "parquet", "--db", digits_db)
+    assert export.exit_code == 0
+    with connect_readonly(digits_db) as con:
+        n_obs = con.execute("select count(*) from observations").fetchone()[0]
+    assert len(pd.read_parquet(tmp_path / "parquet" / "observations.parquet")) == n_obs
+    assert {p.name for p in (tmp_path / "parquet").iterdir()} == {f"{t}.parquet" for t in
+                                                                  ("runs", "examples", "observations", "steps", "evals")}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--query", "nope"], "unknown query 'nope'"),
+    (["--query", "pick_gallery", "--param", "k"], "expected NAME=VALUE"),
+    (["--query", "pick_gallery", "--param", "z=1"], "takes no parameter(s) z"),
+    (["--query", "curves", "--param", "y=1"], "takes no parameter(s) y"),
+    (["--query", "table1", "--format", "parquet"], "add --output PATH"),
+    (["select 1", "--query", "table1"], "either SQL"),
+    (["--query", "separability", "--param", "mode=eval"], "valid: any, score, train"),
+])
+def test_bad_named_query_input(digits_db, args, message):
+    result = runner.invoke(app, ["sql", *args, "--db", str(digits_db)])
+    assert result.exit_code == 2 and result.output.startswith("error: ") and message in result.output, result.output

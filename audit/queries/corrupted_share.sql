@@ -1,4 +1,5 @@
--- Share of each epoch's backprops spent on corrupted examples, per run, next to the base rate.
+-- Share of each epoch's backprops spent on corrupted examples, per run, next to the base rate (Figure 3).
+-- params: none
 with picks as (
     select
         o.run_id,
@@ -13,6 +14,7 @@ with picks as (
 base as (
     select run_id, avg(is_corrupted::integer) as base_rate
     from examples
+    where role = 'train'
     group by run_id
 ),
 
@@ -21,6 +23,7 @@ final as (
         r.run_id,
         r.method,
         r.corruption,
+        r.corruption_kind,
         r.seed,
         p.epoch,
         p.backprops,

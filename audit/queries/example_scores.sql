@@ -1,0 +1,65 @@
+-- Per-example noise scores of every run, higher = more suspect, from the observations of one forward mode.
+-- params: mode=any
+-- mode: any = every observation row (train-mode rows for sgd and warm-up epochs, scoring rows after);
+--       score = only no-grad eval-mode scoring rows; train = only train-mode rows of training steps.
+with obs as (
+    select
+        o.run_id,
+        o.example_id,
+        o.epoch,
+        o.mode,
+        o.loss,
+        o.entropy,
+        o.margin,
+        o.p_true,
+        o.picked,
+        o.pred = e.label as correct
+    from observations as o
+    join examples as e using (run_id, example_id)
+    where $mode = 'any' or o.mode = $mode
+),
+
+ordered as (
+    select
+        *,
+        lag(correct) over (partition by run_id, example_id order by epoch) as was_correct
+    from obs
+),
+
+per_example as (
+    select
+        run_id,
+        example_id,
+        count(*) as n_observations,
+        string_agg(distinct mode, '+' order by mode) as modes,
+        sum(picked) as picks,
+        avg(loss) as mean_loss_score,
+        arg_max(loss, epoch) as final_loss_score,
+        avg(entropy) as mean_entropy_score,
+        -avg(margin) as aum_score,
+        case
+            when bool_or(correct) then count(*) filter (where was_correct and not correct)
+            else count(*)  -- never learned: as many forgetting events as observations
+        end as forgetting_score,
+        -avg(p_true) as confidence_score,
+        stddev_pop(p_true) as variability_score,
+        sum(picked)::double / count(*) as pick_frequency_score
+    from ordered
+    group by run_id, example_id
+),
+
+final as (
+    select
+        p.*,
+        e.label,
+        e.true_label,
+        e.is_corrupted,
+        e.corruption,
+        e.label != e.true_label as label_changed,
+        e.source
+    from per_example as p
+    join examples as e using (run_id, example_id)
+)
+
+select * from final
+order by run_id, example_id

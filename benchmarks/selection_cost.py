@@ -1,0 +1,139 @@
+"""What does selection cost in wall-clock? sb and vr against sgd, next to a cost model from measured times.
+
+Measures, in one process on one machine: F = seconds per example of a no-grad eval-mode forward,
+T = seconds per example of a training step (forward, backward, optimizer step), both on batches of B.
+Then trains sgd, sb50, sb33, vr50 and vr50 forced on (tau_th 1) for a few epochs with full logging
+into a temporary DuckDB file, and compares each selecting epoch's wall-clock with the model
+
+    epoch seconds ≈ scoring forwards × F + backprops × T        (for sb: N · (F + s · T))
+
+where the counts are the run's own counters. The ratio measured / model is what selection's
+bookkeeping (percentiles, queues, logging) costs on top of the arithmetic.
+
+    python benchmarks/selection_cost.py [--train-size 5000] [--epochs 3] [--model resnet8] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _data import cifar10_folder  # noqa: E402
+
+from audit.store import Store, connect_readonly  # noqa: E402
+from training.config import RunConfig  # noqa: E402
+from training.methods import apply_preset  # noqa: E402
+from training.run import StoreSink, prepare, train_data  # noqa: E402
+from training.trainer import Trainer  # noqa: E402
+
+
+def per_example_times(trainer: Trainer, reps: int = 20) -> tuple[float, float]:
+    """(F, T): seconds per example of a scoring forward and of a training step, on batches of B."""
+    B = trainer.cfg.batch_size
+    index = torch.arange(B, device=trainer.device)
+    x, y = trainer.view(index), trainer.y[index]
+    model, opt = trainer.model, trainer.opt
+
+    def forward():
+        model.eval()
+        with torch.no_grad(), trainer.autocast:
+            model(x)
+
+    def train():
+        model.train()
+        with trainer.autocast:
+            loss = F.cross_entropy(model(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def seconds(fn):
+        for _ in range(3):
+            fn()
+        sync()
+        start = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        sync()
+        return (time.perf_counter() - start) / reps / B
+
+    def sync():
+        if trainer.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    f, t = [], []
+    for _ in range(3):  # interleaved, so both see the same machine load
+        f.append(seconds(forward))
+        t.append(seconds(train))
+    return min(f), min(t)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--train-size", type=int, default=5000)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--model", default="resnet8")
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+
+    base = RunConfig(dataset=f"imagefolder:{cifar10_folder()}", model=args.model, train_size=args.train_size,
+                     test_size=1000, epochs=args.epochs, device=args.device, eval_every=100.0)
+    cells = [("sgd", {}), ("sb50", {}), ("sb33", {}), ("vr50", {}), ("vr50 on", {"tau_th": 1.0})]
+    cache: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(Path(tmp) / "bench.duckdb")
+        probe = Trainer(base, train_data(prepare(base, cache)))
+        f, t = per_example_times(probe)
+        print(f"{args.model} on {args.train_size} CIFAR-10 images, batch {base.batch_size}, {probe.device}, "
+              f"{torch.get_num_threads()} threads")
+        print(f"measured: F = {f * 1e3:.3f} ms per example (no-grad forward), "
+              f"T = {t * 1e3:.3f} ms per example (training step)   T/F = {t / f:.2f}\n")
+        rows = []
+        for label, over in cells:
+            cfg = apply_preset(dataclasses.replace(base, method=label.split()[0], **over))
+            prep = prepare(cfg, cache)
+            trainer = Trainer(cfg, train_data(prep))
+            run_id = store.start_run(_run_row(cfg, prep, trainer), _examples(prep))
+            trainer.fit(StoreSink(store, run_id))
+            store.finish(run_id, "complete")
+            with connect_readonly(store.path) as con:
+                epochs = con.execute("""
+                    select epoch, max(seconds) - coalesce(lag(max(seconds)) over (order by epoch), 0) as seconds,
+                           sum(n_backprop) as backprops, sum(n_scored) as scored
+                    from steps where run_id = ? group by epoch order by epoch""", [run_id]).fetchall()
+            for epoch, seconds, backprops, scored in epochs[1:]:  # epoch 0 is sb's warm-up: plain sgd
+                model = scored * f + backprops * t
+                rows.append((label, epoch, backprops / len(trainer.y), seconds, model, seconds / backprops))
+        print(f"{'method':10} {'epoch':>5} {'s':>6} {'measured s':>11} {'model s':>8} {'ratio':>6} {'ms/backprop':>12}")
+        for label, epoch, s, seconds, model, per_bp in rows:
+            print(f"{label:10} {epoch:5d} {s:6.3f} {seconds:11.2f} {model:8.2f} {seconds / model:6.2f} {per_bp * 1e3:12.3f}")
+        sgd = [r for r in rows if r[0] == "sgd"]
+        sgd_sec, sgd_model = (sum(r[i] for r in sgd) / len(sgd) for i in (3, 4))
+        print(f"\nper selecting epoch, relative to sgd's {sgd_sec:.2f} s:")
+        for label in dict.fromkeys(r[0] for r in rows):
+            mine = [r for r in rows if r[0] == label]
+            s_mean, sec, model = (sum(r[i] for r in mine) / len(mine) for i in (2, 3, 4))
+            print(f"  {label:10} selectivity {s_mean:.3f}: {sec / sgd_sec:.2f}x sgd's epoch time "
+                  f"(cost model: {model / sgd_model:.2f}x)")
+
+
+def _run_row(cfg, prep, trainer):
+    from training.run import run_row
+    return run_row(cfg, prep, trainer, command="benchmarks/selection_cost.py")
+
+
+def _examples(prep):
+    from training.run import examples_frame
+    return examples_frame(prep)
+
+
+if __name__ == "__main__":
+    main()
