@@ -271,15 +271,37 @@ def report_command(
     html: Optional[Path] = typer.Option(None, "--html", help="write a self-contained HTML page here"),
     json: Optional[Path] = typer.Option(None, "--json", help="write every number of the page as JSON here"),
     db: Path = _db_option(),
+    run: list[int] = typer.Option([], "--run", help="only this run_id; repeatable"),
+    where: Optional[str] = typer.Option(None, "--where", help="only runs matching this SQL condition, e.g. \"seed < 3\""),
+    gallery_size: int = typer.Option(8, "--gallery-size", help="examples per class in the most/least picked galleries"),
+    open_: bool = typer.Option(False, "--open", help="open the HTML page in a browser when done"),
 ) -> None:
-    """Render the runs in the database as one offline HTML page (and/or its JSON twin)."""
+    """Render the runs as one offline HTML page with the paper's table and figures (and/or its JSON twin)."""
     from reports.html import build_report
 
     if html is None and json is None:
         raise UserError("give --html PATH and/or --json PATH")
-    written = build_report(db, html=html, json_path=json)
+    if gallery_size < 1:
+        raise UserError(f"--gallery-size must be >= 1, got {gallery_size}")
+    written = build_report(db, html=html, json_path=json, where=where, run_ids=run or None,
+                           gallery_size=gallery_size, images=_run_images())
     for path in written:
         typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    if open_ and html is not None:
+        import webbrowser
+        webbrowser.open(html.resolve().as_uri())
+
+
+def _run_images():
+    """The gallery's image source: reproduces each run's training images (imports torch only when needed)."""
+    state: dict = {}
+
+    def images(run, example_ids):
+        if "source" not in state:
+            from training.run import RunImages
+            state["source"] = RunImages()
+        return state["source"](run, example_ids)
+    return images
 
 
 @app.command("export")

@@ -141,7 +141,9 @@ def table1(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
                 row[f"speedup_{axis}"] = base / mine if mine and not math.isnan(mine) and mine > 0 else math.nan
             row["cell"] = _cell(row["speedup_backprops"], row["best_test_error"])
             rows.append(row)
-    frame = pd.DataFrame(rows)
+    columns = ["corruption", "method", "n_seeds", "best_test_error", "best_test_error_std", "target_error",
+               *[c for a in AXES for c in (f"{a}_to_target", f"speedup_{a}")], "cell"]
+    frame = pd.DataFrame(rows, columns=columns)
     frame.attrs["rule"] = TABLE1_RULE
     return frame
 
@@ -170,6 +172,10 @@ def corrupted_share(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 # -- separability --------------------------------------------------------------------------------
 
 
+TRUTH_RULE = ("Ground truth: for random_labels the examples whose label actually changed (a relabelled example that "
+              "kept its label is clean data); for image corruptions every corrupted example.")
+
+
 def noisy_truth(scores: pd.DataFrame) -> pd.Series:
     """Ground truth for separability: for random_labels the examples whose label actually changed (a
     relabelled example that kept its label is clean data); for image corruptions every corrupted one."""
@@ -188,10 +194,14 @@ def separability(con: duckdb.DuckDBPyConnection, mode: str = "any") -> pd.DataFr
     """How well each score tells corrupted from clean examples: AUROC, average precision and precision at
     k = number corrupted, per run, then averaged over seeds per corruption setting, method and score.
     `best` marks the score with the highest mean AUROC for each corruption setting and method."""
+    runs = con.execute("select run_id, method, corruption, corruption_kind, seed from runs").df()
+    return separability_of(example_scores(con, mode), runs)
+
+
+def separability_of(scores: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """`separability` on already computed example scores (runs: run_id, method, corruption, corruption_kind, seed)."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    scores = example_scores(con, mode)
-    runs = con.execute("select run_id, method, corruption, corruption_kind, seed from runs").df()
     rows = []
     for run_id, group in scores.groupby("run_id"):
         y = noisy_truth(group)
@@ -215,7 +225,7 @@ def separability(con: duckdb.DuckDBPyConnection, mode: str = "any") -> pd.DataFr
            .reset_index())
     out["base_rate"] = out.n_corrupted / out.n_examples
     out["best"] = out.auroc == out.groupby(["corruption", "method"]).auroc.transform("max")
-    out.attrs["truth"] = noisy_truth.__doc__.split("\n")[0].strip()
+    out.attrs["truth"] = TRUTH_RULE
     return out[columns]
 
 

@@ -45,8 +45,13 @@ def _connect(path: str | Path, *, read_only: bool, timeout: float) -> duckdb.Duc
 
 
 @contextmanager
-def connect_readonly(path: str | Path, *, timeout: float = 60.0):
-    """Read-only connection to an existing lossaudit database (waits while a writer flushes)."""
+def connect_readonly(path: str | Path, *, timeout: float = 60.0, where: str | None = None,
+                     run_ids: list[int] | None = None):
+    """Read-only connection to an existing lossaudit database (waits while a writer flushes).
+
+    With `where` (a SQL condition on runs columns) or `run_ids`, the connection sees only those runs:
+    every table is a view over the file, restricted to the selected runs.
+    """
     path = Path(path).expanduser()
     if not path.is_file():
         raise UserError(f"database {str(path)!r} does not exist; create one with `lossaudit run --db {path}`")
@@ -55,9 +60,43 @@ def connect_readonly(path: str | Path, *, timeout: float = 60.0):
     except duckdb.Error as err:
         raise UserError(f"cannot open database {str(path)!r}: {str(err).splitlines()[0]}") from None
     try:
+        if where is not None or run_ids is not None:
+            con = _restricted(con, path, where, run_ids, timeout)
         yield con
     finally:
         con.close()
+
+
+def _restricted(con, path: Path, where: str | None, run_ids: list[int] | None, timeout: float):
+    """An in-memory connection whose tables are views of `path` limited to the selected runs."""
+    selected = con.execute("select run_id from runs").fetchall() if where is None else None
+    if where is not None:
+        try:
+            selected = con.execute(f"select run_id from runs where {where}").fetchall()
+        except duckdb.Error as err:
+            raise UserError(f"--where {where!r} is not a valid condition on runs: {str(err).splitlines()[0]}") from None
+    ids = [int(r[0]) for r in selected]
+    if run_ids is not None:
+        missing = sorted(set(run_ids) - set(r for r, in con.execute("select run_id from runs").fetchall()))
+        if missing:
+            raise UserError(f"--run {', '.join(map(str, missing))}: no such run in {str(path)!r}")
+        ids = [i for i in ids if i in set(run_ids)]
+    con.close()
+    mem = duckdb.connect()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            mem.execute(f"attach '{_sql_string(path)}' as src (read_only)")
+            break
+        except duckdb.IOException as err:
+            if not _is_lock_error(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    id_list = ", ".join(map(str, ids)) or "null"  # integers from the database itself
+    mem.execute("create view meta as select * from src.meta")
+    for table in TABLES:
+        mem.execute(f"create view {table} as select * from src.{table} where run_id in ({id_list})")
+    return mem
 
 
 def schema_sql() -> str:

@@ -61,6 +61,11 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
+        """The config stored in runs.config (extra keys such as method_params are ignored)."""
+        return cls(**{k: _coerce(k, v) for k, v in values.items() if k in FIELDS})
+
 
 AUGMENTS = ("auto", "crop-flip", "none")
 FIELDS = {f.name: f for f in fields(RunConfig)}

@@ -139,3 +139,17 @@ def run_grid(grid: Grid, store: Store, *, command: str = "",
         progress = on_start(i, cfg) if on_start else None
         run_ids.append(run_one(cfg, store, command=command, cache=cache, progress=progress))
     return run_ids
+
+
+class RunImages:
+    """The training images of stored runs as they were trained (dataset, subset and corruption
+    reproduced from runs.config), for the report's galleries."""
+
+    def __init__(self):
+        self.cache: dict = {}
+
+    def __call__(self, run: dict, example_ids) -> np.ndarray:
+        cfg = RunConfig.from_dict(run["config"])
+        prep = prepare(cfg, self.cache)
+        position = {int(e): i for i, e in enumerate(prep.train.example_id)}
+        return prep.corrupted.x[[position[int(e)] for e in example_ids]]

@@ -1,28 +1,163 @@
-"""The first report: sections present, numbers equal to the analysis functions, empty databases handled."""
+"""The report: every section on a real grid, escaping, empty cases, the JSON twin, and a real browser."""
 
 import json
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
 
 from audit import metrics
+from audit.cli import app
 from audit.store import Store, connect_readonly
 from reports.html import build_report
+from training.config import RunConfig
+from training.run import RunImages, run_one
+
+SECTIONS = ("verdict", "alerts", "runs", "table1", "curves", "corrupted-share", "separability", "galleries",
+            "data-map", "per-class")
 
 
-def test_report_sections_and_json_twin(digits_db, tmp_path):
-    html, js = tmp_path / "r.html", tmp_path / "r.json"
-    build_report(digits_db, html=html, json_path=js)
-    page = html.read_text()
-    for heading in ("Runs", "Test error vs examples back-propagated", "Corrupted share of backprops over training"):
-        assert f"<h2>{heading}</h2>" in page
-    assert page.count("data:image/png;base64,") == 2
-    assert "http://" not in page and "https://" not in page  # nothing fetched at view time
-    twin = json.loads(js.read_text())
-    with connect_readonly(digits_db) as con:
+@pytest.fixture(scope="module")
+def grid_db(tmp_path_factory):
+    """sgd, sb50 and the uniform control, clean and with 50% random labels, on 400 digits."""
+    store = Store(tmp_path_factory.mktemp("report") / "grid.duckdb")
+    cache: dict = {}
+    for corruption in ("none", "random_labels:0.5"):
+        for method in ("sgd", "sb50", "uniform"):
+            run_one(RunConfig(method=method, corruption=corruption, epochs=4, train_size=400, model="mlp",
+                              device="cpu"), store, cache=cache)
+    return store.path
+
+
+@pytest.fixture(scope="module")
+def report(grid_db, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    html, js = out / "r.html", out / "r.json"
+    build_report(grid_db, html=html, json_path=js, images=RunImages(), gallery_size=4)
+    return html, js
+
+
+def test_every_section_is_present_and_filled(report):
+    page = report[0].read_text()
+    for section in SECTIONS:
+        assert f"<h2 id={section}>" in page
+    assert page.index("<h2 id=verdict>") < page.index("<h2 id=alerts>") < page.index("<h2 id=runs>") \
+        < page.index("<h2 id=table1>") < page.index("<h2 id=curves>") < page.index("<h2 id=galleries>")
+    assert page.count("class='verdict ") == 2  # one per corruption setting
+    assert "spent" in page and "of its backprops on corrupted examples" in page  # the over-picking alert
+    assert page.count("<img alt='' src='data:image/png;base64,") == 2 * 10 * 4 * 2  # settings × classes × k × most/least
+    assert "class='tile bad'" in page
+    assert re.search(r"<img class=fig alt='test error curves' src='data:image/png;base64,", page)
+    assert "http://" not in page and "https://" not in page and "<script" not in page  # offline, static
+
+
+def test_json_twin_equals_the_analysis_functions(report, grid_db):
+    twin = json.loads(report[1].read_text())
+    with connect_readonly(grid_db) as con:
+        table1 = metrics.table1(con)
+        sep = metrics.separability(con)
         summary = metrics.run_summary(con)
-    assert [r["best_test_error"] for r in twin["runs"]] == summary.best_test_error.tolist()
-    assert [r["corrupted_share"] for r in twin["runs"]][1] == summary.corrupted_share.iloc[1]
+    rows = {(r["corruption"], r["method"]): r for r in twin["table1"]["rows"]}
+    for r in table1.itertuples():
+        mine = rows[(r.corruption, r.method)]
+        assert mine["best_test_error"] == r.best_test_error
+        assert mine["cell"] == r.cell
+        assert (mine["speedup_backprops"] is None) == np.isnan(r.speedup_backprops)
+    aurocs = {(r["corruption"], r["method"], r["score"]): r["auroc"] for r in twin["separability"]["rows"]}
+    assert aurocs == {(r.corruption, r.method, r.score): r.auroc for r in sep.itertuples()}
+    assert len(twin["verdicts"]) == 2 and twin["n_runs"] == len(summary) == 6
+    gallery = twin["galleries"][1]
+    assert gallery["corruption"] == "random_labels:0.5" and gallery["method"] == "sb50"
+    assert {e["which"] for e in gallery["examples"]} == {"most", "least"}
 
 
-def test_empty_database_says_so(tmp_path):
-    Store(tmp_path / "e.duckdb")
-    build_report(tmp_path / "e.duckdb", html=tmp_path / "e.html")
-    assert "holds no runs yet" in (tmp_path / "e.html").read_text()
+def test_gallery_images_are_the_images_as_trained(grid_db):
+    with connect_readonly(grid_db) as con:
+        run = con.execute("select config from runs where corruption = 'random_labels:0.5' limit 1").fetchone()
+    config = json.loads(run[0])
+    from training.run import prepare
+    prep = prepare(RunConfig.from_dict(config))
+    ids = prep.train.example_id[[0, 5, 399]]
+    images = RunImages()({"config": config}, ids)
+    assert np.array_equal(images, prep.corrupted.x[[0, 5, 399]])
+
+
+def test_selection_options(grid_db, tmp_path):
+    js = tmp_path / "sel.json"
+    build_report(grid_db, json_path=js, where="method = 'sgd'")
+    twin = json.loads(js.read_text())
+    assert twin["n_runs"] == 2 and {r["method"] for r in twin["table1"]["rows"]} == {"sgd"}
+    build_report(grid_db, json_path=js, run_ids=[1, 2])
+    assert json.loads(js.read_text())["n_runs"] == 2
+    result = CliRunner().invoke(app, ["report", "--db", str(grid_db), "--json", str(js), "--where", "nonsense ="])
+    assert result.exit_code == 2 and "--where" in result.output
+    result = CliRunner().invoke(app, ["report", "--db", str(grid_db), "--json", str(js), "--run", "99"])
+    assert result.exit_code == 2 and "no such run" in result.output
+
+
+def test_hostile_names_are_escaped(tmp_path):
+    x = np.random.default_rng(0).integers(0, 256, (120, 8, 8), dtype=np.uint8)
+    hostile = "<script>alert(1)</script>"
+    data = tmp_path / "evil'<b>.npz"
+    np.savez(data, x=x, y=np.arange(120) % 2, classes=np.array([hostile, "ok"]))
+    store = Store(tmp_path / "e.duckdb")
+    run_one(RunConfig(dataset=f"npz:{data}", method="sb50", corruption="random_labels:0.5",
+                      epochs=2, model="mlp", device="cpu"), store)
+    html = tmp_path / "e.html"
+    build_report(store.path, html=html, images=RunImages(), gallery_size=2)
+    page = html.read_text()
+    assert hostile not in page and "<b>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<script" not in page and "evil'<b>" not in page and "evil&#x27;&lt;b&gt;" in page
+
+
+def test_empty_databases_say_so(tmp_path, digits_db):
+    Store(tmp_path / "empty.duckdb")
+    build_report(tmp_path / "empty.duckdb", html=tmp_path / "empty.html")
+    assert "holds no runs yet" in (tmp_path / "empty.html").read_text()
+    # runs without corruption: the corruption sections explain themselves instead of failing
+    build_report(digits_db, html=tmp_path / "clean.html", where="corruption = 'none'")
+    page = (tmp_path / "clean.html").read_text()
+    assert "no corrupted share" in page and "both corrupted and clean" in page
+    # a run that never finished: the page says so
+    store = Store(tmp_path / "running.duckdb")
+    import pandas as pd
+    store.start_run(dict(method="sgd", dataset="digits", model="mlp", corruption="none", corruption_kind=None,
+                         corrupt_frac=0.0, seed=0, n_train=1, n_test=1, n_classes=2, classes=["a", "b"], epochs=3,
+                         config={}, command="", version="0", torch_version="", device="cpu"),
+                    pd.DataFrame({"example_id": np.int32([0]), "label": np.int16([0]), "true_label": np.int16([0]),
+                                  "corruption": pd.array([None], "string"), "is_corrupted": [False],
+                                  "source": ["x"]}))
+    build_report(store.path, html=tmp_path / "running.html")
+    assert "No run in this selection has finished" in (tmp_path / "running.html").read_text()
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--disable-quic"]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian package 'chromium'); .ci/run installs it")
+def test_the_page_renders_in_a_real_browser(report, tmp_path):
+    url = report[0].resolve().as_uri()
+    shot = tmp_path / "shot.png"
+    run = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,2400",
+                          f"--screenshot={shot}", "--enable-logging=stderr", "--v=0", url],
+                         capture_output=True, text=True, timeout=120)
+    assert shot.is_file(), run.stderr[-2000:]
+    from PIL import Image
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert pixels.std() > 10  # not a blank page
+    assert (pixels < 128).mean() > 0.01  # text and figures drawn
+    dump = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile2'}", "--enable-logging=stderr",
+                           "--v=0", "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    dom = dump.stdout
+    # chromium logs console messages as ':CONSOLE:' lines (an uncaught error would read "Uncaught ...")
+    console = [line for line in (run.stderr + dump.stderr).splitlines() if ":CONSOLE" in line]
+    assert console == [], console
+    for heading in ("Verdict", "Alerts", "Table 1: speedup to target", "Most and least picked examples", "Data map"):
+        assert heading in dom
+    assert dom.count("<img") > 100  # figures and gallery tiles are in the live DOM
