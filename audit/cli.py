@@ -304,6 +304,33 @@ def _run_images():
     return images
 
 
+@app.command("audit")
+@friendly
+def audit_command(
+    dataset: str = typer.Argument(..., help="your labelled images: imagefolder:PATH, csv:PATH (columns path,label) "
+                                            "or any other dataset spec"),
+    db: Path = typer.Option(DEFAULT_DB, "--db", help="DuckDB file to log the proxy run into"),
+    out: Path = typer.Option(Path("suspects"), "--out", help="write the ranked suspects to OUT.csv and OUT.parquet"),
+    model: str = typer.Option("resnet8", "--model", help="proxy model"),
+    epochs: int = typer.Option(15, "--epochs", help="proxy training epochs (constant learning rate)"),
+    canaries: float = typer.Option(0.02, "--canaries", help="share of corrupted copies added as known positives"),
+    image_size: Optional[int] = typer.Option(None, "--image-size",
+                                             help="resize images to S×S; default: keep up to 32×32, else 32"),
+    train_size: int = typer.Option(0, "--train-size", help="audit a stratified subset of this many examples; 0 = all"),
+    seed: int = typer.Option(0, "--seed", help="seed of the proxy run and the canaries"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N"),
+    strict: bool = typer.Option(False, "--strict", help="exit 3 on caution and 4 on unsafe"),
+) -> None:
+    """Audit your own dataset for label noise before using loss-based selection: suspects, an estimated
+    noise share calibrated by canaries, and a safe / caution / unsafe verdict."""
+    from audit.audit import run_audit
+
+    result = run_audit(dataset, db=db, out=out, model=model, epochs=epochs, canaries=canaries, image_size=image_size,
+                       train_size=train_size, seed=seed, device=device, command=_command_line())
+    if strict and result.verdict != "safe":
+        raise typer.Exit(3 if result.verdict == "caution" else 4)
+
+
 @app.command("export")
 @friendly
 def export_command(

@@ -44,16 +44,17 @@ def corrupted_share_by_epoch(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     return run_query(con, "corrupted_share")
 
 
-def example_scores(con: duckdb.DuckDBPyConnection, mode: str = "any") -> pd.DataFrame:
+def example_scores(con: duckdb.DuckDBPyConnection, mode: str = "any", max_epoch: int | None = None) -> pd.DataFrame:
     """One row per run × example with every `<x>_score` (higher = more suspect) and the ground truth.
 
     mode picks the observations the scores come from: any (every row), score (no-grad eval-mode
     scoring forwards, which cover every example each selecting epoch) or train (train-mode forwards
-    of training steps, which under sb/vr cover only the picked examples).
+    of training steps, which under sb/vr cover only the picked examples). max_epoch limits them to the
+    epochs up to that one (None = all).
     """
     if mode not in ("any", "score", "train"):
         raise UserError(f"unknown score mode {mode!r}; valid: any, score, train")
-    return run_query(con, "example_scores", mode=mode)
+    return run_query(con, "example_scores", mode=mode, max_epoch=max_epoch)
 
 
 def pick_gallery(con: duckdb.DuckDBPyConnection, k: int = 8, run_id: int | None = None) -> pd.DataFrame:

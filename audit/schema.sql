@@ -47,7 +47,7 @@ create table if not exists examples (
     corruption   varchar,
     is_corrupted boolean not null,
     source       varchar not null,
-    role         varchar not null default 'train' check (role in ('train', 'holdout')),
+    role         varchar not null default 'train' check (role in ('train', 'holdout', 'canary', 'replaced')),
     irreducible_loss float
 );
 
@@ -132,7 +132,7 @@ comment on column examples.true_label is 'Label before corruption.';
 comment on column examples.corruption is 'Corruption kind applied to this example, NULL if none.';
 comment on column examples.is_corrupted is 'True if the example was selected for corruption. For random_labels about 1/K of these keep their label by chance; label != true_label marks the changed ones.';
 comment on column examples.source is 'Where the example came from: a file path, or dataset:index.';
-comment on column examples.role is 'train = a candidate for training; holdout = kept out of training to fit an irreducible-loss model (rho).';
+comment on column examples.role is 'train = a candidate for training; holdout = kept out of training to fit an irreducible-loss model (rho); canary = a corrupted copy of a training example added as a known positive (--canaries, lossaudit audit); replaced = an original that a random-label canary stands in for, not trained.';
 comment on column examples.irreducible_loss is 'rho: loss of the irreducible-loss model on this example (eval mode, no augmentation); NULL for other methods.';
 
 comment on column observations.run_id is 'Run of the observation.';

@@ -186,8 +186,13 @@ class Store:
             con.execute("update examples set irreducible_loss = il.irreducible_loss from il "
                         "where examples.run_id = ? and examples.example_id = il.example_id", [run_id])
             con.unregister("il")
+        self.patch_config(run_id, {"irreducible_model": summary})
+
+    def patch_config(self, run_id: int, patch: dict) -> None:
+        """Merge `patch` into runs.config (results computed after training: rho's irreducible-loss model, audits)."""
+        with self.transaction() as con:
             con.execute("update runs set config = json_merge_patch(config, ?) where run_id = ?",
-                        [json.dumps({"irreducible_model": summary}), run_id])
+                        [json.dumps(patch, allow_nan=False, default=str), run_id])
 
     def finish(self, run_id: int, status: str, error: str | None = None) -> None:
         with self.transaction() as con:

@@ -7,8 +7,10 @@ into a temporary DuckDB file, and compares each selecting epoch's wall-clock wit
 
     epoch seconds ≈ scoring forwards × F + backprops × T        (for sb: N · (F + s · T))
 
-where the counts are the run's own counters. The ratio measured / model is what selection's
-bookkeeping (percentiles, queues, logging) costs on top of the arithmetic.
+where the counts are the run's own counters. The ratio measured / model is what selection costs on
+top of the arithmetic. To say where that goes, the time inside the scoring forwards and the training
+steps is also clocked in the loop itself; the rest (augmentation, percentiles, queues, logging into
+DuckDB) is the bookkeeping.
 
     python benchmarks/selection_cost.py [--train-size 5000] [--epochs 3] [--model resnet8] [--device cpu]
 """
@@ -101,6 +103,7 @@ def main() -> None:
             cfg = apply_preset(dataclasses.replace(base, method=label.split()[0], **over))
             prep = prepare(cfg, cache)
             trainer = Trainer(cfg, train_data(prep))
+            clock = _clock(trainer)
             run_id = store.start_run(_run_row(cfg, prep, trainer), _examples(prep))
             trainer.fit(StoreSink(store, run_id))
             store.finish(run_id, "complete")
@@ -111,10 +114,14 @@ def main() -> None:
                     from steps where run_id = ? group by epoch order by epoch""", [run_id]).fetchall()
             for epoch, seconds, backprops, scored in epochs[1:]:  # epoch 0 is sb's warm-up: plain sgd
                 model = scored * f + backprops * t
-                rows.append((label, epoch, backprops / len(trainer.y), seconds, model, seconds / backprops))
-        print(f"{'method':10} {'epoch':>5} {'s':>6} {'measured s':>11} {'model s':>8} {'ratio':>6} {'ms/backprop':>12}")
-        for label, epoch, s, seconds, model, per_bp in rows:
-            print(f"{label:10} {epoch:5d} {s:6.3f} {seconds:11.2f} {model:8.2f} {seconds / model:6.2f} {per_bp * 1e3:12.3f}")
+                inside = clock[epoch]
+                rows.append((label, epoch, backprops / len(trainer.y), seconds, model, seconds / backprops,
+                             inside["score"], inside["train"]))
+        print(f"{'method':10} {'epoch':>5} {'s':>6} {'measured s':>11} {'model s':>8} {'ratio':>6} {'ms/backprop':>12}"
+              f" {'in scoring':>11} {'in training':>12} {'other':>6}")
+        for label, epoch, s, seconds, model, per_bp, in_score, in_train in rows:
+            print(f"{label:10} {epoch:5d} {s:6.3f} {seconds:11.2f} {model:8.2f} {seconds / model:6.2f} {per_bp * 1e3:12.3f}"
+                  f" {in_score:11.2f} {in_train:12.2f} {seconds - in_score - in_train:6.2f}")
         sgd = [r for r in rows if r[0] == "sgd"]
         sgd_sec, sgd_model = (sum(r[i] for r in sgd) / len(sgd) for i in (3, 4))
         print(f"\nper selecting epoch, relative to sgd's {sgd_sec:.2f} s:")
@@ -123,6 +130,34 @@ def main() -> None:
             s_mean, sec, model = (sum(r[i] for r in mine) / len(mine) for i in (2, 3, 4))
             print(f"  {label:10} selectivity {s_mean:.3f}: {sec / sgd_sec:.2f}x sgd's epoch time "
                   f"(cost model: {model / sgd_model:.2f}x)")
+
+
+def _clock(trainer: Trainer) -> dict[int, dict[str, float]]:
+    """Seconds spent inside scoring forwards and training steps, per epoch (a device sync after each)."""
+    clock: dict[int, dict[str, float]] = {}
+
+    def wrap(name, fn, epoch_of):
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            out = fn(*args, **kwargs)
+            if trainer.device.type == "cuda":
+                torch.cuda.synchronize()
+            bucket = clock.setdefault(epoch_of(args), {"score": 0.0, "train": 0.0})
+            bucket[name] += time.perf_counter() - start
+            return out
+        return timed
+
+    current = {"epoch": 0}
+    selects = trainer.method.selects
+
+    def selects_and_note(epoch):
+        current["epoch"] = epoch
+        return selects(epoch)
+
+    trainer.method.selects = selects_and_note
+    trainer.score = wrap("score", trainer.score, lambda args: current["epoch"])
+    trainer.train_step = wrap("train", trainer.train_step, lambda args: args[1])
+    return clock
 
 
 def _run_row(cfg, prep, trainer):

@@ -44,7 +44,7 @@ th{background:#f6f6f6} .l{text-align:left} .muted{color:#666} img.fig{max-width:
 .gallery{display:grid;grid-template-columns:8em 1fr 1fr;gap:4px 12px;align-items:center;font-size:12px}
 .tiles{display:flex;flex-wrap:wrap;gap:3px} .tile{display:flex;flex-direction:column;align-items:center;width:52px}
 .tile img{width:48px;height:48px;image-rendering:pixelated;border:2px solid #ddd}
-.tile.bad img{border-color:#d62728} .tile span{font-size:10px;color:#555}
+.tile.bad img{border-color:#d62728} .tile span{font-size:10px;color:#555;max-width:52px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 td.best{font-weight:bold} .scroll{overflow-x:auto;max-width:100%}
 """
 
@@ -124,6 +124,7 @@ def compose(db: str, data: dict, images: ImageSource | None, gallery_size: int) 
         "corrupted_share": {"rows": _records(data["shares"]),
                             "figure": figures.corrupted_share(data["shares"], colours) if len(data["shares"]) else None},
     })
+    content["audits"] = _audits(runs, images)
     content["separability"] = _separability(data, runs, noisy)
     content["galleries"] = [_gallery(data, runs, s, images, gallery_size) for s in settings]
     content["data_map"] = _data_map(data, runs, settings)
@@ -149,6 +150,26 @@ def _metadata(runs: pd.DataFrame, summary: pd.DataFrame) -> dict:
     return {"commands": list(dict.fromkeys(c for c in runs.command if c)), "common_config": common,
             "varying_config": varying, "runs": rows, "seeds": sorted(int(s) for s in runs.seed.unique()),
             "versions": sorted(runs.version.unique().tolist())}
+
+
+def _audits(runs: pd.DataFrame, images: ImageSource | None) -> list[dict]:
+    """The results of `lossaudit audit` stored with its proxy runs, with tiles of the top suspects."""
+    out = []
+    for r in runs.itertuples():
+        config = json.loads(r.config) if isinstance(r.config, str) else dict(r.config)
+        if "audit" not in config:
+            continue
+        audit = dict(config["audit"], run_id=int(r.run_id), dataset=r.dataset, model=r.model, epochs=int(r.epochs))
+        tiles = None
+        if images is not None and audit.get("top_suspects"):
+            try:
+                ids = [s["example_id"] for s in audit["top_suspects"]]
+                tiles = {int(e): figures.tile(p) for e, p in zip(ids, images({"config": config}, ids))}
+            except Exception as err:
+                audit["images_note"] = f"images unavailable: {type(err).__name__}: {err}"
+        audit["images"] = tiles
+        out.append(audit)
+    return out
 
 
 def _separability(data: dict, runs: pd.DataFrame, noisy: list[str]) -> dict:
@@ -237,7 +258,7 @@ def render(c: dict) -> str:
     if c["n_complete"] == 0:
         parts.append("<p class=note>No run in this selection has finished; every number below covers only the "
                      "epochs logged so far.</p>")
-    parts += [_verdict_html(c), _alerts_html(c), _metadata_html(c), _table1_html(c), _curves_html(c),
+    parts += [_verdict_html(c), _audits_html(c), _alerts_html(c), _metadata_html(c), _table1_html(c), _curves_html(c),
               _share_html(c), _separability_html(c), _galleries_html(c), _data_map_html(c), _per_class_html(c)]
     return _page(parts)
 
@@ -248,7 +269,39 @@ def _verdict_html(c: dict) -> str:
         details = "".join(f"<li>{escape(d)}</li>" for d in v["details"])
         items.append(f"<div class='verdict {escape(v['level'])}'><strong>{escape(v['headline'])}</strong>"
                      f"{f'<ul>{details}</ul>' if details else ''}</div>")
+    if not items:
+        items = ["<p class=muted>No run here was evaluated on a test split, so there is no speedup to judge.</p>"]
     return "<h2 id=verdict>Verdict</h2>" + "".join(items)
+
+
+def _audits_html(c: dict) -> str:
+    if not c.get("audits"):
+        return ""
+    parts = ["<h2 id=audit>Own-dataset audit</h2>"]
+    for a in c["audits"]:
+        level = {"safe": "pays-off", "caution": "no-better-than-random", "unsafe": "does-not-pay-off"}[a["verdict"]]
+        recall = ", ".join(f"{k} {_pct(v, 0)}" for k, v in a["canary_recall"].items())
+        parts.append(
+            f"<div class='verdict {level}'><strong>{escape(a['dataset'])}: {escape(a['verdict_line'])}</strong><ul>"
+            f"<li>{a['n_examples']} examples audited by a {escape(a['model'])} proxy run ({a['epochs']} epochs, run "
+            f"{a['run_id']}); canaries: {escape(', '.join(f'{n} {k}' for k, n in a['canaries'].items()))}</li>"
+            f"<li>suspicion score: {escape(a['score'])}; canary recall at the suspect threshold: {escape(recall)}</li>"
+            f"<li>estimated noise share {_pct(a['noise_share'])} (bootstrap 5-95%: {_pct(a['noise_interval'][0])} to "
+            f"{_pct(a['noise_interval'][1])}; {escape(a['noise_method'])})</li>"
+            f"<li>rule: {escape(a['verdict_rule'])}</li></ul></div>")
+        parts.append("<h3>Canary AUROC of each candidate score</h3>" + _table(pd.DataFrame(a["score_table"])))
+        parts.append("<h3>Replayed pick rules: share of backprops on the suspects</h3>" + _table(pd.DataFrame(a["replay"])))
+        top = pd.DataFrame(a.get("top_suspects") or [])
+        if not top.empty:
+            parts.append(f"<h3>Top suspects (of {a['n_suspects']}; all in {escape(a.get('suspects_csv', 'the suspects file'))})</h3>")
+            if a.get("images"):
+                tiles = "".join(
+                    f"<div class='tile' title='{escape(f'{s.path} · given {s.given_label}, suggested {s.suggested_label}', quote=True)}'>"
+                    f"<img alt='' src='{a['images'][int(s.example_id)]}'><span>{escape(str(s.given_label))}→"
+                    f"{escape(str(s.suggested_label))}</span></div>" for s in top.itertuples() if int(s.example_id) in a["images"])
+                parts.append(f"<div class=tiles>{tiles}</div>")
+            parts.append(_table(top))
+    return "".join(parts)
 
 
 def _alerts_html(c: dict) -> str:
@@ -400,6 +453,10 @@ def _table(frame: pd.DataFrame) -> str:
     body = "".join("<tr>" + "".join(f"<td class={'r' if numeric[c] else 'l'}>{escape(_fmt(v))}</td>"
                                     for c, v in zip(cols, row)) + "</tr>" for row in frame.itertuples(index=False))
     return f"<div class=scroll><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
+
+
+def _pct(v, digits: int = 1) -> str:
+    return "—" if v is None else f"{v * 100:.{digits}f}%"
 
 
 def _fmt(v) -> str:

@@ -41,7 +41,10 @@ class RunConfig:
     train_size: int = _f(0, "use a stratified subset of this many training examples; 0 = all [examples]")
     test_size: int = _f(0, "use a stratified subset of this many test examples; 0 = all [examples]")
     split_seed: int = _f(0, "seed of the train/test split (for datasets without one) and of the subsets")
-    test_fraction: float = _f(0.2, "test share for datasets without a test split")
+    test_fraction: float = _f(0.2, "test share for datasets without a test split; 0 = no test split, no evaluation")
+    image_size: int = _f(0, "resize every image to S×S (bilinear, antialiased); 0 = keep the dataset's size [pixels]")
+    canaries: float = _f(0.0, "add this share of corrupted copies of training examples, split over the three "
+                              "corruption kinds, as known positives for calibration")
     device: str = _f("auto", "auto (cuda if available), cpu, cuda or cuda:N")
     # selection-method parameters (each method reads the ones it uses; presets such as sb33 fix theirs)
     beta: float = _f(1.0, "sb/sbe: pick probability = percentile ** beta (1 ≈ 50% selected, 2 ≈ 33%)")
@@ -190,8 +193,12 @@ def validate(grid: Grid) -> None:
     for key in ("train_size", "test_size"):
         if getattr(c, key) < 0:
             raise UserError(f"--{key.replace('_', '-')} must be >= 0 (0 = all), got {getattr(c, key)}")
-    if not 0 < c.test_fraction < 1:
-        raise UserError(f"--test-fraction must lie in (0, 1), got {c.test_fraction}")
+    if not 0 <= c.test_fraction < 1:
+        raise UserError(f"--test-fraction must lie in [0, 1), got {c.test_fraction}")
+    if c.image_size < 0 or 0 < c.image_size < 4:
+        raise UserError(f"--image-size must be 0 (keep) or at least 4, got {c.image_size}")
+    if not 0 <= c.canaries < 0.5:
+        raise UserError(f"--canaries must lie in [0, 0.5), got {c.canaries}")
     if not 0 <= c.momentum < 1 or c.weight_decay < 0 or not 0 < c.lr_gamma <= 1:
         raise UserError("need 0 <= momentum < 1, weight_decay >= 0 and 0 < lr_gamma <= 1")
     if any(not 0 < m <= 1 for m in c.lr_milestones):

@@ -89,7 +89,8 @@ def parse_spec(spec: str) -> tuple[str, Path | None]:
 
 
 def load_dataset(spec: str, *, split_seed: int = 0, test_fraction: float = 0.2) -> Dataset:
-    """Load a dataset by spec. Datasets without their own test split get a seeded stratified one."""
+    """Load a dataset by spec. Datasets without their own test split get a seeded stratified one
+    (test_fraction 0: none, every example is a training example)."""
     name, path = parse_spec(spec)
     entry = DATASETS[name]
     kwargs = dict(split_seed=split_seed, test_fraction=test_fraction)
@@ -106,6 +107,9 @@ def stratified_subset(split: Split, n: int, seed: int) -> Split:
 
 
 def _stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded stratified split; test_fraction 0 puts every example in train (an empty test split)."""
+    if test_fraction == 0:
+        return np.arange(len(y)), np.zeros(0, dtype=np.int64)
     from sklearn.model_selection import train_test_split
     counts = np.bincount(y)
     stratify = y if counts[counts > 0].min() >= 2 else None
@@ -228,6 +232,41 @@ def load_cifar10(spec: str, path: Path, *, split_seed: int, test_fraction: float
     test = Split(xt, yt, np.arange(len(yt), dtype=np.int64),
                  np.array([f"{folder / 'test_batch'}:{i}" for i in range(len(yt))], dtype=object))
     return Dataset(spec, tuple(classes), train, test)
+
+
+# ---------------------------------------------------------------------------------------------
+# csv (path,label)
+
+
+@register_dataset("csv", "a CSV with columns path,label (paths relative to the CSV's folder or absolute; "
+                  "labels are class names)", needs_path=True)
+def load_csv(spec: str, path: Path, *, split_seed: int, test_fraction: float) -> Dataset:
+    import pandas as pd
+    if not path.is_file():
+        raise UserError(f"dataset {spec!r}: file {str(path)!r} does not exist")
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except Exception as err:
+        raise UserError(f"dataset {spec!r}: cannot read {str(path)!r} as CSV ({err})") from None
+    if not {"path", "label"} <= set(table.columns):
+        raise UserError(f"dataset {spec!r}: the CSV needs columns path,label; it has {', '.join(table.columns)}")
+    if table.empty:
+        raise UserError(f"dataset {spec!r}: the CSV lists no images")
+    files = [Path(p).expanduser() if Path(p).expanduser().is_absolute() else (path.parent / p) for p in table.path]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise UserError(f"dataset {spec!r}: {len(missing)} of {len(files)} listed files do not exist, "
+                        f"e.g. {missing[0]!r}")
+    classes = sorted(set(table.label))
+    if len(classes) < 2:
+        raise UserError(f"dataset {spec!r} has examples of {len(classes)} class(es); at least 2 are needed")
+    groups = {"all": {c: [f.resolve() for f, label in zip(files, table.label) if label == c] for c in classes}}
+    out, skipped, notes = _decode_folder(spec, groups, classes)
+    for file, reason in skipped:
+        print(f"warning: skipped unreadable image {file}: {reason}", file=sys.stderr)
+    x, y, src = out["all"]
+    return _from_arrays(spec, classes, x, y, src.astype(object), split_seed=split_seed, test_fraction=test_fraction,
+                        skipped=tuple(skipped), notes=tuple(notes))
 
 
 # ---------------------------------------------------------------------------------------------

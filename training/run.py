@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
@@ -12,7 +13,8 @@ import torch
 from audit import __version__
 from audit.store import Store
 from training.config import Grid, RunConfig
-from training.corruptions import Corrupted, corrupt, parse_corruption
+from training.canaries import KINDS, make_canaries
+from training.corruptions import corrupt, parse_corruption
 from training.datasets import Dataset, Split, load_dataset, stratified_subset
 from training.methods import method_class, resolve
 from training.trainer import Trainer, TrainData
@@ -20,18 +22,33 @@ from training.trainer import Trainer, TrainData
 
 @dataclass(frozen=True)
 class Prepared:
-    """A run's data. `corrupted` covers the whole training split; `holdout` marks examples kept out of
-    training (the irreducible-loss split of rho), all False for other methods."""
+    """A run's data, one row per training example (canaries appended last).
+
+    x, label, true_label, is_corrupted, kind: the examples as trained; role: train, holdout (kept
+    out of training for rho's irreducible-loss model), canary, or replaced (an original a label canary
+    stands in for, not trained); example_id, source: identity.
+    """
 
     dataset: Dataset
-    train: Split
+    train: Split  # the user's training examples before corruption
     test: Split
-    corrupted: Corrupted
-    holdout: np.ndarray
+    x: np.ndarray
+    label: np.ndarray
+    true_label: np.ndarray
+    is_corrupted: np.ndarray
+    kind: np.ndarray
+    role: np.ndarray
+    example_id: np.ndarray
+    source: np.ndarray
+    record: dict
+
+    @property
+    def trained(self) -> np.ndarray:
+        return (self.role != "holdout") & (self.role != "replaced")
 
 
 def prepare(cfg: RunConfig, cache: dict | None = None) -> Prepared:
-    """Load (or reuse) the dataset, take the configured subsets, apply the run's corruption."""
+    """Load (or reuse) the dataset, take the configured subsets, resize, corrupt, add canaries, hold out."""
     key = (cfg.dataset, cfg.split_seed, cfg.test_fraction)
     cache = {} if cache is None else cache
     if key not in cache:
@@ -39,37 +56,68 @@ def prepare(cfg: RunConfig, cache: dict | None = None) -> Prepared:
     dataset = cache[key]
     train = stratified_subset(dataset.train, cfg.train_size, cfg.split_seed)
     test = stratified_subset(dataset.test, cfg.test_size, cfg.split_seed)
-    holdout = np.zeros(len(train), dtype=bool)
+    if cfg.image_size:
+        train = dataclasses.replace(train, x=resize(train.x, cfg.image_size))
+        test = dataclasses.replace(test, x=resize(test.x, cfg.image_size))
+    c = corrupt(train.x, train.y, dataset.n_classes, cfg.corruption, cfg.seed)
+    kind = np.where(c.is_corrupted, c.kind or "", None).astype(object)
+    role = np.full(len(train), "train", dtype=object)
     if method_class(cfg.method).needs_irreducible_loss:
         from sklearn.model_selection import train_test_split
         _, held = train_test_split(np.arange(len(train)), test_size=cfg.holdout_fraction, stratify=train.y,
                                    random_state=cfg.split_seed)
-        holdout[held] = True
-    return Prepared(dataset, train, test, corrupt(train.x, train.y, dataset.n_classes, cfg.corruption, cfg.seed), holdout)
+        role[held] = "holdout"
+    x, label, true, bad, ids, src = c.x, c.label, c.true_label, c.is_corrupted, train.example_id, train.source
+    record = dict(c.record)
+    if cfg.canaries:
+        can = make_canaries(c.x, c.label, dataset.n_classes, cfg.canaries, cfg.seed)
+        role[can.replaces] = "replaced"  # a label canary stands in for its original (see training.canaries)
+        first = len(dataset.train)  # canary ids follow every id of the full training split
+        x, label = np.concatenate([x, can.x]), np.concatenate([label, can.label])
+        true = np.concatenate([true, c.true_label[can.origin]])
+        bad = np.concatenate([bad, np.ones(len(can), bool)])
+        kind = np.concatenate([kind, can.kind])
+        role = np.concatenate([role, np.full(len(can), "canary", dtype=object)])
+        ids = np.concatenate([ids, first + np.arange(len(can))])
+        src = np.concatenate([src, np.array([f"canary:{k}:{s}" for k, s in zip(can.kind, train.source[can.origin])],
+                                            dtype=object)])
+        record["canaries"] = {k: int((can.kind == k).sum()) for k in KINDS}
+        record["replaced_by_label_canaries"] = int(len(can.replaces))
+    return Prepared(dataset, train, test, x, label, true, bad, kind, role, ids, src, record)
+
+
+def resize(x: np.ndarray, size: int) -> np.ndarray:
+    """(N, C, H, W) uint8 → (N, C, size, size): bilinear with antialiasing, aspect ratio not kept."""
+    if x.shape[2:] == (size, size) or len(x) == 0:
+        return x
+    out = np.empty((len(x), x.shape[1], size, size), dtype=np.uint8)
+    for start in range(0, len(x), 4096):
+        chunk = torch.from_numpy(x[start:start + 4096]).float()
+        small = torch.nn.functional.interpolate(chunk, size=(size, size), mode="bilinear", antialias=True,
+                                                align_corners=False)
+        out[start:start + 4096] = small.round().clamp(0, 255).to(torch.uint8).numpy()
+    return out
 
 
 def examples_frame(prep: Prepared) -> pd.DataFrame:
-    c = prep.corrupted
-    kind = pd.Series(pd.NA, index=range(len(c.label)), dtype="string")
-    kind[c.is_corrupted] = c.kind
     return pd.DataFrame({
-        "example_id": prep.train.example_id.astype(np.int32),
-        "label": c.label.astype(np.int16),
-        "true_label": c.true_label.astype(np.int16),
-        "corruption": kind,
-        "is_corrupted": c.is_corrupted,
-        "source": prep.train.source.astype(str),
-        "role": np.where(prep.holdout, "holdout", "train"),
+        "example_id": prep.example_id.astype(np.int32),
+        "label": prep.label.astype(np.int16),
+        "true_label": prep.true_label.astype(np.int16),
+        "corruption": pd.array(prep.kind, dtype="string"),
+        "is_corrupted": prep.is_corrupted,
+        "source": prep.source.astype(str),
+        "role": prep.role.astype(str),
     })
 
 
 def train_data(prep: Prepared) -> TrainData:
-    c, keep = prep.corrupted, ~prep.holdout
-    held = prep.holdout if prep.holdout.any() else None
-    return TrainData(c.x[keep], c.label[keep], prep.train.example_id[keep], prep.test.x, prep.test.y,
+    keep, held = prep.trained, prep.role == "holdout"
+    has_holdout = bool(held.any())
+    return TrainData(prep.x[keep], prep.label[keep], prep.example_id[keep], prep.test.x, prep.test.y,
                      prep.dataset.n_classes,
-                     holdout_x=None if held is None else c.x[held], holdout_y=None if held is None else c.label[held],
-                     holdout_id=None if held is None else prep.train.example_id[held])
+                     holdout_x=prep.x[held] if has_holdout else None, holdout_y=prep.label[held] if has_holdout else None,
+                     holdout_id=prep.example_id[held] if has_holdout else None)
 
 
 def run_row(cfg: RunConfig, prep: Prepared, trainer: Trainer, *, command: str) -> dict:
@@ -77,14 +125,15 @@ def run_row(cfg: RunConfig, prep: Prepared, trainer: Trainer, *, command: str) -
     config = cfg.to_dict() | {
         "method_resolved": resolve(cfg.method)[0],
         "method_params": trainer.method.params(),
-        "corruption_record": prep.corrupted.record,
+        "corruption_record": prep.record,
         "dataset_notes": list(prep.dataset.notes),
         "skipped_files": len(prep.dataset.skipped),
-        "image_shape": list(prep.train.x.shape[1:]),
-        "n_holdout": int(prep.holdout.sum()),
+        "image_shape": list(prep.x.shape[1:]),
+        "n_holdout": int((prep.role == "holdout").sum()),
+        "n_canaries": int((prep.role == "canary").sum()),
     }
     return dict(method=cfg.method, dataset=cfg.dataset, model=cfg.model, corruption=cfg.corruption,
-                corruption_kind=kind, corrupt_frac=share, seed=cfg.seed, n_train=int((~prep.holdout).sum()),
+                corruption_kind=kind, corrupt_frac=share, seed=cfg.seed, n_train=int(prep.trained.sum()),
                 n_test=len(prep.test), n_classes=prep.dataset.n_classes, classes=list(prep.dataset.classes),
                 epochs=cfg.epochs, config=config, command=command, version=__version__,
                 torch_version=torch.__version__, device=str(trainer.device))
@@ -125,8 +174,8 @@ def run_one(cfg: RunConfig, store: Store, *, command: str = "", cache: dict | No
 def candidates_per_run(cfg: RunConfig, cache: dict) -> int:
     """Candidates a run will process, for progress bars (the irreducible-loss run of rho included)."""
     prep = prepare(cfg, cache)
-    n_held = int(prep.holdout.sum())
-    return (len(prep.train) - n_held) * cfg.epochs + n_held * (cfg.il_epochs or cfg.epochs)
+    n_held = int((prep.role == "holdout").sum())
+    return int(prep.trained.sum()) * cfg.epochs + n_held * (cfg.il_epochs or cfg.epochs)
 
 
 def run_grid(grid: Grid, store: Store, *, command: str = "",
@@ -151,5 +200,5 @@ class RunImages:
     def __call__(self, run: dict, example_ids) -> np.ndarray:
         cfg = RunConfig.from_dict(run["config"])
         prep = prepare(cfg, self.cache)
-        position = {int(e): i for i, e in enumerate(prep.train.example_id)}
-        return prep.corrupted.x[[position[int(e)] for e in example_ids]]
+        position = {int(e): i for i, e in enumerate(prep.example_id)}
+        return prep.x[[position[int(e)] for e in example_ids]]

@@ -372,6 +372,8 @@ class Trainer:
     def maybe_evaluate(self, epoch: int, final: bool = False) -> None:
         """Evaluate when backprops cross the next multiple of the interval, and once at the very end."""
         c = self.counters
+        if len(self.test_y) == 0:
+            return  # no test split (test_fraction 0): nothing to evaluate on
         if not (c.backprops >= self.next_eval or (final and self.last_eval_backprops != c.backprops)):
             return
         if self.device.type == "cuda":

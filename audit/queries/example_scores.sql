@@ -1,7 +1,8 @@
 -- Per-example noise scores of every run, higher = more suspect, from the observations of one forward mode.
--- params: mode=any
+-- params: mode=any, max_epoch=null
 -- mode: any = every observation row (train-mode rows for sgd and warm-up epochs, scoring rows after);
 --       score = only no-grad eval-mode scoring rows; train = only train-mode rows of training steps.
+-- max_epoch: only observations of epochs up to this one (null = all), e.g. to score early training.
 with obs as (
     select
         o.run_id,
@@ -16,7 +17,9 @@ with obs as (
         o.pred = e.label as correct
     from observations as o
     join examples as e using (run_id, example_id)
-    where $mode = 'any' or o.mode = $mode
+    where
+        ($mode = 'any' or o.mode = $mode)
+        and (cast($max_epoch as integer) is null or o.epoch <= cast($max_epoch as integer))
 ),
 
 ordered as (

@@ -82,7 +82,7 @@ def test_gallery_images_are_the_images_as_trained(grid_db):
     prep = prepare(RunConfig.from_dict(config))
     ids = prep.train.example_id[[0, 5, 399]]
     images = RunImages()({"config": config}, ids)
-    assert np.array_equal(images, prep.corrupted.x[[0, 5, 399]])
+    assert np.array_equal(images, prep.x[[0, 5, 399]])
 
 
 def test_selection_options(grid_db, tmp_path):
@@ -161,3 +161,18 @@ def test_the_page_renders_in_a_real_browser(report, tmp_path):
     for heading in ("Verdict", "Alerts", "Table 1: speedup to target", "Most and least picked examples", "Data map"):
         assert heading in dom
     assert dom.count("<img") > 100  # figures and gallery tiles are in the live DOM
+
+
+def test_audit_section(tmp_path):
+    from audit.audit import run_audit
+    x = np.random.default_rng(0).integers(0, 256, (300, 8, 8), dtype=np.uint8)
+    np.savez(tmp_path / "d.npz", x=x, y=np.arange(300) % 3, classes=np.array(["a", "b", "<c>"]))
+    run_audit(f"npz:{tmp_path / 'd.npz'}", db=tmp_path / "a.duckdb", out=tmp_path / "s", epochs=2, canaries=0.1,
+              model="mlp", device="cpu", quiet=True)
+    html, js = tmp_path / "a.html", tmp_path / "a.json"
+    build_report(tmp_path / "a.duckdb", html=html, json_path=js, images=RunImages())
+    page = html.read_text()
+    assert "<h2 id=audit>Own-dataset audit</h2>" in page and "estimated noise share" in page
+    audit = json.loads(js.read_text())["audits"][0]
+    assert audit["verdict"] in ("safe", "caution", "unsafe") and audit["canaries"]["random_labels"] == 15
+    assert "<c>" not in page

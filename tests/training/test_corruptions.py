@@ -115,5 +115,5 @@ def test_none_is_no_corruption():
 def test_test_images_are_never_corrupted():
     clean = prepare(RunConfig(corruption="none"))
     noisy = prepare(RunConfig(corruption="gaussian:1.0"))
-    assert noisy.corrupted.is_corrupted.all()
+    assert noisy.is_corrupted.all()
     assert np.array_equal(noisy.test.x, clean.test.x) and np.array_equal(noisy.test.y, clean.test.y)

@@ -181,3 +181,27 @@ def test_bad_dataset_specs(spec, message):
 def test_registry_entries_are_described():
     assert set(DATASETS) >= {"digits", "imagefolder", "cifar10", "npz"}
     assert all(entry.description for entry in DATASETS.values())
+
+
+def test_csv_of_paths_and_labels(tmp_path):
+    for i in range(6):
+        _write_png(tmp_path / "imgs" / f"{i}.png", (i * 40, 0, 0))
+    rows = ["path,label"] + [f"imgs/{i}.png,{'cat' if i % 2 else 'dog'}" for i in range(6)]
+    (tmp_path / "list.csv").write_text("\n".join(rows) + "\n")
+    ds = load_dataset(f"csv:{tmp_path / 'list.csv'}", test_fraction=0.0)
+    assert ds.classes == ("cat", "dog") and len(ds.train) == 6 and len(ds.test) == 0
+    by_source = {s.rsplit("/", 1)[1]: (int(lab), int(x[0, 0, 0])) for s, lab, x in zip(ds.train.source, ds.train.y, ds.train.x)}
+    assert by_source["3.png"] == (0, 120) and by_source["4.png"] == (1, 160)
+
+
+def test_csv_bad_inputs(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"")
+    (tmp_path / "missing.csv").write_text("path,label\na.png,x\nnope.png,y\n")
+    with pytest.raises(UserError, match="1 of 2 listed files do not exist"):
+        load_dataset(f"csv:{tmp_path / 'missing.csv'}")
+    (tmp_path / "cols.csv").write_text("file,class\na.png,x\n")
+    with pytest.raises(UserError, match="needs columns path,label"):
+        load_dataset(f"csv:{tmp_path / 'cols.csv'}")
+    (tmp_path / "one.csv").write_text("path,label\na.png,x\n")
+    with pytest.raises(UserError, match="at least 2 are needed"):
+        load_dataset(f"csv:{tmp_path / 'one.csv'}")

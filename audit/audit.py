@@ -1,0 +1,107 @@
+"""`lossaudit audit`: a proxy run over the user's data with canaries, then the noise analysis and the verdict.
+
+This is the one piece of `audit/` that trains, so it imports the training package lazily, as the CLI does.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+from audit.errors import UserError
+from audit.noise import AuditResult, analyse
+from audit.store import Store, connect_readonly
+
+PROXY_IMAGE_SIZE = 32
+
+
+def proxy_config(dataset: str, *, model: str, epochs: int, canaries: float, image_size: int | None, train_size: int,
+                 seed: int, device: str, cache: dict):
+    """The proxy run: plain SGD with the paper's recipe but a constant learning rate (no decay, so the model
+    does not get to memorise the noise), every example trained (no test split unless the dataset has one)."""
+    from training.config import Grid, RunConfig, validate
+    from training.run import prepare
+
+    base = RunConfig(dataset=dataset, model=model, method="sgd", epochs=epochs, lr_milestones=(), test_fraction=0.0,
+                     canaries=canaries, train_size=train_size, seed=seed, device=device)
+    if canaries <= 0:
+        raise UserError(f"--canaries must be > 0 for an audit (they calibrate it), got {canaries}")
+    validate(Grid(base, ("sgd",), ("none",), (seed,)))
+    if image_size is None:
+        h, w = prepare(base, cache).x.shape[2:]
+        image_size = PROXY_IMAGE_SIZE if max(h, w) > PROXY_IMAGE_SIZE else 0
+    import dataclasses
+    cfg = dataclasses.replace(base, image_size=image_size)
+    validate(Grid(cfg, ("sgd",), ("none",), (seed,)))
+    return cfg
+
+
+def run_audit(dataset: str, *, db: Path, out: Path, model: str = "resnet8", epochs: int = 15, canaries: float = 0.02,
+              image_size: int | None = None, train_size: int = 0, seed: int = 0, device: str = "auto",
+              command: str = "", quiet: bool = False) -> AuditResult:
+    from rich.console import Console
+
+    from training.run import candidates_per_run, prepare, run_one
+
+    console = Console(stderr=True, quiet=quiet)
+    cache: dict = {}
+    cfg = proxy_config(dataset, model=model, epochs=epochs, canaries=canaries, image_size=image_size,
+                       train_size=train_size, seed=seed, device=device, cache=cache)
+    prep = prepare(cfg, cache)
+    n_user, n_replaced = int((prep.role == "train").sum()), int((prep.role == "replaced").sum())
+    console.print(f"lossaudit audit: {n_user} examples of {prep.dataset.n_classes} classes "
+                  f"({' x '.join(map(str, prep.x.shape[1:]))}), {int((prep.role == 'canary').sum())} canaries "
+                  f"({n_replaced} of them stand in for their originals, which are not audited), "
+                  f"proxy {cfg.model} for {cfg.epochs} epochs, logged into {db}")
+    store = Store(db)
+    store.mark_orphans()
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    from audit.cli import _progress
+    with _progress(console) as bar:
+        task = bar.add_task("proxy run", total=candidates_per_run(cfg, cache))
+        run_id = run_one(cfg, store, command=command, cache=cache, progress=lambda n: bar.advance(task, n))
+    with connect_readonly(db) as con:
+        result = analyse(con, run_id, classes=list(prep.dataset.classes))
+    csv, parquet = Path(f"{out}.csv"), Path(f"{out}.parquet")
+    try:
+        result.suspects.to_csv(csv, index=False)
+        result.suspects.to_parquet(parquet, index=False)
+    except OSError as err:
+        raise UserError(f"--out {str(out)!r}: cannot write the suspects ({err.strerror})") from None
+    store.patch_config(run_id, {"audit": result.summary() | {"suspects_csv": str(csv.resolve())}})
+    print_summary(Console(quiet=quiet), result, csv, parquet)
+    return result
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def print_summary(console, result: AuditResult, csv: Path, parquet: Path) -> None:
+    from rich.table import Table
+
+    console.print(f"\naudited {result.n_examples} examples (run {result.run_id}); canaries: "
+                  + ", ".join(f"{n} {k}" for k, n in result.canaries.items()))
+    scores = Table(title="suspicion scores: AUROC of finding the canaries among your examples")
+    for col in result.score_table.columns:
+        scores.add_column(col.replace("auroc_", ""), justify="left" if col == "score" else "right")
+    for row in result.score_table.itertuples(index=False):
+        scores.add_row(*(v if isinstance(v, str) else f"{v:.3f}" for v in row))
+    console.print(scores)
+    console.print(f"chosen score: {result.score} (finds the random-label canaries best)")
+    lo, hi = result.noise_interval
+    console.print(f"estimated noise share: {result.noise_share:.1%} (bootstrap 5-95%: {lo:.1%} to {hi:.1%}) → "
+                  f"{len(result.suspects)} suspects")
+    console.print("canary recall at the suspect threshold: "
+                  + ", ".join(f"{k} {v:.0%}" for k, v in result.canary_recall.items()))
+    replay = Table(title="if you trained with loss-based selection: share of its backprops on the suspects")
+    for col in ("method", "on suspects", "suspects' share of data", "ratio"):
+        replay.add_column(col, justify="left" if col == "method" else "right")
+    for r in result.replay.itertuples(index=False):
+        replay.add_row(r.method, f"{r.share_of_picks_on_suspects:.1%}", f"{r.suspects_share_of_data:.1%}",
+                       f"{r.overpick_ratio:.2f}x")
+    console.print(replay)
+    for note in result.notes:
+        console.print(f"note: {note}")
+    console.print(f"suspects: {csv} and {parquet}")
+    console.print(f"verdict: {result.verdict_line}")

@@ -1,0 +1,137 @@
+"""`lossaudit audit` against planted truth the audit never sees: digits and a tiny image folder."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from sklearn.metrics import roc_auc_score
+from typer.testing import CliRunner
+
+from audit.audit import run_audit
+from audit.cli import app
+from audit.store import connect_readonly
+from training.datasets import load_dataset
+
+
+def _planted_digits(tmp_path, share, seed=0):
+    """Digits as an npz with `share` of the labels flipped to another class; returns the path and the truth."""
+    ds = load_dataset("digits")
+    x = np.concatenate([ds.train.x, ds.test.x])[:, 0]
+    y = np.concatenate([ds.train.y, ds.test.y])
+    rng = np.random.default_rng(seed)
+    flipped = np.zeros(len(y), bool)
+    flipped[rng.choice(len(y), int(round(share * len(y))), replace=False)] = True
+    noisy = y.copy()
+    noisy[flipped] = (y[flipped] + rng.integers(1, 10, flipped.sum())) % 10
+    path = tmp_path / f"digits_{share}.npz"
+    np.savez(path, x=x, y=noisy)
+    return path, flipped
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("audit")
+    path, truth = _planted_digits(tmp, 0.30)
+    result = run_audit(f"npz:{path}", db=tmp / "a.duckdb", out=tmp / "suspects", epochs=12, canaries=0.06,
+                       device="cpu", quiet=True)
+    return tmp, result, truth
+
+
+def test_planted_label_noise_is_found_well_above_chance(planted):
+    tmp, result, truth = planted
+    index = result.ranking.path.str.rsplit(":", n=1).str[1].astype(int).to_numpy()
+    auroc = roc_auc_score(truth[index], result.ranking.suspicion_score)
+    assert auroc > 0.9  # chance is 0.5
+    assert abs(result.noise_share - 0.30) < 0.08
+    suspects = pd.read_csv(tmp / "suspects.csv")
+    assert len(suspects) == len(result.suspects) > 0
+    hit = truth[suspects.path.str.rsplit(":", n=1).str[1].astype(int).to_numpy()].mean()
+    assert hit > 0.75  # most suspects really are mislabeled (base rate 30%)
+    assert list(suspects.columns[:6]) == ["rank", "path", "example_id", "given_label", "suggested_label", "suspicion_score"]
+    assert (suspects.suspicion_score.diff().dropna() <= 0).all()
+    assert pd.read_parquet(tmp / "suspects.parquet").equals(result.suspects)
+
+
+def test_canaries_calibrate_but_are_never_suspects(planted):
+    tmp, result, _ = planted
+    assert not result.suspects.path.str.startswith("canary:").any()
+    assert set(result.canary_recall) == {"random_labels", "shuffle_pixels", "gaussian"}
+    assert all(0.0 <= r <= 1.0 for r in result.canary_recall.values())
+    assert result.canary_recall["random_labels"] > 0.5
+    assert result.score == result.score_table.score.iloc[0] and result.score_table.auroc_random_labels.iloc[0] > 0.8
+    with connect_readonly(tmp / "a.duckdb") as con:
+        stored = con.execute("select config->'audit'->>'verdict', config->'audit'->>'n_suspects' from runs").fetchone()
+        canaries = con.execute("select count(*) from examples where role = 'canary'").fetchone()[0]
+    assert stored == (result.verdict, str(len(result.suspects))) and canaries == round(0.06 * 1797)
+
+
+def test_verdict_is_unsafe_at_30_percent_and_replay_overpicks(planted):
+    _, result, _ = planted
+    assert result.verdict == "unsafe"
+    sb = result.replay.set_index("method").loc["sb50"]
+    assert sb.share_of_picks_on_suspects > 1.5 * sb.suspects_share_of_data
+
+
+def test_clean_data_is_not_unsafe(tmp_path):
+    path, _ = _planted_digits(tmp_path, 0.0)
+    result = run_audit(f"npz:{path}", db=tmp_path / "c.duckdb", out=tmp_path / "s", epochs=12, canaries=0.06,
+                       device="cpu", quiet=True)
+    assert result.verdict != "unsafe" and result.noise_share < 0.10
+
+
+def test_tiny_image_folder_with_planted_corruptions(tmp_path):
+    """Files planted with random labels, shuffled pixels and Gaussian noise rank above the clean ones."""
+    rng = np.random.default_rng(1)
+    ds = load_dataset("digits")
+    planted = {}
+    for i in range(600):
+        img = np.kron(ds.train.x[i, 0], np.ones((2, 2), np.uint8))  # 16x16
+        label = int(ds.train.y[i])
+        kind = "clean"
+        if i % 10 == 0:
+            label, kind = (label + int(rng.integers(1, 10))) % 10, "label"
+        elif i % 10 == 1:
+            img, kind = img.reshape(-1)[rng.permutation(img.size)].reshape(img.shape), "shuffle"
+        elif i % 10 == 2:
+            img = np.clip(rng.normal(img.mean(), img.std(), img.shape), 0, 255).astype(np.uint8)
+            kind = "gaussian"
+        path = tmp_path / "data" / str(label) / f"{i}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(path)
+        planted[str(path.resolve())] = kind
+    result = run_audit(f"imagefolder:{tmp_path / 'data'}", db=tmp_path / "f.duckdb", out=tmp_path / "s", epochs=15,
+                       canaries=0.06, device="cpu", quiet=True)
+    kinds = result.ranking.path.map(planted)
+    assert kinds.notna().all()
+    for kind in ("label", "shuffle", "gaussian"):
+        rows = kinds.isin([kind, "clean"])
+        auroc = roc_auc_score(kinds[rows] == kind, result.ranking.suspicion_score[rows])
+        assert auroc > 0.8, (kind, auroc)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.mkdir(), "found 0"),
+    (lambda p: (p / "only").mkdir(parents=True) or Image.new("L", (8, 8)).save(p / "only" / "a.png"), "found 1"),
+])
+def test_bad_folders_are_one_clear_line(tmp_path, make, message):
+    folder = tmp_path / "data"
+    make(folder)
+    result = CliRunner().invoke(app, ["audit", f"imagefolder:{folder}", "--db", str(tmp_path / "x.duckdb")])
+    assert result.exit_code == 2 and result.output.startswith("error: ") and message in result.output
+
+
+def test_csv_pointing_at_missing_files(tmp_path):
+    (tmp_path / "list.csv").write_text("path,label\nnot/there.png,cat\nalso/missing.png,dog\n")
+    result = CliRunner().invoke(app, ["audit", f"csv:{tmp_path / 'list.csv'}", "--db", str(tmp_path / "x.duckdb")])
+    assert result.exit_code == 2 and "2 of 2 listed files do not exist" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_strict_exit_code_reflects_the_verdict(tmp_path):
+    path, _ = _planted_digits(tmp_path, 0.35, seed=3)
+    args = ["audit", f"npz:{path}", "--db", str(tmp_path / "s.duckdb"), "--out", str(tmp_path / "s"), "--epochs", "8",
+            "--canaries", "0.06", "--device", "cpu"]
+    relaxed = CliRunner().invoke(app, args)
+    assert relaxed.exit_code == 0 and "verdict: unsafe" in relaxed.output
+    strict = CliRunner().invoke(app, [*args, "--strict"])
+    assert strict.exit_code == 4

@@ -1,0 +1,64 @@
+"""Canaries: corrupted copies added as known positives; originals untouched; recorded in the database."""
+
+import numpy as np
+import pytest
+
+from audit.store import Store, connect_readonly
+from training.canaries import KINDS, make_canaries
+from training.config import RunConfig
+from training.run import prepare, run_one
+
+
+def test_canaries_are_corrupted_copies_split_over_the_kinds():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (300, 3, 8, 8), dtype=np.uint8)
+    y = np.arange(300) % 5
+    before = x.copy()
+    can = make_canaries(x, y, 5, 0.1, seed=1)
+    assert len(can) == 30 and len(set(can.origin)) == 30
+    assert {k: int((can.kind == k).sum()) for k in KINDS} == {"random_labels": 15, "shuffle_pixels": 8, "gaussian": 7}
+    assert np.array_equal(x, before)  # the originals are never modified
+    rl, sp, ga = (can.kind == k for k in KINDS)
+    assert np.all(can.label[rl] != y[can.origin[rl]])  # a label canary always carries a wrong label
+    assert np.array_equal(can.x[rl], x[can.origin[rl]])
+    assert np.array_equal(can.label[sp | ga], y[can.origin[sp | ga]])
+    assert not any(np.array_equal(can.x[i], x[can.origin[i]]) for i in np.flatnonzero(sp | ga))
+    # shuffled canaries keep each channel's pixel values, only their positions change
+    i = np.flatnonzero(sp)[0]
+    assert np.array_equal(np.sort(can.x[i].reshape(3, -1), 1), np.sort(x[can.origin[i]].reshape(3, -1), 1))
+
+
+def test_prepare_appends_canaries_with_their_own_ids_and_roles():
+    prep = prepare(RunConfig(canaries=0.03, test_fraction=0.0))
+    n_user = 1797
+    assert len(prep.x) == n_user + round(0.03 * n_user) and len(prep.test.y) == 0
+    canary = prep.role == "canary"
+    assert canary.sum() == 54 and prep.is_corrupted[canary].all() and not prep.is_corrupted[~canary].any()
+    assert set(prep.example_id[canary]) == set(range(n_user, n_user + 54))
+    assert all(s.startswith("canary:") for s in prep.source[canary])
+    assert prep.record["canaries"] == {"random_labels": 27, "shuffle_pixels": 14, "gaussian": 13}
+    # a label canary stands in for its original, which leaves training: no correctly labelled twin
+    replaced = prep.role == "replaced"
+    assert replaced.sum() == 27 and not prep.trained[replaced].any()
+    twins = {s.split(":", 2)[2] for s, k in zip(prep.source[canary], prep.kind[canary]) if k == "random_labels"}
+    assert twins == set(prep.source[replaced])
+
+
+def test_a_run_with_canaries_and_no_test_split(tmp_path):
+    store = Store(tmp_path / "c.duckdb")
+    run_id = run_one(RunConfig(canaries=0.05, test_fraction=0.0, epochs=2, model="mlp", device="cpu",
+                               train_size=500), store)
+    with connect_readonly(store.path) as con:
+        roles = dict(con.execute("select role, count(*) from examples group by 1").fetchall())
+        n_obs = con.execute("select count(*) from observations").fetchone()[0]
+        n_evals = con.execute("select count(*) from evals").fetchone()[0]
+        status = con.execute("select status from runs where run_id = ?", [run_id]).fetchone()[0]
+    assert roles == {"train": 488, "replaced": 12, "canary": 25}
+    assert n_obs == 2 * (488 + 25) and n_evals == 0 and status == "complete"
+
+
+def test_image_size_resizes_every_split():
+    prep = prepare(RunConfig(image_size=16, train_size=100, test_size=50))
+    assert prep.x.shape[1:] == (1, 16, 16) and prep.test.x.shape[1:] == (1, 16, 16)
+    small = prepare(RunConfig(image_size=8, train_size=100))
+    assert np.array_equal(small.x, prepare(RunConfig(train_size=100)).x)  # the native size is left alone
