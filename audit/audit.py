@@ -36,7 +36,7 @@ def proxy_config(dataset: str, *, model: str, epochs: int, canaries: float, imag
     return cfg
 
 
-def run_audit(dataset: str, *, db: Path, out: Path, model: str = "resnet8", epochs: int = 15, canaries: float = 0.02,
+def run_audit(dataset: str, *, db: Path, out: Path, model: str = "resnet8", epochs: int = 25, canaries: float = 0.02,
               image_size: int | None = None, train_size: int = 0, seed: int = 0, device: str = "auto",
               command: str = "", quiet: bool = False) -> AuditResult:
     from rich.console import Console

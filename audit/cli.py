@@ -35,7 +35,7 @@ def friendly(fn):
             return fn(*args, **kwargs)
         except UserError as err:
             typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(2)
+            raise typer.Exit(2) from None
     return wrapper
 
 
@@ -84,7 +84,7 @@ def run_command(**options) -> None:
             run_ids = run_grid(grid, store, command=_command_line(), on_start=on_start)
     except KeyboardInterrupt:
         typer.echo(f"interrupted: the current run is marked interrupted; its finished epochs are in {db}", err=True)
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     _print_summary(db, run_ids)
 
 
@@ -312,7 +312,7 @@ def audit_command(
     db: Path = typer.Option(DEFAULT_DB, "--db", help="DuckDB file to log the proxy run into"),
     out: Path = typer.Option(Path("suspects"), "--out", help="write the ranked suspects to OUT.csv and OUT.parquet"),
     model: str = typer.Option("resnet8", "--model", help="proxy model"),
-    epochs: int = typer.Option(15, "--epochs", help="proxy training epochs (constant learning rate)"),
+    epochs: int = typer.Option(25, "--epochs", help="proxy training epochs (constant learning rate)"),
     canaries: float = typer.Option(0.02, "--canaries", help="share of corrupted copies added as known positives"),
     image_size: Optional[int] = typer.Option(None, "--image-size",
                                              help="resize images to S×S; default: keep up to 32×32, else 32"),

@@ -6,7 +6,7 @@ nine. The ground truth goes to a separate CSV that the audit never sees. Then it
 the planted folder and on the same images without planted noise, and scores the audit against the
 truth: AUROC of its suspicion score, its estimated noise share against the planted 20%, its verdict.
 
-    python benchmarks/audit_cifar.py [--per-class 1000] [--share 0.2] [--epochs 15] [--work DIR]
+    python benchmarks/audit_cifar.py [--per-class 1000] [--share 0.2] [--epochs 25] [--work DIR]
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--per-class", type=int, default=1000)
     ap.add_argument("--share", type=float, default=0.2)
-    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--epochs", type=int, default=25)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", type=Path, default=Path("audit_cifar_work"))
     ap.add_argument("--skip-clean", action="store_true")

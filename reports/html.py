@@ -137,7 +137,8 @@ def _metadata(runs: pd.DataFrame, summary: pd.DataFrame) -> dict:
     keys = sorted({k for c in configs for k in c})
     common = {k: configs[0].get(k) for k in keys if all(json.dumps(c.get(k), sort_keys=True) ==
                                                        json.dumps(configs[0].get(k), sort_keys=True) for c in configs)}
-    shown = {"method", "corruption", "seed", "dataset", "model", "epochs", "device"}  # already columns of the table
+    shown = {"method", "corruption", "seed", "dataset", "model", "epochs", "device",  # already columns of the table
+             "method_resolved", "n_holdout", "n_canaries"}  # implied by the method and its parameters
     varying = [k for k in keys if k not in common and k not in shown]
     seconds = dict(zip(summary.run_id, summary.seconds))
     rows = [dict(run_id=int(r.run_id), method=r.method, dataset=r.dataset, model=r.model, corruption=r.corruption,

@@ -44,14 +44,20 @@ def verdicts(table1: pd.DataFrame, summary: pd.DataFrame, resolved: dict[str, st
     out = []
     for corruption, rows in table1.groupby("corruption", sort=False):
         rows = rows.set_index("method")
-        lb = [m for m in rows.index if resolved.get(m) in LOSS_BASED]
+        runs = summary[summary.corruption == corruption]
+        # a run that back-propagated every candidate never selected (vr with its switch off): it trained like sgd
+        idle = set(runs[runs.backprops >= runs.n_train * runs.epochs_done].method)
+        lb = [m for m in rows.index if resolved.get(m) in LOSS_BASED and m not in idle]
+        never = [m for m in rows.index if resolved.get(m) in LOSS_BASED and m in idle]
         controls = [m for m in rows.index if resolved.get(m) == "uniform"]
         shares = summary[summary.corruption == corruption].groupby("method")[["corrupted_share", "base_rate"]].mean()
         if "sgd" not in rows.index:
             out.append(Verdict(corruption, "no-baseline", f"{corruption}: no sgd run, so no speedup can be measured.", ()))
             continue
         if not lb:
-            out.append(Verdict(corruption, "no-baseline", f"{corruption}: no loss-based method (sb, sbe, vr) ran.", ()))
+            why = (f"{', '.join(never)} never selected (the switch stayed off), so they trained like sgd"
+                   if never else "no loss-based method (sb, sbe, vr) ran")
+            out.append(Verdict(corruption, "no-baseline", f"{corruption}: nothing to judge: {why}.", ()))
             continue
         sgd_best = rows.loc["sgd", "best_test_error"]
         best = max(lb, key=lambda m: -1.0 if math.isnan(rows.loc[m, "speedup_backprops"]) else rows.loc[m, "speedup_backprops"])
@@ -67,6 +73,11 @@ def verdicts(table1: pd.DataFrame, summary: pd.DataFrame, resolved: dict[str, st
         if best in shares.index and shares.loc[best, "base_rate"] > 0:
             details.append(f"{best} spent {_pct(shares.loc[best, 'corrupted_share'])} of its backprops on corrupted "
                            f"examples (base rate {_pct(shares.loc[best, 'base_rate'])})")
+        if never:
+            details.append(f"{', '.join(never)} never selected (the switch stayed off): left out of the comparison")
+        if rows.n_seeds.max() < 2:
+            details.append("one seed per method: speedups a few tenths apart can be seed noise; run --seeds 0,1,2 "
+                           "for a mean and a spread")
         if math.isnan(speed) or speed <= 1.0:
             level = "does-not-pay-off"
             head = (f"{corruption}: loss-based selection does not pay off — no loss-based method reached the target "

@@ -41,6 +41,7 @@ final as (
         r.status,
         r.epochs_done,
         r.epochs,
+        r.n_train,
         ev.backprops,
         ev.forwards_scoring,
         ev.forwards_training,

@@ -72,7 +72,8 @@ def test_run_ids_count_up_and_statuses_are_checked(tmp_path):
     empty = pd.DataFrame({"example_id": [], "label": [], "true_label": [], "corruption": pd.array([], dtype="string"),
                           "is_corrupted": [], "source": []}).astype({"example_id": "int32", "is_corrupted": bool})
     assert [store.start_run(_run_row(), empty) for _ in range(3)] == [1, 2, 3]
-    with pytest.raises(Exception):
+    import duckdb
+    with pytest.raises(duckdb.ConstraintException):
         store.finish(1, "done")  # not a valid status
     with connect_readonly(store.path) as con:
         assert con.execute("select count(*) from runs where status = 'running'").fetchone()[0] == 3

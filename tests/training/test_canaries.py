@@ -1,7 +1,6 @@
 """Canaries: corrupted copies added as known positives; originals untouched; recorded in the database."""
 
 import numpy as np
-import pytest
 
 from audit.store import Store, connect_readonly
 from training.canaries import KINDS, make_canaries

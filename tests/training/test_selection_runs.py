@@ -48,7 +48,7 @@ def test_every_method_logs_consistent_counters(grid_db, method):
     assert scored_rows == steps[3] == steps[2]  # a fresh scoring row for every scoring forward
     assert last_eval == (backprops, steps[3])
     assert n_obs <= n_train * 3
-    for epoch, sizes in per_epoch:
+    for _, sizes in per_epoch:
         assert all(s == 128 for s in sizes[:-1]) and 0 < sizes[-1] <= 128  # exactly B but an epoch's last
     if method.startswith("vr"):  # vr trains everything until its switch turns on
         assert (backprops < n_train * 3) == any(state.get("is_on") == 1.0 for state in states)
