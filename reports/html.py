@@ -229,7 +229,7 @@ def _data_map(data: dict, runs: pd.DataFrame, settings: list[str]) -> dict:
                             "variability": part.variability_score, "noisy": metrics.noisy_truth(part)})
         if len(pts) > DATA_MAP_POINTS:
             pts = pts.sample(DATA_MAP_POINTS, random_state=0).sort_values("example_id")
-        title = f"{setting}: {run.method}, seed {run.seed} (run {run.run_id}; {len(pts)} of {len(part)} examples)"
+        title = f"{setting}: {run.method}, seed {run.seed} (run {run.run_id})\n{len(pts)} of {len(part)} examples"
         panels.append((title, pts))
         points.append({"corruption": setting, "run_id": int(run.run_id), "method": run.method,
                        "n_examples": int(len(part)), "points": _records(pts)})
