@@ -23,7 +23,7 @@ DEFAULT_DB = Path("lossaudit.duckdb")
 DEFAULT_CORRUPTIONS = "none,random_labels:0.25"
 FORMATS = ("table", "csv", "json", "parquet")
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Is loss-based example selection safe on this dataset, and what does it spend its backprops on?")
 
 
