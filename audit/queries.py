@@ -70,11 +70,6 @@ def all_queries() -> dict[str, Query]:
     return out
 
 
-def list_queries() -> dict[str, str]:
-    """Query name → its one-line description."""
-    return {name: q.description for name, q in all_queries().items()}
-
-
 def get_query(name: str) -> Query:
     queries = all_queries()
     if name not in queries:

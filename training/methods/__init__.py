@@ -50,11 +50,6 @@ def all_names() -> list[str]:
     return list(METHODS) + list(PRESETS)
 
 
-def describe() -> dict[str, str]:
-    """Every method and preset name → one line."""
-    return {**{n: c.description for n, c in METHODS.items()}, **{n: p.description for n, p in PRESETS.items()}}
-
-
 def resolve(name: str) -> tuple[str, dict]:
     """Method or preset name → (registry method, RunConfig fields the preset fixes)."""
     if name in METHODS:
@@ -82,4 +77,4 @@ def create_method(cfg: RunConfig, *, n_train: int, device: torch.device, generat
 
 
 __all__ = ["DEFAULT_METHODS", "Forward", "METHODS", "Method", "PRESETS", "Selection", "all_names", "apply_preset",
-           "check_method", "create_method", "describe", "method_class", "resolve"]
+           "check_method", "create_method", "method_class", "resolve"]
