@@ -5,7 +5,8 @@ This is the one piece of `audit/` that trains, so it imports the training packag
 
 from __future__ import annotations
 
-import signal
+import dataclasses
+import math
 from pathlib import Path
 
 from audit.errors import UserError
@@ -22,17 +23,14 @@ def proxy_config(dataset: str, *, model: str, epochs: int, canaries: float, imag
     from training.config import Grid, RunConfig, validate
     from training.run import prepare
 
-    base = RunConfig(dataset=dataset, model=model, method="sgd", epochs=epochs, lr_milestones=(), test_fraction=0.0,
-                     canaries=canaries, train_size=train_size, seed=seed, device=device)
     if canaries <= 0:
         raise UserError(f"--canaries must be > 0 for an audit (they calibrate it), got {canaries}")
-    validate(Grid(base, ("sgd",), ("none",), (seed,)))
-    if image_size is None:
-        h, w = prepare(base, cache).x.shape[2:]
-        image_size = PROXY_IMAGE_SIZE if max(h, w) > PROXY_IMAGE_SIZE else 0
-    import dataclasses
-    cfg = dataclasses.replace(base, image_size=image_size)
+    cfg = RunConfig(dataset=dataset, model=model, method="sgd", epochs=epochs, lr_milestones=(), test_fraction=0.0,
+                    canaries=canaries, train_size=train_size, seed=seed, device=device, image_size=image_size or 0)
     validate(Grid(cfg, ("sgd",), ("none",), (seed,)))
+    if image_size is None:  # the default depends on the data: keep up to 32×32, shrink anything larger
+        h, w = prepare(cfg, cache).x.shape[2:]
+        cfg = dataclasses.replace(cfg, image_size=PROXY_IMAGE_SIZE if max(h, w) > PROXY_IMAGE_SIZE else 0)
     return cfg
 
 
@@ -41,7 +39,9 @@ def run_audit(dataset: str, *, db: Path, out: Path, model: str = "resnet8", epoc
               command: str = "", quiet: bool = False) -> AuditResult:
     from rich.console import Console
 
-    from training.run import candidates_per_run, prepare, run_one
+    from audit.terminal import progress_bar, sigterm_interrupts
+    from training.replay import expected_picks
+    from training.run import candidates, prepare, run_one
 
     console = Console(stderr=True, quiet=quiet)
     cache: dict = {}
@@ -55,13 +55,12 @@ def run_audit(dataset: str, *, db: Path, out: Path, model: str = "resnet8", epoc
                   f"proxy {cfg.model} for {cfg.epochs} epochs, logged into {db}")
     store = Store(db)
     store.mark_orphans()
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    from audit.cli import _progress
-    with _progress(console) as bar:
-        task = bar.add_task("proxy run", total=candidates_per_run(cfg, cache))
-        run_id = run_one(cfg, store, command=command, cache=cache, progress=lambda n: bar.advance(task, n))
+    sigterm_interrupts()
+    with progress_bar(console) as bar:
+        task = bar.add_task("proxy run", total=candidates(cfg, prep))
+        run_id = run_one(cfg, store, command=command, prep=prep, progress=lambda n: bar.advance(task, n))
     with connect_readonly(db) as con:
-        result = analyse(con, run_id, classes=list(prep.dataset.classes))
+        result = analyse(con, run_id, classes=list(prep.dataset.classes), expected_picks=expected_picks)
     csv, parquet = Path(f"{out}.csv"), Path(f"{out}.parquet")
     try:
         result.suspects.to_csv(csv, index=False)
@@ -71,10 +70,6 @@ def run_audit(dataset: str, *, db: Path, out: Path, model: str = "resnet8", epoc
     store.patch_config(run_id, {"audit": result.summary() | {"suspects_csv": str(csv.resolve())}})
     print_summary(Console(quiet=quiet), result, csv, parquet)
     return result
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 def print_summary(console, result: AuditResult, csv: Path, parquet: Path) -> None:
@@ -98,8 +93,8 @@ def print_summary(console, result: AuditResult, csv: Path, parquet: Path) -> Non
     for col in ("method", "on suspects", "suspects' share of data", "ratio"):
         replay.add_column(col, justify="left" if col == "method" else "right")
     for r in result.replay.itertuples(index=False):
-        replay.add_row(r.method, f"{r.share_of_picks_on_suspects:.1%}", f"{r.suspects_share_of_data:.1%}",
-                       f"{r.overpick_ratio:.2f}x")
+        ratio = "—" if math.isnan(r.overpick_ratio) else f"{r.overpick_ratio:.2f}x"  # no suspects, no ratio
+        replay.add_row(r.method, f"{r.share_of_picks_on_suspects:.1%}", f"{r.suspects_share_of_data:.1%}", ratio)
     console.print(replay)
     for note in result.notes:
         console.print(f"note: {note}")

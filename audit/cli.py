@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import inspect
 import shlex
-import signal
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -55,51 +54,39 @@ def run_command(**options) -> None:
     from rich.console import Console
 
     from audit.store import Store
+    from audit.terminal import progress_bar, sigterm_interrupts
     from training.config import build_grid, load_config_file
     from training.methods import DEFAULT_METHODS
-    from training.run import candidates_per_run, prepare, run_grid
+    from training.run import prepare, run_grid
 
     values = load_config_file(options.pop("config")) if options.get("config") else {}
     db = Path(options.pop("db") or values.pop("db", DEFAULT_DB))
     values.update({k: v for k, v in options.items() if v is not None})
     values.setdefault("corruption", DEFAULT_CORRUPTIONS)
     grid = build_grid(values, default_methods=DEFAULT_METHODS, extra_keys=("db",))
-    configs = grid.runs()
+    n_runs = len(grid.runs())
     cache: dict = {}
-    prepare(configs[0], cache)  # load once, before the progress bar, so loader warnings print cleanly
-    totals = [candidates_per_run(cfg, cache) for cfg in configs]
+    prepare(grid.runs()[0], cache)  # load the data before the progress bars, so loader warnings print cleanly
     store = Store(db)
     console = Console(stderr=True)
-    console.print(f"lossaudit: {len(configs)} run(s) into {db}")
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    console.print(f"lossaudit: {n_runs} run(s) into {db}")
+    sigterm_interrupts()
     run_ids: list[int] = []
     try:
-        with _progress(console) as bar:
-            task = bar.add_task("", total=sum(totals))
-
-            def on_start(i, cfg):
-                bar.update(task, description=f"run {i + 1}/{len(configs)} {cfg.method} {cfg.corruption} seed {cfg.seed}")
+        with progress_bar(console) as bar:
+            def on_start(i, cfg, total):
+                task = bar.add_task(f"run {i + 1}/{n_runs} {cfg.method} {cfg.corruption} seed {cfg.seed}", total=total)
                 return lambda n: bar.advance(task, n)
 
-            run_ids = run_grid(grid, store, command=_command_line(), on_start=on_start)
+            run_ids = run_grid(grid, store, command=_command_line(), cache=cache, on_start=on_start)
     except KeyboardInterrupt:
         typer.echo(f"interrupted: the current run is marked interrupted; its finished epochs are in {db}", err=True)
         raise typer.Exit(130) from None
     _print_summary(db, run_ids)
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def _command_line() -> str:
     return " ".join(shlex.quote(a) for a in ["lossaudit", *sys.argv[1:]])
-
-
-def _progress(console):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("candidates"),
-                    TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False)
 
 
 def _print_summary(db: Path, run_ids: list[int]) -> None:
@@ -325,8 +312,13 @@ def audit_command(
     noise share calibrated by canaries, and a safe / caution / unsafe verdict."""
     from audit.audit import run_audit
 
-    result = run_audit(dataset, db=db, out=out, model=model, epochs=epochs, canaries=canaries, image_size=image_size,
-                       train_size=train_size, seed=seed, device=device, command=_command_line())
+    try:
+        result = run_audit(dataset, db=db, out=out, model=model, epochs=epochs, canaries=canaries,
+                           image_size=image_size, train_size=train_size, seed=seed, device=device,
+                           command=_command_line())
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted: the proxy run is marked interrupted in {db}; nothing was audited", err=True)
+        raise typer.Exit(130) from None
     if strict and result.verdict != "safe":
         raise typer.Exit(3 if result.verdict == "caution" else 4)
 

@@ -70,14 +70,19 @@ def per_class(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 # -- curves and Table 1 --------------------------------------------------------------------------
 
 
-def _seed_mean(rows: pd.DataFrame, x: str, y: str = "test_error") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean and std over seeds of y(x), each seed interpolated linearly onto the union of the seeds'
-    x values, within the range every seed covers. Returns (grid, mean, std)."""
+def _per_seed(rows: pd.DataFrame, x: str, y: str = "test_error") -> tuple[np.ndarray, np.ndarray]:
+    """Each seed's y(x) interpolated linearly onto the union of the seeds' x values, within the range
+    every seed covers. Returns (grid, (n_seeds, len(grid)) values)."""
     seeds = [r.sort_values(x) for _, r in rows.groupby("seed")]
     hi = min(r[x].max() for r in seeds)
     grid = np.unique(np.concatenate([r[x].to_numpy(dtype=float) for r in seeds]))
     grid = grid[grid <= hi]
-    stack = np.stack([np.interp(grid, r[x].to_numpy(dtype=float), r[y].to_numpy(dtype=float)) for r in seeds])
+    return grid, np.stack([np.interp(grid, r[x].to_numpy(dtype=float), r[y].to_numpy(dtype=float)) for r in seeds])
+
+
+def _seed_mean(rows: pd.DataFrame, x: str, y: str = "test_error") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(grid, mean, std) over seeds of y(x), see `_per_seed`."""
+    grid, stack = _per_seed(rows, x, y)
     return grid, stack.mean(0), stack.std(0)
 
 
@@ -101,11 +106,10 @@ def curves(con: duckdb.DuckDBPyConnection, x: str = "backprops") -> pd.DataFrame
     ev = eval_curves(con)
     out = []
     for (corruption, method), rows in ev.groupby(["corruption", "method"], sort=False):
-        grid, mean, std = _seed_mean(rows, x)
-        per_seed = [np.interp(grid, r.sort_values(x)[x], r.sort_values(x).test_error) for _, r in rows.groupby("seed")]
-        out.append(pd.DataFrame({"corruption": corruption, "method": method, "x": grid, "test_error": mean,
-                                 "test_error_std": std, "test_error_min": np.min(per_seed, 0),
-                                 "test_error_max": np.max(per_seed, 0), "n_seeds": rows.seed.nunique()}))
+        grid, stack = _per_seed(rows, x)
+        out.append(pd.DataFrame({"corruption": corruption, "method": method, "x": grid, "test_error": stack.mean(0),
+                                 "test_error_std": stack.std(0), "test_error_min": stack.min(0),
+                                 "test_error_max": stack.max(0), "n_seeds": len(stack)}))
     frame = pd.concat(out, ignore_index=True) if out else pd.DataFrame(
         columns=["corruption", "method", "x", "test_error", "test_error_std", "test_error_min", "test_error_max", "n_seeds"])
     frame.attrs["x"] = x
@@ -177,9 +181,8 @@ TRUTH_RULE = ("Ground truth: for random_labels the examples whose label actually
               "kept its label is clean data); for image corruptions every corrupted example.")
 
 
-def noisy_truth(scores: pd.DataFrame) -> pd.Series:
-    """Ground truth for separability: for random_labels the examples whose label actually changed (a
-    relabelled example that kept its label is clean data); for image corruptions every corrupted one."""
+def noisy_truth(scores: pd.DataFrame) -> np.ndarray:
+    """(n,) bool ground truth for separability, by TRUTH_RULE."""
     return np.where(scores.corruption == "random_labels", scores.label_changed, scores.is_corrupted).astype(bool)
 
 

@@ -9,14 +9,15 @@ Reads one run (a short SGD run over the user's data plus canaries, see `lossaudi
 3. estimates the share of mislabeled examples by mixture-proportion estimation with the label
    canaries as a sample of what a mislabeled example looks like (see `estimate_noise_share`);
 4. ranks the user's examples and lists that share of them as suspects (never a canary);
-5. replays sb's and vr's pick rules on the logged losses to measure how much of their compute
-   would land on the suspects, and turns that into a verdict.
+5. measures, with sb's and vr's own pick rules replayed on the logged losses, how much of their
+   compute would land on the suspects, and turns that into a verdict.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import duckdb
 import numpy as np
@@ -25,6 +26,7 @@ import pandas as pd
 from audit.errors import UserError
 from audit.queries import run_query
 
+CANARY_KINDS = ("random_labels", "shuffle_pixels", "gaussian")  # as training.canaries.KINDS
 SINGLE = {"mean_loss": "mean_loss_score", "final_loss": "final_loss_score", "aum": "aum_score",
           "confidence": "confidence_score", "forgetting": "forgetting_score", "mean_entropy": "mean_entropy_score"}
 COMBINED = {"loss+aum+confidence": ("mean_loss", "aum", "confidence"),
@@ -107,7 +109,7 @@ def canary_auroc(candidates: pd.DataFrame, is_canary: np.ndarray, kind: np.ndarr
     from sklearn.metrics import roc_auc_score
     rows = []
     user = ~is_canary
-    kinds = [k for k in ("random_labels", "shuffle_pixels", "gaussian") if np.any(is_canary & (kind == k))]
+    kinds = [k for k in CANARY_KINDS if np.any(is_canary & (kind == k))]
     for name in candidates.columns:
         s = candidates[name].to_numpy()
         row = {"score": name}
@@ -151,58 +153,21 @@ def bootstrap_noise_share(user: np.ndarray, label_canaries: np.ndarray, *, seed:
     return float(mid), float(lo), float(hi)
 
 
-def replay_picks(order: pd.DataFrame, suspects: set[int], *, batch: int = 128) -> pd.DataFrame:
-    """Replay the pick rules on a run's logged losses: expected picks per example, then the share on suspects.
+def overpicking(picks: pd.DataFrame, suspects: set[int]) -> pd.DataFrame:
+    """Share of each replayed method's expected picks that lands on the suspects, next to their share of the data.
 
-    order: observations (epoch, example_id, loss) of the user's examples in candidate order. sb (beta 1
-    and 2): history of the last 1024 losses, p = percentile ** beta, warm-up epoch 0 skipped. vr
-    (pools of 2B and 3B, always on, the switch ignored): expected picks B · loss / pool loss.
+    picks: one row per observation with example_id and a column of expected picks per method.
     """
-    ids = order.example_id.to_numpy()
-    loss = order.loss.to_numpy(dtype=float)
-    epoch = order.epoch.to_numpy()
-    later = epoch >= 1
-    ids, loss, epoch = ids[later], loss[later], epoch[later]
-    is_suspect = np.isin(ids, list(suspects))
-    rows = []
-    for name, beta in (("sb50", 1.0), ("sb33", 2.0)):
-        p = _sb_probabilities(loss, epoch, beta, batch)
-        rows.append((name, p[is_suspect].sum() / p.sum()))
-    for name, pool in (("vr50", 2 * batch), ("vr33", 3 * batch)):
-        p = _vr_expected(loss, epoch, pool, batch)
-        rows.append((name, p[is_suspect].sum() / p.sum()))
-    n_examples = len(np.unique(order.example_id))
+    methods = [c for c in picks.columns if c not in ("epoch", "example_id", "loss")]
+    is_suspect = picks.example_id.isin(suspects).to_numpy()
+    n_examples = picks.example_id.nunique()
     share = len(suspects) / n_examples if n_examples else math.nan
-    frame = pd.DataFrame(rows, columns=["method", "share_of_picks_on_suspects"])
+    frame = pd.DataFrame({"method": methods,
+                          "share_of_picks_on_suspects": [picks[m].to_numpy()[is_suspect].sum() / picks[m].sum()
+                                                         for m in methods]})
     frame["suspects_share_of_data"] = share
     frame["overpick_ratio"] = frame.share_of_picks_on_suspects / share if share else math.nan
     return frame
-
-
-def _sb_probabilities(loss: np.ndarray, epoch: np.ndarray, beta: float, batch: int, size: int = 1024) -> np.ndarray:
-    out = np.zeros(len(loss))
-    history = np.zeros(0)
-    starts = np.flatnonzero(np.r_[True, np.diff(epoch) != 0])
-    bounds = [(s, e) for s, e in zip(starts, np.r_[starts[1:], len(loss)])]
-    for s, e in bounds:
-        for b in range(s, e, batch):
-            chunk = loss[b:min(b + batch, e)]
-            history = np.concatenate([history, chunk])[-size:]
-            held = np.sort(history)
-            out[b:b + len(chunk)] = (np.searchsorted(held, chunk, side="left") / len(held)) ** beta
-    return out
-
-
-def _vr_expected(loss: np.ndarray, epoch: np.ndarray, pool: int, batch: int) -> np.ndarray:
-    out = np.zeros(len(loss))
-    starts = np.flatnonzero(np.r_[True, np.diff(epoch) != 0])
-    for s, e in zip(starts, np.r_[starts[1:], len(loss)]):
-        for b in range(s, e, pool):
-            chunk = loss[b:min(b + pool, e)]
-            picks = batch * len(chunk) / pool
-            total = chunk.sum()
-            out[b:b + len(chunk)] = picks * (chunk / total if total > 0 else np.full(len(chunk), 1 / len(chunk)))
-    return out
 
 
 def judge(noise_share: float, replay: pd.DataFrame) -> tuple[str, str]:
@@ -216,14 +181,14 @@ def judge(noise_share: float, replay: pd.DataFrame) -> tuple[str, str]:
     return "safe", f"safe: {numbers}"
 
 
-def analyse(con: duckdb.DuckDBPyConnection, run_id: int, *, classes: list[str]) -> AuditResult:
-    """The audit of one proxy run (see the module docstring)."""
-    scores = run_query(con, "example_scores", mode="any")
-    scores = scores[scores.run_id == run_id].reset_index(drop=True)
+def analyse(con: duckdb.DuckDBPyConnection, run_id: int, *, classes: list[str],
+            expected_picks: Callable[[pd.DataFrame], pd.DataFrame]) -> AuditResult:
+    """The audit of one proxy run (see the module docstring). `expected_picks` replays the selection
+    methods' pick rules on the run's logged losses (training.replay.expected_picks)."""
+    scores = run_query(con, "example_scores", mode="any", run_id=run_id)
     if scores.empty:
         raise UserError(f"run {run_id} has no observations to audit")
-    roles = dict(con.execute("select example_id, role from examples where run_id = ?", [run_id]).fetchall())
-    is_canary = scores.example_id.map(roles).eq("canary").to_numpy()
+    is_canary = scores.role.eq("canary").to_numpy()
     kind = scores.corruption.fillna("").to_numpy(dtype=object)
     notes = []
     if not is_canary.any():
@@ -247,7 +212,7 @@ def analyse(con: duckdb.DuckDBPyConnection, run_id: int, *, classes: list[str]) 
     top = ranked.head(n_suspects)
     threshold = float(top.suspicion_score.min()) if n_suspects else math.inf
     recall = {k: float((combined[is_canary & (kind == k)] >= threshold).mean())
-              for k in ("random_labels", "shuffle_pixels", "gaussian") if np.any(is_canary & (kind == k))}
+              for k in CANARY_KINDS if np.any(is_canary & (kind == k))}
 
     predictions = run_query(con, "audit_predictions", run_id=run_id).set_index("example_id")
     fired = []
@@ -268,11 +233,11 @@ def analyse(con: duckdb.DuckDBPyConnection, run_id: int, *, classes: list[str]) 
     order = con.execute("""select o.epoch, o.example_id, o.loss from observations o join examples e
                            using (run_id, example_id) where o.run_id = ? and e.role != 'canary'
                            order by o.epoch, o.step""", [run_id]).df()
-    replay = replay_picks(order, set(suspects.example_id.tolist()))
+    replay = overpicking(expected_picks(order), set(suspects.example_id.tolist()))
     verdict, line = judge(share, replay) if n_suspects else ("safe" if share < CAUTION_SHARE else "caution", "")
     if not line:
         line = f"{verdict}: estimated noise share {share:.1%}; no example is listed as a suspect"
-    counts = {k: int((is_canary & (kind == k)).sum()) for k in ("random_labels", "shuffle_pixels", "gaussian")}
+    counts = {k: int((is_canary & (kind == k)).sum()) for k in CANARY_KINDS}
     ranking = ranked[["example_id", "source", "suspicion_score"]].rename(columns={"source": "path"})
     return AuditResult(run_id, n_user, counts, table, choice, share, (share_lo, share_hi), suspects,
                        ranking.reset_index(drop=True),

@@ -186,13 +186,12 @@ class Store:
             con.execute("update examples set irreducible_loss = il.irreducible_loss from il "
                         "where examples.run_id = ? and examples.example_id = il.example_id", [run_id])
             con.unregister("il")
-        self.patch_config(run_id, {"irreducible_model": summary})
+            _patch_config(con, run_id, {"irreducible_model": summary})
 
     def patch_config(self, run_id: int, patch: dict) -> None:
         """Merge `patch` into runs.config (results computed after training: rho's irreducible-loss model, audits)."""
         with self.transaction() as con:
-            con.execute("update runs set config = json_merge_patch(config, ?) where run_id = ?",
-                        [json.dumps(patch, allow_nan=False, default=str), run_id])
+            _patch_config(con, run_id, patch)
 
     def finish(self, run_id: int, status: str, error: str | None = None) -> None:
         with self.transaction() as con:
@@ -209,6 +208,11 @@ class Store:
                 con.execute("update runs set status = 'interrupted', error = 'process ended without finishing the run' "
                             "where run_id = ?", [run_id])
         return dead
+
+
+def _patch_config(con, run_id: int, patch: dict) -> None:
+    con.execute("update runs set config = json_merge_patch(config, ?) where run_id = ?",
+                [json.dumps(patch, allow_nan=False, default=str), run_id])
 
 
 def export_parquet(db: str | Path, folder: str | Path) -> list[tuple[Path, int]]:

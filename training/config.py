@@ -23,7 +23,7 @@ def _f(default, help: str):
 
 @dataclass(frozen=True)
 class RunConfig:
-    dataset: str = _f("digits", "dataset spec: digits, imagefolder:PATH, cifar10:PATH or npz:PATH")
+    dataset: str = _f("digits", "dataset spec: digits, imagefolder:PATH, csv:PATH, cifar10:PATH or npz:PATH")
     model: str = _f("resnet8", "model name: mlp, resnetD (D = 6n+2) or wrn-D-W (D = 6n+4)")
     method: str = _f("sgd", "selection method (a registry name or preset)")
     corruption: str = _f("none", "none or KIND:SHARE, KIND in random_labels, shuffle_pixels, gaussian")

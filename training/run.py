@@ -154,9 +154,11 @@ class StoreSink:
 
 
 def run_one(cfg: RunConfig, store: Store, *, command: str = "", cache: dict | None = None,
-            progress: Callable[[int], None] | None = None) -> int:
-    """Train one config into `store`; returns its run_id. The run ends complete, failed or interrupted."""
-    prep = prepare(cfg, cache)
+            progress: Callable[[int], None] | None = None, prep: Prepared | None = None) -> int:
+    """Train one config into `store`; returns its run_id. The run ends complete, failed or interrupted.
+
+    `prep` is the config's prepared data when the caller already has it."""
+    prep = prepare(cfg, cache) if prep is None else prep
     trainer = Trainer(cfg, train_data(prep), progress=progress)
     run_id = store.start_run(run_row(cfg, prep, trainer, command=command), examples_frame(prep))
     try:
@@ -171,22 +173,23 @@ def run_one(cfg: RunConfig, store: Store, *, command: str = "", cache: dict | No
     return run_id
 
 
-def candidates_per_run(cfg: RunConfig, cache: dict) -> int:
+def candidates(cfg: RunConfig, prep: Prepared) -> int:
     """Candidates a run will process, for progress bars (the irreducible-loss run of rho included)."""
-    prep = prepare(cfg, cache)
     n_held = int((prep.role == "holdout").sum())
     return int(prep.trained.sum()) * cfg.epochs + n_held * (cfg.il_epochs or cfg.epochs)
 
 
-def run_grid(grid: Grid, store: Store, *, command: str = "",
-             on_start: Callable[[int, RunConfig], Callable[[int], None]] | None = None) -> list[int]:
-    """Run every config of the grid in order; `on_start(i, cfg)` returns that run's progress callback."""
+def run_grid(grid: Grid, store: Store, *, command: str = "", cache: dict | None = None,
+             on_start: Callable[[int, RunConfig, int], Callable[[int], None]] | None = None) -> list[int]:
+    """Run every config of the grid in order. `on_start(i, cfg, n_candidates)` returns that run's progress
+    callback; `cache` holds loaded datasets (pass the one used to check the grid, to load them once)."""
     store.mark_orphans()
-    cache: dict = {}
+    cache = {} if cache is None else cache
     run_ids = []
     for i, cfg in enumerate(grid.runs()):
-        progress = on_start(i, cfg) if on_start else None
-        run_ids.append(run_one(cfg, store, command=command, cache=cache, progress=progress))
+        prep = prepare(cfg, cache)
+        progress = on_start(i, cfg, candidates(cfg, prep)) if on_start else None
+        run_ids.append(run_one(cfg, store, command=command, progress=progress, prep=prep))
     return run_ids
 
 

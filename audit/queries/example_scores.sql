@@ -1,8 +1,9 @@
 -- Per-example noise scores of every run, higher = more suspect, from the observations of one forward mode.
--- params: mode=any, max_epoch=null
+-- params: mode=any, max_epoch=null, run_id=null
 -- mode: any = every observation row (train-mode rows for sgd and warm-up epochs, scoring rows after);
 --       score = only no-grad eval-mode scoring rows; train = only train-mode rows of training steps.
 -- max_epoch: only observations of epochs up to this one (null = all), e.g. to score early training.
+-- run_id: only this run (null = every run).
 with obs as (
     select
         o.run_id,
@@ -20,6 +21,7 @@ with obs as (
     where
         ($mode = 'any' or o.mode = $mode)
         and (cast($max_epoch as integer) is null or o.epoch <= cast($max_epoch as integer))
+        and (cast($run_id as integer) is null or o.run_id = cast($run_id as integer))
 ),
 
 ordered as (
@@ -59,7 +61,8 @@ final as (
         e.is_corrupted,
         e.corruption,
         e.label != e.true_label as label_changed,
-        e.source
+        e.source,
+        e.role
     from per_example as p
     join examples as e using (run_id, example_id)
 )

@@ -212,3 +212,22 @@ def test_iid_selection_shares_are_seeded():
     a = _method("sb").select(_fwd(np.linspace(0, 1, 64)), torch.arange(64), 1).picked
     b = _method("sb").select(_fwd(np.linspace(0, 1, 64)), torch.arange(64), 1).picked
     assert torch.equal(a, b)
+
+
+def test_replay_uses_the_methods_own_rules():
+    import pandas as pd
+
+    from training.replay import expected_picks
+    rng = np.random.default_rng(0)
+    n = 300
+    order = pd.DataFrame({"epoch": np.repeat([0, 1], n), "example_id": np.tile(np.arange(n), 2),
+                          "loss": rng.exponential(1.0, 2 * n).astype(np.float32)})
+    picks = expected_picks(order, methods=("sb50", "vr50"))
+    assert (picks.sb50[:n] == 0).all()  # warm-up epoch: sb trains everything, nothing to replay
+    first = order.loss.to_numpy()[n:n + 128]
+    assert picks.sb50.to_numpy()[n:n + 128] == pytest.approx([(first < v).mean() for v in first])  # history = batch
+    for start in (0, n):  # vr: per pool of 256, B = 128 expected picks; the last pool of 44 gets round(44/2) = 22
+        assert picks.vr50.to_numpy()[start:start + 256].sum() == pytest.approx(128, rel=1e-5)
+        assert picks.vr50.to_numpy()[start + 256:start + n].sum() == pytest.approx(22, rel=1e-5)
+    pool = order.loss.to_numpy()[:256]
+    assert picks.vr50.to_numpy()[:256] == pytest.approx(128 * pool / pool.sum(), rel=1e-4)

@@ -99,6 +99,10 @@ class Method:
         """fwd: the candidates' scoring forward (None if `needs_scores` is False); index: (n,) positions."""
         raise NotImplementedError(f"{self.name} trains every candidate and never selects")
 
+    def expected_picks(self, sel: Selection) -> Tensor:
+        """(n,) expected times each candidate of a round is picked; select_prob for independent picks."""
+        return sel.select_prob
+
     def trained(self, index: Tensor, fwd: Forward, epoch: int) -> None:
         """Called with the train-mode statistics of every training step."""
 

@@ -51,6 +51,10 @@ class ImportanceSampling(Method):
         weight = (1.0 / (len(index) * g).clamp_min(1e-12)).float() if self.reweight else None
         return Selection(picked, g.float(), weight)
 
+    def expected_picks(self, sel: Selection) -> Tensor:
+        """select_prob is per draw; a round of n candidates makes picks_for(n) draws."""
+        return sel.select_prob * self.picks_for(len(sel.select_prob), self.pool, self.batch_size)
+
     def trained(self, index: Tensor, fwd: Forward, epoch: int) -> None:
         if not self.on:  # switched off: the training losses keep tau up to date
             self.update_tau(fwd.loss)
