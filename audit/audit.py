@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 
 from audit.errors import UserError
-from audit.noise import AuditResult, analyse
+from audit.noise import REPLAY_MODES, AuditResult, analyse
 from audit.store import Store, connect_readonly
 
 PROXY_IMAGE_SIZE = 32
@@ -40,7 +40,7 @@ def run_audit(dataset: str, *, db: Path, out: Path, model: str = "resnet8", epoc
     from rich.console import Console
 
     from audit.terminal import progress_bar, sigterm_interrupts
-    from training.replay import expected_picks
+    from training.replay import replay_both
     from training.run import candidates, prepare, run_one
 
     console = Console(stderr=True, quiet=quiet)
@@ -58,9 +58,10 @@ def run_audit(dataset: str, *, db: Path, out: Path, model: str = "resnet8", epoc
     sigterm_interrupts()
     with progress_bar(console) as bar:
         task = bar.add_task("proxy run", total=candidates(cfg, prep))
-        run_id = run_one(cfg, store, command=command, prep=prep, progress=lambda n: bar.advance(task, n))
+        run_id = run_one(cfg, store, command=command, prep=prep, progress=lambda n: bar.advance(task, n),
+                         extra_config={"audit_proxy": True})
     with connect_readonly(db) as con:
-        result = analyse(con, run_id, classes=list(prep.dataset.classes), expected_picks=expected_picks)
+        result = analyse(con, run_id, classes=list(prep.dataset.classes), replay=replay_both)
     csv, parquet = Path(f"{out}.csv"), Path(f"{out}.parquet")
     try:
         result.suspects.to_csv(csv, index=False)
@@ -90,12 +91,14 @@ def print_summary(console, result: AuditResult, csv: Path, parquet: Path) -> Non
     console.print("canary recall at the suspect threshold: "
                   + ", ".join(f"{k} {v:.0%}" for k, v in result.canary_recall.items()))
     replay = Table(title="if you trained with loss-based selection: share of its backprops on the suspects")
-    for col in ("method", "on suspects", "suspects' share of data", "ratio"):
-        replay.add_column(col, justify="left" if col == "method" else "right")
+    for col in ("method", "replay", "on suspects", "suspects' share of data", "ratio", "rounds selected"):
+        replay.add_column(col, justify="left" if col in ("method", "replay") else "right")
     for r in result.replay.itertuples(index=False):
         ratio = "—" if math.isnan(r.overpick_ratio) else f"{r.overpick_ratio:.2f}x"  # no suspects, no ratio
-        replay.add_row(r.method, f"{r.share_of_picks_on_suspects:.1%}", f"{r.suspects_share_of_data:.1%}", ratio)
+        replay.add_row(r.method, r.replay, f"{r.share_of_picks_on_suspects:.1%}", f"{r.suspects_share_of_data:.1%}",
+                       ratio, f"{r.selecting_share:.0%}")
     console.print(replay)
+    console.print("replay: " + "; ".join(f"{k} = {v}" for k, v in REPLAY_MODES.items()))
     for note in result.notes:
         console.print(f"note: {note}")
     console.print(f"suspects: {csv} and {parquet}")

@@ -72,17 +72,27 @@ def run_command(**options) -> None:
     console.print(f"lossaudit: {n_runs} run(s) into {db}")
     sigterm_interrupts()
     run_ids: list[int] = []
+    failed: list[str] = []
     try:
         with progress_bar(console) as bar:
             def on_start(i, cfg, total):
                 task = bar.add_task(f"run {i + 1}/{n_runs} {cfg.method} {cfg.corruption} seed {cfg.seed}", total=total)
                 return lambda n: bar.advance(task, n)
 
-            run_ids = run_grid(grid, store, command=_command_line(), cache=cache, on_start=on_start)
+            def on_failed(err, cfg):
+                failed.append(f"run {err.run_id} ({cfg.method}, {cfg.corruption}, seed {cfg.seed}) failed: {err}")
+                console.print(failed[-1], markup=False, highlight=False)
+
+            run_ids = run_grid(grid, store, command=_command_line(), cache=cache, on_start=on_start,
+                               on_failed=on_failed)
     except KeyboardInterrupt:
         typer.echo(f"interrupted: the current run is marked interrupted; its finished epochs are in {db}", err=True)
         raise typer.Exit(130) from None
     _print_summary(db, run_ids)
+    if failed:
+        typer.echo(f"{len(failed)} of {n_runs} run(s) failed; their finished epochs and the reason are in {db}",
+                   err=True)
+        raise typer.Exit(1)
 
 
 def _command_line() -> str:
@@ -90,16 +100,37 @@ def _command_line() -> str:
 
 
 def _print_summary(db: Path, run_ids: list[int]) -> None:
+    """The runs just written, one row each, in percent where a share; vr's switch, rho's upfront work, seeds and
+    experiments only when they say something."""
     from audit.metrics import run_summary
     from audit.store import connect_readonly
     with connect_readonly(db) as con:
         summary = run_summary(con)
-    summary = summary[summary.run_id.isin(run_ids)]
-    columns = {"run_id": "run", "method": "method", "corruption": "corruption", "seed": "seed", "status": "status",
-               "best_test_error": "best err", "final_test_error": "final err", "backprops": "backprops",
-               "forwards_scoring": "scoring fwd", "corrupted_share": "corrupt share", "base_rate": "base rate",
-               "seconds": "train s"}
-    _print_frame(summary[list(columns)].rename(columns=columns), title=f"runs written to {db}")
+    s = summary[summary.run_id.isin(run_ids)]
+    pct = lambda v: "" if v != v else f"{v:.1%}"  # noqa: E731  (NaN: not measured)
+    num = lambda v, f: "" if v != v else format(v, f)  # noqa: E731
+    table = {"run": s.run_id, "experiment": s.experiment, "method": s.method, "corruption": s.corruption,
+             "seed": s.seed, "status": s.status,
+             "best err": s.best_test_error.map(pct), "final err": s.final_test_error.map(pct),
+             "backprops": s.backprops.map(lambda v: num(v, ",.0f")),
+             "+ upfront": s.upfront_backprops.map(lambda v: num(v, ",.0f") if v else ""),
+             "scoring fwd": s.forwards_scoring.map(lambda v: num(v, ",.0f")),
+             "sel": s.nominal_selectivity.map(lambda v: num(v, ".2f")),
+             "sel real": s.realised_selectivity.map(lambda v: num(v, ".2f")),
+             "vr on": s.vr_on_share.map(pct),
+             "τ range (threshold)": [f"{lo:.2f}–{hi:.2f} ({th:.2f})" if lo == lo else ""
+                                     for lo, hi, th in zip(s.tau_min, s.tau_max, s.tau_th)],
+             "corrupt share": s.corrupted_share.where(s.base_rate > 0).map(pct),
+             "base rate": s.base_rate.where(s.base_rate > 0).map(pct),
+             "train s": s.seconds.map(lambda v: num(v, ".1f"))}
+    drop = {"experiment": s.experiment_id.nunique() < 2, "seed": s.seed.nunique() < 2,
+            "status": (s.status == "complete").all(),
+            "+ upfront": not (s.upfront_backprops > 0).any(), "vr on": s.vr_on_share.isna().all(),
+            "τ range (threshold)": s.vr_on_share.isna().all(), "corrupt share": not (s.base_rate > 0).any(),
+            "base rate": not (s.base_rate > 0).any()}
+    import pandas as pd
+    frame = pd.DataFrame({k: list(v) for k, v in table.items() if not drop.get(k)})
+    _print_frame(frame, title=f"runs written to {db}", numeric=("run", "seed"))
 
 
 def _run_signature() -> inspect.Signature:
@@ -157,13 +188,7 @@ def sql_command(
     from audit.queries import all_queries
 
     if list_:
-        from audit.metrics import ANALYSES
-        for qname, q in all_queries().items():
-            params = ", ".join(f"{k}={'null' if v is None else v}" for k, v in q.defaults.items())
-            typer.echo(f"{qname:26} {q.description}" + (f"  [params: {params}]" if params else ""))
-        for aname, a in ANALYSES.items():
-            takes = ", ".join(f"{k}={v.default}" for k, v in list(inspect.signature(a.function).parameters.items())[1:])
-            typer.echo(f"{aname:26} {a.description}  [analysis" + (f"; params: {takes}]" if takes else "]"))
+        _list_queries(db)
         return
     if format not in FORMATS:
         raise UserError(f"unknown --format {format!r}; valid: {', '.join(FORMATS)}")
@@ -174,6 +199,28 @@ def sql_command(
     params = _parse_params(param)
     frame = _query_frame(db, query, name, params)
     _emit(frame, format, output)
+
+
+def _list_queries(db: Path) -> None:
+    """The named queries and analyses, then the experiments of the database when it exists."""
+    from audit.metrics import ANALYSES, experiments
+    from audit.queries import all_queries
+    from audit.store import connect_readonly
+
+    for qname, q in all_queries().items():
+        params = ", ".join(f"{k}={'null' if v is None else v}" for k, v in q.defaults.items())
+        typer.echo(f"{qname:26} {q.description}" + (f"  [params: {params}]" if params else ""))
+    for aname, a in ANALYSES.items():
+        takes = ", ".join(f"{k}={v.default}" for k, v in list(inspect.signature(a.function).parameters.items())[1:])
+        typer.echo(f"{aname:26} {a.description}  [analysis" + (f"; params: {takes}]" if takes else "]"))
+    if not Path(db).expanduser().is_file():
+        return
+    with connect_readonly(db) as con:
+        known = experiments(con)
+    typer.echo(f"\nexperiments in {db} (runs identical but for method, corruption and seed; compared only within one):")
+    for r in known.itertuples():
+        typer.echo(f"{r.experiment_id}  {r.experiment}  [{r.runs} runs, {r.complete} complete; methods {r.methods}; "
+                   f"corruptions {r.corruptions}; seeds {r.seeds}]")
 
 
 def _parse_params(items: list[str]) -> dict:
@@ -229,8 +276,9 @@ def _emit(frame, format: str, output: Path | None = None) -> None:
         typer.echo(f"wrote {len(frame)} rows to {output}", err=True)
 
 
-def _print_frame(frame, *, title: str | None = None, max_rows: int = 200) -> None:
-    """A DataFrame as a terminal table; floats to 4 significant digits; long results truncated with a note."""
+def _print_frame(frame, *, title: str | None = None, max_rows: int = 200, numeric: tuple[str, ...] = ()) -> None:
+    """A DataFrame as a terminal table; floats to 4 significant digits; long results truncated with a note.
+    Numbers and the `numeric` columns (e.g. numbers preformatted as text) are right-aligned."""
     import math
 
     from rich.console import Console
@@ -238,11 +286,14 @@ def _print_frame(frame, *, title: str | None = None, max_rows: int = 200) -> Non
 
     table = Table(title=title, show_lines=False)
     for col in frame.columns:
-        table.add_column(str(col), justify="right" if frame[col].dtype.kind in "iuf" else "left")
+        right = frame[col].dtype.kind in "iuf" or col in numeric or bool(
+            frame[col].map(lambda v: isinstance(v, str) and v[:1].isdigit()).any())
+        table.add_column(str(col), justify="right" if right else "left")
     for row in frame.head(max_rows).itertuples(index=False):
         table.add_row(*(("" if v is None or (isinstance(v, float) and math.isnan(v)) else
                          f"{v:.4g}" if isinstance(v, float) else str(v)) for v in row))
-    console = Console(width=max(Console().width, 160))
+    wide = Console(width=1000)
+    console = Console(width=max(Console().width, min(wide.measure(table).maximum, 400)))  # never squeeze a column
     console.print(table)
     if len(frame) > max_rows:
         console.print(f"({len(frame) - max_rows} more rows; use --format csv or json for all)")
@@ -260,18 +311,24 @@ def report_command(
     db: Path = _db_option(),
     run: list[int] = typer.Option([], "--run", help="only this run_id; repeatable"),
     where: Optional[str] = typer.Option(None, "--where", help="only runs matching this SQL condition, e.g. \"seed < 3\""),
+    experiment: Optional[str] = typer.Option(None, "--experiment",
+                                             help="only this experiment: its id, a prefix of it, or its name "
+                                                  "(lossaudit sql --list shows them)"),
+    include_incomplete: bool = typer.Option(False, "--include-incomplete",
+                                            help="let a cell without a complete run be represented by its latest "
+                                                 "unfinished one (default: only complete runs are compared)"),
     gallery_size: int = typer.Option(8, "--gallery-size", help="examples per class in the most/least picked galleries"),
     open_: bool = typer.Option(False, "--open", help="open the HTML page in a browser when done"),
 ) -> None:
     """Render the runs as one offline HTML page with the paper's table and figures (and/or its JSON twin)."""
-    from reports.html import build_report
+    from reports.report import build_report
 
     if html is None and json is None:
         raise UserError("give --html PATH and/or --json PATH")
     if gallery_size < 1:
         raise UserError(f"--gallery-size must be >= 1, got {gallery_size}")
-    written = build_report(db, html=html, json_path=json, where=where, run_ids=run or None,
-                           gallery_size=gallery_size, images=_run_images())
+    written = build_report(db, html=html, json_path=json, where=where, run_ids=run or None, experiment=experiment,
+                           include_incomplete=include_incomplete, gallery_size=gallery_size, images=_run_images())
     for path in written:
         typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
     if open_ and html is not None:

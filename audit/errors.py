@@ -1,4 +1,4 @@
-"""The one exception type users see: a single line naming the bad input and what would be valid."""
+"""The exceptions users see as one line: bad input (naming the value and what would be valid) and failed runs."""
 
 
 class UserError(Exception):
@@ -11,3 +11,11 @@ class UserError(Exception):
 def choices(names) -> str:
     """Render valid choices for an error message: ``a, b, c``."""
     return ", ".join(sorted(names))
+
+
+class TrainingFailed(Exception):
+    """A run that cannot go on (its loss diverged, its scores became non-finite). The run is marked failed
+    with this one-line reason, the user sees that line, and the other cells of a grid go on."""
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(str(message).split()))

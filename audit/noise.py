@@ -10,7 +10,8 @@ Reads one run (a short SGD run over the user's data plus canaries, see `lossaudi
    canaries as a sample of what a mislabeled example looks like (see `estimate_noise_share`);
 4. ranks the user's examples and lists that share of them as suspects (never a canary);
 5. measures, with sb's and vr's own pick rules replayed on the logged losses, how much of their
-   compute would land on the suspects, and turns that into a verdict.
+   compute would land on the suspects (by the pick rule alone, a switch forced on, and as a real run
+   would select, switch and warm-up included), and turns sb50's pick rule into a verdict.
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ VERDICT_RULE = (f"unsafe: estimated noise share >= {UNSAFE_SHARE:.0%} and sb50 w
                 "safe: otherwise")
 
 
+REPLAY_MODES = {"pick rule": "every round after warm-up selected from, a switch (vr's τ) forced on",
+                "as run": "warm-up and switch as in a real run; rounds not selected from train every candidate"}
+JUDGED = ("sb50", "pick rule")  # the replay the verdict rests on
+
+
 @dataclass
 class AuditResult:
     run_id: int
@@ -58,7 +64,7 @@ class AuditResult:
     ranking: pd.DataFrame  # every user example: example_id, path, suspicion_score (higher = more suspect)
     threshold: float
     canary_recall: dict[str, float]  # share of each canary kind at or above the suspect threshold
-    replay: pd.DataFrame  # method, share of picks on suspects, suspects' share of the data, ratio
+    replay: pd.DataFrame  # method, replay, share of picks on suspects, suspects' share of the data, ratio
     verdict: str
     verdict_line: str
     notes: list[str] = field(default_factory=list)
@@ -72,7 +78,8 @@ class AuditResult:
                 "noise_method": NOISE_METHOD, "n_suspects": len(self.suspects),
                 "threshold": self.threshold,
                 "canary_recall": self.canary_recall,
-                "replay": self.replay.round(4).to_dict(orient="records"), "notes": self.notes,
+                "replay": self.replay.round(4).to_dict(orient="records"), "replay_modes": REPLAY_MODES,
+                "notes": self.notes,
                 "top_suspects": self.suspects.head(TOP_STORED)[["rank", "example_id", "path", "given_label",
                                                                 "suggested_label", "suspicion_score", "signals"]]
                 .round(4).to_dict(orient="records")})
@@ -153,25 +160,27 @@ def bootstrap_noise_share(user: np.ndarray, label_canaries: np.ndarray, *, seed:
     return float(mid), float(lo), float(hi)
 
 
-def overpicking(picks: pd.DataFrame, suspects: set[int]) -> pd.DataFrame:
+def overpicking(example_id: np.ndarray, replays: dict, suspects: set[int]) -> pd.DataFrame:
     """Share of each replayed method's expected picks that lands on the suspects, next to their share of the data.
 
-    picks: one row per observation with example_id and a column of expected picks per method.
+    example_id: (n,) the example of each observation; replays: (method, replay mode) → an object with (n,)
+    `picks` (expected picks of each observation) and `selecting` (its round was selected from).
     """
-    methods = [c for c in picks.columns if c not in ("epoch", "example_id", "loss")]
-    is_suspect = picks.example_id.isin(suspects).to_numpy()
-    n_examples = picks.example_id.nunique()
+    is_suspect = np.isin(example_id, list(suspects))
+    n_examples = len(np.unique(example_id))
     share = len(suspects) / n_examples if n_examples else math.nan
-    frame = pd.DataFrame({"method": methods,
-                          "share_of_picks_on_suspects": [picks[m].to_numpy()[is_suspect].sum() / picks[m].sum()
-                                                         for m in methods]})
+    frame = pd.DataFrame([{"method": method, "replay": mode,
+                           "share_of_picks_on_suspects": r.picks[is_suspect].sum() / r.picks.sum(),
+                           "selecting_share": float(np.mean(r.selecting))}
+                          for (method, mode), r in replays.items()])
     frame["suspects_share_of_data"] = share
     frame["overpick_ratio"] = frame.share_of_picks_on_suspects / share if share else math.nan
-    return frame
+    return frame[["method", "replay", "share_of_picks_on_suspects", "suspects_share_of_data", "overpick_ratio",
+                  "selecting_share"]]
 
 
 def judge(noise_share: float, replay: pd.DataFrame) -> tuple[str, str]:
-    sb = replay.set_index("method").loc["sb50"]
+    sb = replay.set_index(["method", "replay"]).loc[JUDGED]
     numbers = (f"estimated noise share {noise_share:.1%}; sb50 would spend {sb.share_of_picks_on_suspects:.1%} of its "
                f"backprops on the suspects, who are {sb.suspects_share_of_data:.1%} of the data")
     if noise_share >= UNSAFE_SHARE and sb.overpick_ratio >= UNSAFE_OVERPICK:
@@ -182,9 +191,9 @@ def judge(noise_share: float, replay: pd.DataFrame) -> tuple[str, str]:
 
 
 def analyse(con: duckdb.DuckDBPyConnection, run_id: int, *, classes: list[str],
-            expected_picks: Callable[[pd.DataFrame], pd.DataFrame]) -> AuditResult:
-    """The audit of one proxy run (see the module docstring). `expected_picks` replays the selection
-    methods' pick rules on the run's logged losses (training.replay.expected_picks)."""
+            replay: Callable[[pd.DataFrame], dict]) -> AuditResult:
+    """The audit of one proxy run (see the module docstring). `replay` replays the selection methods'
+    pick rules on the run's logged losses, keyed by (method, replay mode) (training.replay.replay_both)."""
     scores = run_query(con, "example_scores", mode="any", run_id=run_id)
     if scores.empty:
         raise UserError(f"run {run_id} has no observations to audit")
@@ -233,12 +242,12 @@ def analyse(con: duckdb.DuckDBPyConnection, run_id: int, *, classes: list[str],
     order = con.execute("""select o.epoch, o.example_id, o.loss from observations o join examples e
                            using (run_id, example_id) where o.run_id = ? and e.role != 'canary'
                            order by o.epoch, o.step""", [run_id]).df()
-    replay = overpicking(expected_picks(order), set(suspects.example_id.tolist()))
-    verdict, line = judge(share, replay) if n_suspects else ("safe" if share < CAUTION_SHARE else "caution", "")
+    replays = overpicking(order.example_id.to_numpy(), replay(order), set(suspects.example_id.tolist()))
+    verdict, line = judge(share, replays) if n_suspects else ("safe" if share < CAUTION_SHARE else "caution", "")
     if not line:
         line = f"{verdict}: estimated noise share {share:.1%}; no example is listed as a suspect"
     counts = {k: int((is_canary & (kind == k)).sum()) for k in CANARY_KINDS}
     ranking = ranked[["example_id", "source", "suspicion_score"]].rename(columns={"source": "path"})
     return AuditResult(run_id, n_user, counts, table, choice, share, (share_lo, share_hi), suspects,
                        ranking.reset_index(drop=True),
-                       threshold, recall, replay, verdict, line, notes)
+                       threshold, recall, replays, verdict, line, notes)

@@ -13,6 +13,9 @@ create table if not exists meta (
 
 create table if not exists runs (
     run_id          integer primary key,
+    experiment_id   varchar,
+    experiment      varchar,
+    arm             varchar,
     method          varchar not null,
     dataset         varchar not null,
     model           varchar not null,
@@ -77,6 +80,8 @@ create table if not exists steps (
     forwards_scoring  bigint not null,
     forwards_training bigint not null,
     backprops         bigint not null,
+    selection_candidates bigint,
+    selection_picks   bigint,
     train_loss        float not null,
     state             map(varchar, double),
     seconds           double not null
@@ -96,10 +101,21 @@ create table if not exists evals (
     train_loss        double
 );
 
+-- Schema 1 → 2 (lossaudit 0.2): experiments, arms and selection counters. No-ops on a new database;
+-- the store fills the identity columns of older runs from their stored config.
+alter table runs add column if not exists experiment_id varchar;
+alter table runs add column if not exists experiment varchar;
+alter table runs add column if not exists arm varchar;
+alter table steps add column if not exists selection_candidates bigint;
+alter table steps add column if not exists selection_picks bigint;
+
 comment on column meta.key is 'Setting name, e.g. schema_version.';
 comment on column meta.value is 'Setting value as text.';
 
 comment on column runs.run_id is 'Run identifier, 1, 2, ... in the order runs started in this database.';
+comment on column runs.experiment_id is 'Experiment: runs whose resolved configuration is identical except for the grid axes (the method with its own parameters, the corruption, the seed) share it; 12 hex digits of a hash of that configuration. Every comparison is made within one experiment.';
+comment on column runs.experiment is 'Readable name of the experiment: dataset, model and epochs, then every other setting away from its default, e.g. digits · resnet8 · 10 epochs · lr=0.05.';
+comment on column runs.arm is 'The method as compared: the method name as given, then any of its own parameters set away from its defaults (presets included), e.g. sb50 or sb beta=3. The method column of every analysis is this arm.';
 comment on column runs.method is 'Selection method name as given (a registry name or preset, e.g. sgd, sb50).';
 comment on column runs.dataset is 'Dataset spec, e.g. digits or imagefolder:/data/cifar10.';
 comment on column runs.model is 'Model name from the model registry, e.g. resnet8 or wrn-28-10.';
@@ -158,9 +174,11 @@ comment on column steps.n_backprop is 'Examples back-propagated in this step (th
 comment on column steps.forwards_scoring is 'Cumulative examples forwarded for scoring (no grad) up to and including this step.';
 comment on column steps.forwards_training is 'Cumulative examples forwarded in training (with grad) up to and including this step.';
 comment on column steps.backprops is 'Cumulative examples back-propagated up to and including this step.';
+comment on column steps.selection_candidates is 'Cumulative candidates offered to the method''s selection (rounds in which it selected; not warm-up epochs, not vr''s rounds with its switch off); NULL in databases written before schema 2.';
+comment on column steps.selection_picks is 'Cumulative picks the method made from those candidates; selection_picks / selection_candidates is the realised selectivity.';
 comment on column steps.train_loss is 'Mean training loss of the step''s batch (as optimised).';
 comment on column steps.state is 'Method state after the step, e.g. tau and is_on for vr, history_size for sb.';
-comment on column steps.seconds is 'Training wall-clock seconds since the run started, evaluation time excluded.';
+comment on column steps.seconds is 'Training wall-clock seconds since the run started: scoring, selection and training steps; evaluation and logging excluded.';
 
 comment on column evals.run_id is 'Run of the evaluation.';
 comment on column evals.step is 'Optimizer steps taken before the evaluation.';
@@ -169,7 +187,7 @@ comment on column evals.backprops is 'Cumulative examples back-propagated before
 comment on column evals.forwards is 'Cumulative examples forwarded (scoring plus training).';
 comment on column evals.forwards_scoring is 'Cumulative examples forwarded for scoring (no grad).';
 comment on column evals.forwards_training is 'Cumulative examples forwarded in training (with grad).';
-comment on column evals.seconds is 'Training wall-clock seconds before the evaluation, evaluation time excluded.';
+comment on column evals.seconds is 'Training wall-clock seconds before the evaluation: scoring, selection and training steps; evaluation and logging excluded.';
 comment on column evals.test_loss is 'Mean cross-entropy on the test split (never corrupted).';
 comment on column evals.test_error is 'Share of test examples misclassified, 0..1.';
 comment on column evals.train_loss is 'Mean training loss of the steps since the previous evaluation; NULL at step 0.';

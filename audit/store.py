@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -21,7 +22,7 @@ import duckdb
 
 from audit.errors import UserError
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 TABLES = ("runs", "examples", "observations", "steps", "evals")
 
 
@@ -57,6 +58,11 @@ def connect_readonly(path: str | Path, *, timeout: float = 60.0, where: str | No
         raise UserError(f"database {str(path)!r} does not exist; create one with `lossaudit run --db {path}`")
     try:
         con = _connect(path, read_only=True, timeout=timeout)
+        if _schema_version(con) != SCHEMA_VERSION:  # written by an older lossaudit: upgrade it once, then read
+            con.close()
+            Store(path, lock_timeout=timeout)
+            print(f"lossaudit: upgraded {path} to database schema {SCHEMA_VERSION}", file=sys.stderr)
+            con = _connect(path, read_only=True, timeout=timeout)
     except duckdb.Error as err:
         raise UserError(f"cannot open database {str(path)!r}: {str(err).splitlines()[0]}") from None
     try:
@@ -99,6 +105,14 @@ def _restricted(con, path: Path, where: str | None, run_ids: list[int] | None, t
     return mem
 
 
+def _schema_version(con) -> str | None:
+    try:
+        row = con.execute("select value from meta where key = 'schema_version'").fetchone()
+    except duckdb.CatalogException:
+        return None
+    return row[0] if row else None
+
+
 def schema_sql() -> str:
     return files("audit").joinpath("schema.sql").read_text()
 
@@ -127,6 +141,7 @@ class Store:
             raise UserError(f"--db {str(self.path)!r}: folder {str(self.path.parent)!r} does not exist")
         with self.transaction() as con:
             con.execute(schema_sql())
+            _fill_identity(con)
             con.execute("insert or replace into meta values ('schema_version', ?)", [SCHEMA_VERSION])
 
     @contextmanager
@@ -149,9 +164,12 @@ class Store:
     def start_run(self, run: dict, examples) -> int:
         """Insert the `runs` row (status running) and the run's `examples`; return the new run_id.
 
-        `run` holds the `runs` columns that describe the run; `examples` is a table (pandas or Arrow)
-        with the `examples` columns except run_id.
+        `run` holds the `runs` columns that describe the run, its experiment and arm included (see
+        training.identity); `examples` is a table (pandas or Arrow) with the `examples` columns except run_id.
         """
+        missing = [k for k in ("experiment_id", "experiment", "arm") if not run.get(k)]
+        if missing:
+            raise ValueError(f"start_run needs {', '.join(missing)} (training.identity.identify)")
         with self.transaction() as con:
             run_id = con.execute("select coalesce(max(run_id), 0) + 1 from runs").fetchone()[0]
             row = dict(run, run_id=run_id, status="running", started_at=_now(), epochs_done=0,
@@ -179,14 +197,15 @@ class Store:
             if epochs_done is not None:
                 con.execute("update runs set epochs_done = ? where run_id = ?", [epochs_done, run_id])
 
-    def set_irreducible(self, run_id: int, losses, summary: dict) -> None:
-        """Store rho's irreducible losses (example_id, irreducible_loss) and a summary of the model's training."""
+    def set_irreducible(self, run_id: int, losses, config_patch: dict) -> None:
+        """Store rho's irreducible losses (example_id, irreducible_loss) and, merged into runs.config, what its
+        model's training was and cost, in one transaction."""
         with self.transaction() as con:
             con.register("il", losses)
             con.execute("update examples set irreducible_loss = il.irreducible_loss from il "
                         "where examples.run_id = ? and examples.example_id = il.example_id", [run_id])
             con.unregister("il")
-            _patch_config(con, run_id, {"irreducible_model": summary})
+            _patch_config(con, run_id, config_patch)
 
     def patch_config(self, run_id: int, patch: dict) -> None:
         """Merge `patch` into runs.config (results computed after training: rho's irreducible-loss model, audits)."""
@@ -208,6 +227,33 @@ class Store:
                 con.execute("update runs set status = 'interrupted', error = 'process ended without finishing the run' "
                             "where run_id = ?", [run_id])
         return dead
+
+
+def _fill_identity(con) -> None:
+    """Experiment and arm of runs written before schema 2, from their stored config (a one-off upgrade)."""
+    rows = con.execute("select run_id, method, config, device from runs where experiment_id is null").fetchall()
+    if not rows:
+        return
+    from training.config import RunConfig
+    from training.identity import identify, traits_of
+    for run_id, method, config, device in rows:
+        values = json.loads(config) | {"method": method}
+        try:
+            who = identify(RunConfig.from_dict(values), str(device or "cpu").split(":")[0])
+        except UserError:  # a method or setting this version no longer knows: its own experiment
+            who = None
+        if who is None:
+            con.execute("update runs set experiment_id = ?, experiment = ?, arm = method where run_id = ?",
+                        [f"run{run_id}", f"run {run_id} (unknown settings)", run_id])
+            continue
+        con.execute("update runs set experiment_id = ?, experiment = ?, arm = ? where run_id = ?",
+                    [who.experiment_id, who.experiment, who.arm, run_id])
+        if "method_traits" not in values:
+            _patch_config(con, run_id, {"method_traits": traits_of(RunConfig.from_dict(values))})
+        if "irreducible_model" in values and "upfront" not in values:
+            il = values["irreducible_model"]
+            _patch_config(con, run_id, {"upfront": {k: il.get(k, 0) for k in ("backprops", "forwards", "seconds")}
+                                        | {"for": "the irreducible-loss model"}})
 
 
 def _patch_config(con, run_id: int, patch: dict) -> None:

@@ -39,7 +39,7 @@ def synthetic_run(store: Store, seed: int, n: int, epochs: int) -> int:
                              "corruption": pd.array(np.where(corrupted, "random_labels", None), "string"),
                              "is_corrupted": corrupted, "source": [f"/data/train/{i:05d}.png" for i in range(n)]})
     run_id = store.start_run(dict(
-        method="sb50", dataset="synthetic", model="wrn-28-10", corruption="random_labels:0.25",
+        experiment_id="synthetic", experiment="synthetic · wrn-28-10", arm="sb50", method="sb50", dataset="synthetic", model="wrn-28-10", corruption="random_labels:0.25",
         corruption_kind="random_labels", corrupt_frac=0.25, seed=seed, n_train=n, n_test=10_000, n_classes=10,
         classes=[str(c) for c in range(10)], epochs=epochs, config={}, command="benchmarks/report_queries.py",
         version="bench", torch_version="", device="synthetic"), examples)

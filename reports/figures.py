@@ -77,6 +77,25 @@ def corrupted_share(shares: pd.DataFrame, colours: dict) -> str:
     return png_data_uri(fig)
 
 
+def vr_switch(rows: pd.DataFrame) -> str:
+    """vr's tau over training per run, with its threshold dashed; one panel per corruption setting."""
+    settings = settings_order(rows.corruption)
+    fig, axes = _panels(len(settings))
+    colours = method_colours(rows.method)
+    for ax, setting in zip(axes, settings):
+        part = rows[rows.corruption == setting]
+        for (method, seed), run in part.groupby(["method", "seed"], sort=False):
+            ax.plot(run.backprops, run.tau, color=colours[method], lw=1.1, label=f"{method} seed {seed}")
+        for method, run in part.groupby("method", sort=False):
+            ax.axhline(run.tau_th.iloc[0], color=colours[method], ls="--", lw=1)
+        ax.set_title(f"{setting} (dashed: threshold)", fontsize=10)
+        ax.set_xlabel("examples back-propagated")
+        ax.set_ylabel("tau")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return png_data_uri(fig)
+
+
 def roc_curves(panels: list[tuple[str, dict[str, tuple[np.ndarray, np.ndarray, float]]]]) -> str:
     """One panel per (title, {score: (fpr, tpr, auroc)})."""
     fig, axes = _panels(len(panels), width=4.0, height=3.6)

@@ -1,39 +1,25 @@
-"""The report: one self-contained HTML page (nothing fetched at view time) and its JSON twin.
+"""The HTML page: renders the report's content (reports.content) into one self-contained page.
 
-Everything on the page comes from the analysis functions of `audit.metrics`; the page and the
-JSON are rendered from one `content` dict, so they cannot disagree. Every string that came from
-the data (class names, paths, config values, commands) is escaped.
+Nothing is fetched at view time: figures are drawn here from the content's numbers and inlined as PNGs.
+Every string that came from the data (class names, paths, config values, commands) is escaped.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timezone
 from html import escape
-from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from audit import __version__, metrics
-from audit.store import connect_readonly
+from audit import metrics
 from reports import figures
-from reports.verdict import alerts, verdicts
-
-# (run row with its parsed config, example ids) → (n, C, H, W) uint8 images as trained
-ImageSource = Callable[[dict, Sequence[int]], np.ndarray]
-
-DATA_MAP_POINTS = 2000  # per panel; the full data stays in the database
-ROC_POINTS = 200  # per curve
-GALLERY_PREFERENCE = ("sb", "sbe", "vr", "rho", "uniform", "sgd")
-SCORE_RUN_PREFERENCE = ("sgd", "sb", "sbe", "vr", "rho", "uniform")
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1240px;color:#222;padding:0 1em}
-h1{font-size:1.6em;margin-bottom:.2em} h2{font-size:1.25em;margin-top:2.2em;border-bottom:1px solid #ddd;padding-bottom:.2em}
-h3{font-size:1.05em;margin:1.2em 0 .4em}
+h1{font-size:1.6em;margin-bottom:.2em} h2{font-size:1.3em;margin-top:2.4em;border-bottom:2px solid #ccc;padding-bottom:.2em}
+h3{font-size:1.1em;margin:1.8em 0 .4em;border-bottom:1px solid #eee} h4{font-size:1em;margin:1em 0 .3em}
 table{border-collapse:collapse;font-size:12.5px;margin:.5em 0} th,td{padding:3px 8px;border-bottom:1px solid #eee;text-align:right;vertical-align:top}
 th{background:#f6f6f6} .l{text-align:left} .muted{color:#666} img.fig{max-width:100%} code{font-size:12px}
 .note{background:#f7f7f2;border-left:4px solid #cc9;padding:.5em 1em}
@@ -47,206 +33,8 @@ th{background:#f6f6f6} .l{text-align:left} .muted{color:#666} img.fig{max-width:
 .tile.bad img{border-color:#d62728} .tile span{font-size:10px;color:#555;max-width:52px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 td.best{font-weight:bold} .scroll{overflow-x:auto;max-width:100%}
 """
-
-
-def build_report(db: str | Path, *, html: Path | None = None, json_path: Path | None = None, where: str | None = None,
-                 run_ids: list[int] | None = None, gallery_size: int = 8, images: ImageSource | None = None) -> list[Path]:
-    """Write the HTML page and/or the JSON twin for the selected runs of `db`; returns the paths written."""
-    with connect_readonly(db, where=where, run_ids=run_ids) as con:
-        data = gather(con, gallery_size)
-    content = compose(str(db), data, images, gallery_size)
-    written = []
-    if json_path is not None:
-        Path(json_path).write_text(json.dumps(_jsonable(content), indent=1, allow_nan=False))
-        written.append(Path(json_path))
-    if html is not None:
-        Path(html).write_text(render(content))
-        written.append(Path(html))
-    return written
-
-
-# -- gathering: the analysis layer, once ----------------------------------------------------------
-
-
-def gather(con, gallery_size: int) -> dict:
-    runs = con.execute("""
-        select run_id, method, coalesce(config->>'method_resolved', method) as method_resolved, dataset, model,
-               corruption, corruption_kind, seed, status, epochs, epochs_done, n_train, n_test, classes, config,
-               command, version, device, started_at, finished_at, error
-        from runs order by run_id""").df()
-    if runs.empty:
-        return {"runs": runs}
-    scores = metrics.example_scores(con)
-    return {
-        "runs": runs,
-        "summary": metrics.run_summary(con),
-        "table1": metrics.table1(con),
-        "curves": metrics.curves(con, "backprops"),
-        "shares": metrics.corrupted_share(con),
-        "scores": scores,
-        "separability": metrics.separability_of(scores, runs),
-        "gallery": metrics.pick_gallery(con, k=gallery_size),
-        "per_class": metrics.per_class(con),
-    }
-
-
-def _pick_run(runs: pd.DataFrame, corruption: str, preference: tuple[str, ...]) -> pd.Series | None:
-    rows = runs[runs.corruption == corruption].sort_values(["seed", "run_id"])
-    for method in preference:
-        hit = rows[rows.method_resolved == method]
-        if len(hit):
-            return hit.iloc[0]
-    return rows.iloc[0] if len(rows) else None
-
-
-# -- composing: every number of the page, JSON-ready ----------------------------------------------
-
-
-def compose(db: str, data: dict, images: ImageSource | None, gallery_size: int) -> dict:
-    runs = data["runs"]
-    content = {"lossaudit_version": __version__, "database": db,
-               "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "n_runs": len(runs)}
-    if runs.empty:
-        return content
-    summary, table1 = data["summary"], data["table1"]
-    resolved = dict(zip(runs.method, runs.method_resolved))
-    settings = figures.settings_order(runs.corruption)
-    noisy = [s for s in settings if s != "none"]
-    colours = figures.method_colours(runs.method)
-    content.update({
-        "n_complete": int((runs.status == "complete").sum()),
-        "verdicts": [v.to_dict() for v in verdicts(table1, summary, resolved)],
-        "alerts": alerts(table1, summary),
-        "metadata": _metadata(runs, summary),
-        "table1": {"rule": table1.attrs.get("rule", ""), "rows": _records(table1)},
-        "curves": {"x": "backprops", "rows": _records(data["curves"]),
-                   "figure": figures.test_error_curves(data["curves"], colours) if len(data["curves"]) else None},
-        "corrupted_share": {"rows": _records(data["shares"]),
-                            "figure": figures.corrupted_share(data["shares"], colours) if len(data["shares"]) else None},
-    })
-    content["audits"] = _audits(runs, images)
-    content["separability"] = _separability(data, runs, noisy)
-    content["galleries"] = [_gallery(data, runs, s, images, gallery_size) for s in settings]
-    content["data_map"] = _data_map(data, runs, settings)
-    content["per_class"] = _per_class(data, runs, settings)
-    return content
-
-
-def _metadata(runs: pd.DataFrame, summary: pd.DataFrame) -> dict:
-    configs = [json.loads(c) if isinstance(c, str) else dict(c) for c in runs.config]
-    keys = sorted({k for c in configs for k in c})
-    common = {k: configs[0].get(k) for k in keys if all(json.dumps(c.get(k), sort_keys=True) ==
-                                                       json.dumps(configs[0].get(k), sort_keys=True) for c in configs)}
-    shown = {"method", "corruption", "seed", "dataset", "model", "epochs", "device",  # already columns of the table
-             "method_resolved", "n_holdout", "n_canaries"}  # implied by the method and its parameters
-    varying = [k for k in keys if k not in common and k not in shown]
-    seconds = dict(zip(summary.run_id, summary.seconds))
-    rows = [dict(run_id=int(r.run_id), method=r.method, dataset=r.dataset, model=r.model, corruption=r.corruption,
-                 seed=int(r.seed), status=r.status, epochs=f"{r.epochs_done}/{r.epochs}", device=r.device,
-                 train_seconds=seconds.get(r.run_id), started_at=str(r.started_at)[:19], version=r.version,
-                 settings=", ".join(f"{k}={json.dumps(configs[i].get(k), sort_keys=True)}" for k in varying
-                                    if not isinstance(configs[i].get(k), (dict, list))),
-                 details={k: configs[i].get(k) for k in varying if isinstance(configs[i].get(k), (dict, list))})
-            for i, r in enumerate(runs.itertuples())]
-    return {"commands": list(dict.fromkeys(c for c in runs.command if c)), "common_config": common,
-            "varying_config": varying, "runs": rows, "seeds": sorted(int(s) for s in runs.seed.unique()),
-            "versions": sorted(runs.version.unique().tolist())}
-
-
-def _audits(runs: pd.DataFrame, images: ImageSource | None) -> list[dict]:
-    """The results of `lossaudit audit` stored with its proxy runs, with tiles of the top suspects."""
-    out = []
-    for r in runs.itertuples():
-        config = json.loads(r.config) if isinstance(r.config, str) else dict(r.config)
-        if "audit" not in config:
-            continue
-        audit = dict(config["audit"], run_id=int(r.run_id), dataset=r.dataset, model=r.model, epochs=int(r.epochs))
-        tiles = None
-        if images is not None and audit.get("top_suspects"):
-            try:
-                ids = [s["example_id"] for s in audit["top_suspects"]]
-                tiles = {int(e): figures.tile(p) for e, p in zip(ids, images({"config": config}, ids))}
-            except Exception as err:
-                audit["images_note"] = f"images unavailable: {type(err).__name__}: {err}"
-        audit["images"] = tiles
-        out.append(audit)
-    return out
-
-
-def _separability(data: dict, runs: pd.DataFrame, noisy: list[str]) -> dict:
-    sep = data["separability"]
-    panels, rocs = [], []
-    from sklearn.metrics import roc_curve
-    scores = data["scores"]
-    for setting in noisy:
-        run = _pick_run(runs, setting, SCORE_RUN_PREFERENCE)
-        part = scores[scores.run_id == run.run_id]
-        truth = metrics.noisy_truth(part)
-        if part.empty or truth.all() or not truth.any():
-            continue
-        curves = {}
-        for name in metrics.SCORES:
-            s = np.nan_to_num(part[name].to_numpy(dtype=float))
-            fpr, tpr, _ = roc_curve(truth, s)
-            keep = np.unique(np.linspace(0, len(fpr) - 1, min(len(fpr), ROC_POINTS)).astype(int))
-            auc = float(sep[(sep.corruption == setting) & (sep.method == run.method) & (sep.score == name)].auroc.mean())
-            curves[name] = (fpr[keep], tpr[keep], auc)
-        title = f"{setting}: {run.method}, seed {run.seed} (run {run.run_id})"
-        panels.append((title, curves))
-        rocs.append({"corruption": setting, "run_id": int(run.run_id), "method": run.method,
-                     "curves": {k: {"fpr": v[0].tolist(), "tpr": v[1].tolist(), "auroc": v[2]} for k, v in curves.items()}})
-    return {"truth": metrics.TRUTH_RULE,
-            "rows": _records(sep), "roc": rocs, "figure": figures.roc_curves(panels) if panels else None}
-
-
-def _gallery(data: dict, runs: pd.DataFrame, setting: str, images: ImageSource | None, k: int) -> dict:
-    run = _pick_run(runs, setting, GALLERY_PREFERENCE)
-    g = data["gallery"]
-    g = g[g.run_id == run.run_id]
-    out = {"corruption": setting, "run_id": int(run.run_id), "method": run.method, "seed": int(run.seed),
-           "classes": list(run.classes), "examples": _records(g.drop(columns=["run_id"])), "images": None}
-    if images is None or g.empty:
-        out["images_note"] = "no image source was given" if images is None else "no observations"
-        return out
-    try:
-        row = run.to_dict()
-        row["config"] = json.loads(row["config"]) if isinstance(row["config"], str) else row["config"]
-        pixels = images(row, g.example_id.astype(int).tolist())
-        out["images"] = {int(e): figures.tile(p) for e, p in zip(g.example_id, pixels)}
-    except Exception as err:  # the dataset may have moved since training; the page says so
-        out["images_note"] = f"images unavailable: {type(err).__name__}: {err}"
-    return out
-
-
-def _data_map(data: dict, runs: pd.DataFrame, settings: list[str]) -> dict:
-    panels, points = [], []
-    for setting in settings:
-        run = _pick_run(runs, setting, SCORE_RUN_PREFERENCE)
-        part = data["scores"][data["scores"].run_id == run.run_id]
-        if part.empty:
-            continue
-        pts = pd.DataFrame({"example_id": part.example_id, "confidence": -part.confidence_score,
-                            "variability": part.variability_score, "noisy": metrics.noisy_truth(part)})
-        if len(pts) > DATA_MAP_POINTS:
-            pts = pts.sample(DATA_MAP_POINTS, random_state=0).sort_values("example_id")
-        title = f"{setting}: {run.method}, seed {run.seed} (run {run.run_id})\n{len(pts)} of {len(part)} examples"
-        panels.append((title, pts))
-        points.append({"corruption": setting, "run_id": int(run.run_id), "method": run.method,
-                       "n_examples": int(len(part)), "points": _records(pts)})
-    return {"panels": points, "figure": figures.data_maps(panels) if panels else None}
-
-
-def _per_class(data: dict, runs: pd.DataFrame, settings: list[str]) -> list[dict]:
-    out = []
-    for setting in settings:
-        run = _pick_run(runs, setting, GALLERY_PREFERENCE)
-        rows = data["per_class"][data["per_class"].run_id == run.run_id]
-        out.append({"corruption": setting, "run_id": int(run.run_id), "method": run.method,
-                    "rows": _records(rows.drop(columns=["run_id", "method", "corruption", "seed"]))})
-    return out
-
-
-# -- rendering ------------------------------------------------------------------------------------
+AUDIT_LEVEL = {"safe": "pays-off", "caution": "no-better-than-random", "unsafe": "does-not-pay-off",
+               "unknown": "no-baseline"}
 
 
 def render(c: dict) -> str:
@@ -257,22 +45,58 @@ def render(c: dict) -> str:
                             "Train some with <code>lossaudit run</code>.</p>"])
     parts = [head]
     if c["n_complete"] == 0:
-        parts.append("<p class=note>No run in this selection has finished; every number below covers only the "
-                     "epochs logged so far.</p>")
-    parts += [_verdict_html(c), _audits_html(c), _alerts_html(c), _metadata_html(c), _table1_html(c), _curves_html(c),
-              _share_html(c), _separability_html(c), _galleries_html(c), _data_map_html(c), _per_class_html(c)]
+        parts.append("<p class=note>No run in this selection has finished; only complete runs are compared "
+                     "(<code>--include-incomplete</code> compares the others too), so the sections below are empty "
+                     "but for the runs table.</p>")
+    parts += [_contents_html(c), _audits_html(c)]
+    parts += [_experiment_html(e, c) for e in c["experiments"]]
+    parts.append(_runs_html(c))
     return _page(parts)
 
 
-def _verdict_html(c: dict) -> str:
+def _contents_html(c: dict) -> str:
+    if not c["experiments"]:
+        return ""
+    items = "".join(f"<li><a href='#exp-{escape(e['experiment_id'])}'>{escape(e['experiment'])}</a> "
+                    f"<span class=muted>({e['n_compared']} runs compared of {e['n_runs']})</span></li>"
+                    for e in c["experiments"])
+    return ("<p>Each experiment is a set of runs identical in every setting but the method, the corruption and the "
+            "seed; only runs of one experiment are compared with each other.</p>"
+            f"<ul>{items}<li><a href='#runs'>Every run</a></li></ul>")
+
+
+def _experiment_html(e: dict, c: dict) -> str:
+    eid = escape(e["experiment_id"])
+    head = (f"<h2 id=exp-{eid}>Experiment: {escape(e['experiment'])}</h2><p class=muted>experiment {eid} · "
+            f"{e['n_compared']} of {e['n_runs']} runs compared · seeds {escape(', '.join(map(str, e['seeds'])))}"
+            + (" · incomplete runs included" if c.get("include_incomplete") else "") + "</p>")
+    colours = figures.method_colours(e["methods"])
+    return "".join([head, _verdict_html(e), _alerts_html(e), _table1_html(e), _curves_html(e, colours),
+                    _share_html(e, colours), _switch_html(e), _separability_html(e), _galleries_html(e),
+                    _data_map_html(e), _per_class_html(e)])
+
+
+def _h3(e: dict, anchor: str, title: str) -> str:
+    return f"<h3 id={anchor}-{escape(e['experiment_id'])}>{escape(title)}</h3>"
+
+
+def _verdict_html(e: dict) -> str:
     items = []
-    for v in c["verdicts"]:
+    for v in e["verdicts"]:
         details = "".join(f"<li>{escape(d)}</li>" for d in v["details"])
         items.append(f"<div class='verdict {escape(v['level'])}'><strong>{escape(v['headline'])}</strong>"
                      f"{f'<ul>{details}</ul>' if details else ''}</div>")
     if not items:
-        items = ["<p class=muted>No run here was evaluated on a test split, so there is no speedup to judge.</p>"]
-    return "<h2 id=verdict>Verdict</h2>" + "".join(items)
+        items = ["<p class=muted>No compared run here was evaluated on a test split, so there is no speedup to "
+                 "judge.</p>"]
+    return _h3(e, "verdict", "Verdict") + "".join(items)
+
+
+def _alerts_html(e: dict) -> str:
+    if not e["alerts"]:
+        return _h3(e, "alerts", "Alerts") + "<p class=muted>None.</p>"
+    return _h3(e, "alerts", "Alerts") + "<ul class=alerts>" + "".join(f"<li>{escape(a)}</li>" for a in e["alerts"]) \
+        + "</ul>"
 
 
 def _audits_html(c: dict) -> str:
@@ -280,95 +104,117 @@ def _audits_html(c: dict) -> str:
         return ""
     parts = ["<h2 id=audit>Own-dataset audit</h2>"]
     for a in c["audits"]:
-        level = {"safe": "pays-off", "caution": "no-better-than-random", "unsafe": "does-not-pay-off"}[a["verdict"]]
         recall = ", ".join(f"{k} {_pct(v, 0)}" for k, v in a["canary_recall"].items())
+        lo, hi = a["noise_interval"]
         parts.append(
-            f"<div class='verdict {level}'><strong>{escape(a['dataset'])}: {escape(a['verdict_line'])}</strong><ul>"
+            f"<div class='verdict {AUDIT_LEVEL.get(a['verdict'], 'no-baseline')}'><strong>{escape(a['dataset'])}: "
+            f"{escape(a['verdict_line'])}</strong><ul>"
             f"<li>{a['n_examples']} examples audited by a {escape(a['model'])} proxy run ({a['epochs']} epochs, run "
             f"{a['run_id']}); canaries: {escape(', '.join(f'{n} {k}' for k, n in a['canaries'].items()))}</li>"
             f"<li>suspicion score: {escape(a['score'])}; canary recall at the suspect threshold: {escape(recall)}</li>"
-            f"<li>estimated noise share {_pct(a['noise_share'])} (bootstrap 5-95%: {_pct(a['noise_interval'][0])} to "
-            f"{_pct(a['noise_interval'][1])}; {escape(a['noise_method'])})</li>"
+            f"<li>estimated noise share {_pct(a['noise_share'])} (bootstrap 5-95%: {_pct(lo)} to {_pct(hi)}; "
+            f"{escape(a['noise_method'])})</li>"
             f"<li>rule: {escape(a['verdict_rule'])}</li></ul></div>")
         parts.append("<h3>Canary AUROC of each candidate score</h3>" + _table(pd.DataFrame(a["score_table"])))
-        parts.append("<h3>Replayed pick rules: share of backprops on the suspects</h3>" + _table(pd.DataFrame(a["replay"])))
+        modes = "; ".join(f"{k}: {v}" for k, v in (a.get("replay_modes") or {}).items())
+        parts.append("<h3>Replayed pick rules: share of backprops on the suspects</h3>"
+                     + (f"<p class=muted>{escape(modes)}</p>" if modes else "") + _table(pd.DataFrame(a["replay"])))
         top = pd.DataFrame(a.get("top_suspects") or [])
         if not top.empty:
-            parts.append(f"<h3>Top suspects (of {a['n_suspects']}; all in {escape(a.get('suspects_csv', 'the suspects file'))})</h3>")
+            parts.append(f"<h3>Top suspects (of {a['n_suspects']}; all in "
+                         f"{escape(a.get('suspects_csv', 'the suspects file'))})</h3>")
             if a.get("images"):
                 tiles = "".join(
                     f"<div class='tile' title='{escape(f'{s.path} · given {s.given_label}, suggested {s.suggested_label}', quote=True)}'>"
                     f"<img alt='' src='{a['images'][int(s.example_id)]}'><span>{escape(str(s.given_label))}→"
-                    f"{escape(str(s.suggested_label))}</span></div>" for s in top.itertuples() if int(s.example_id) in a["images"])
+                    f"{escape(str(s.suggested_label))}</span></div>" for s in top.itertuples()
+                    if int(s.example_id) in a["images"])
                 parts.append(f"<div class=tiles>{tiles}</div>")
             parts.append(_table(top))
     return "".join(parts)
 
 
-def _alerts_html(c: dict) -> str:
-    if not c["alerts"]:
-        return "<h2 id=alerts>Alerts</h2><p class=muted>None.</p>"
-    return "<h2 id=alerts>Alerts</h2><ul class=alerts>" + "".join(f"<li>{escape(a)}</li>" for a in c["alerts"]) + "</ul>"
-
-
-def _metadata_html(c: dict) -> str:
-    m = c["metadata"]
+def _runs_html(c: dict) -> str:
+    m = c["runs"]
     cmds = "".join(f"<li><code>{escape(cmd)}</code></li>" for cmd in m["commands"]) or "<li>not recorded</li>"
     common = "".join(f"<tr><td class=l>{escape(k)}</td><td class=l><code>{escape(json.dumps(v))}</code></td></tr>"
                      for k, v in m["common_config"].items() if k != "corruption_record")
-    runs = pd.DataFrame(m["runs"])
+    runs = pd.DataFrame(m["rows"])
     details = "".join(f"<tr><td>{r['run_id']}</td><td class=l><code>{escape(json.dumps(r['details'], sort_keys=True))}"
-                      "</code></td></tr>" for r in m["runs"] if r["details"])
+                      "</code></td></tr>" for r in m["rows"] if r["details"])
     return ("<h2 id=runs>Runs</h2>"
             f"<p>Seeds {escape(', '.join(map(str, m['seeds'])))}; lossaudit {escape(', '.join(m['versions']))}. "
+            "Standing: compared = the run that stands for its cell (experiment, method, corruption, seed), the latest "
+            "complete one; superseded = an earlier run of a cell; incomplete = not compared. "
             f"Reproduce with:</p><ul>{cmds}</ul>" + _table(runs.drop(columns=["details"])) +
             f"<details><summary>Configuration shared by every run</summary><table>{common}</table></details>"
             + (f"<details><summary>Per-run records (method parameters, corruption, irreducible-loss model)</summary>"
                f"<table>{details}</table></details>" if details else ""))
 
 
-def _table1_html(c: dict) -> str:
-    t = pd.DataFrame(c["table1"]["rows"])
+def _table1_html(e: dict) -> str:
+    t = pd.DataFrame(e["table1"]["rows"])
+    head = _h3(e, "table1", "Table 1: speedup to target")
     if t.empty:
-        return "<h2 id=table1>Table 1: speedup to target</h2><p class=muted>No evaluations logged yet.</p>"
+        return head + "<p class=muted>No evaluations of compared runs.</p>"
     order = list(dict.fromkeys(t.method))
     settings = figures.settings_order(t.corruption)
     cells = t.pivot(index="method", columns="corruption", values="cell").reindex(index=order, columns=settings)
-    more = t[["corruption", "method", "n_seeds", "best_test_error", "best_test_error_std", "target_error",
-              "backprops_to_target", "speedup_backprops", "seconds_to_target", "speedup_seconds", "passes_to_target",
+    controls = t.groupby("method", sort=False).control.first().reindex(order)
+    cells.insert(0, "control", [c if isinstance(c, str) else "" for c in controls])
+    more = t[["corruption", "method", "seeds", "best_test_error", "best_test_error_std", "target_error",
+              "backprops_to_target", "speedup_backprops", "upfront_backprops", "backprops_to_target_selection_only",
+              "speedup_backprops_selection_only", "seconds_to_target", "speedup_seconds", "passes_to_target",
               "speedup_passes"]]
-    return ("<h2 id=table1>Table 1: speedup to target</h2>"
-            "<p>Speedup in examples back-propagated to reach 1.2 × sgd's best test error; best test error in "
-            "parentheses; — where the target was never reached (the paper's format).</p>"
-            + _table(cells.reset_index()) +
-            "<h3>Speedup in what a user pays</h3>" + _table(more) +
-            f"<p class=muted>Rule: {escape(c['table1']['rule'])}</p>")
+    return (head + "<p>Speedup in examples back-propagated to reach 1.2 × sgd's best test error; best test error in "
+            "parentheses; — where the target was never reached (the paper's format). Work a method does before its "
+            "own training (rho's irreducible-loss model) is counted in; its selection-only speedup follows. Each "
+            "loss-based method is followed by its control, a uniform random subset at its nominal selectivity.</p>"
+            + _table(cells.reset_index()) + "<h4>Speedup in what a user pays</h4>" + _table(more) +
+            f"<p class=muted>Rule: {escape(e['table1']['rule'])}</p>")
 
 
-def _curves_html(c: dict) -> str:
-    fig = c["curves"]["figure"]
-    return ("<h2 id=curves>Test error vs examples back-propagated</h2><p class=muted>Mean over seeds (each seed "
-            "interpolated onto the union of evaluation points); the band spans the seeds. The test split is never "
-            "corrupted.</p>" + (f"<img class=fig alt='test error curves' src='{fig}'>" if fig else "<p>No evaluations.</p>"))
+def _curves_html(e: dict, colours: dict) -> str:
+    rows = pd.DataFrame(e["curves"]["rows"])
+    head = _h3(e, "curves", "Test error vs examples back-propagated")
+    if rows.empty:
+        return head + "<p>No evaluations.</p>"
+    fig = figures.test_error_curves(rows, colours)
+    return (head + "<p class=muted>Mean over seeds (each seed interpolated onto the union of evaluation points); the "
+            "band spans the seeds. Upfront work (rho's irreducible-loss model) is counted in, so such a curve starts "
+            f"to the right. The test split is never corrupted.</p><img class=fig alt='test error curves' src='{fig}'>")
 
 
-def _share_html(c: dict) -> str:
-    fig = c["corrupted_share"]["figure"]
-    head = "<h2 id=corrupted-share>Corrupted share of backprops over training</h2>"
-    if fig is None:
-        return head + ("<p class=note>No run in this selection has corrupted examples, so there is no corrupted share "
-                       "to show. Add one with e.g. <code>--corruption random_labels:0.25</code>.</p>")
+def _share_html(e: dict, colours: dict) -> str:
+    rows = pd.DataFrame(e["corrupted_share"]["rows"])
+    head = _h3(e, "corrupted-share", "Corrupted share of backprops over training")
+    if rows.empty:
+        return head + ("<p class=note>No compared run in this experiment has corrupted examples, so there is no "
+                       "corrupted share to show. Add one with e.g. <code>--corruption random_labels:0.25</code>.</p>")
     return head + ("<p class=muted>Per epoch: back-propagated corrupted examples ÷ all back-propagated examples, mean "
-                   "over seeds. The dashed line is the share of corrupted examples in the data: a method above it "
-                   f"spends more than its fair share of compute on them.</p><img class=fig alt='corrupted share' src='{fig}'>")
+                   "over seeds. The dashed line is the share of corrupted examples among those trained on: a method "
+                   "above it spends more than its fair share of compute on them.</p>"
+                   f"<img class=fig alt='corrupted share' src='{figures.corrupted_share(rows, colours)}'>")
 
 
-def _separability_html(c: dict) -> str:
-    s = c["separability"]
-    head = "<h2 id=separability>Separability: telling corrupted from clean</h2>"
+def _switch_html(e: dict) -> str:
+    rows = pd.DataFrame(e["vr_switch"]["rows"])
+    if rows.empty:
+        return ""
+    on = rows.groupby(["method", "corruption"], sort=False).is_on.mean().reset_index()
+    return (_h3(e, "vr-switch", "vr's switch over training") +
+            "<p class=muted>vr samples by loss only while τ (an EMA of how uneven the losses of a pool are) is above "
+            "its threshold (dashed); below it, it trains on every candidate like sgd. Lines: one per run. Share of "
+            "steps switched on (evenly spaced steps shown):</p>" + _table(on.rename(columns={"is_on": "share_on"}))
+            + f"<img class=fig alt='vr tau over training' src='{figures.vr_switch(rows)}'>")
+
+
+def _separability_html(e: dict) -> str:
+    s = e["separability"]
+    head = _h3(e, "separability", "Separability: telling corrupted from clean")
     rows = pd.DataFrame(s["rows"])
     if rows.empty:
-        return head + "<p class=note>No run in this selection has both corrupted and clean examples.</p>"
+        return head + "<p class=note>No compared run in this experiment has both corrupted and clean examples.</p>"
     parts = [head, f"<p class=muted>AUROC of each per-example score (higher = more suspect) for separating corrupted "
                    f"from clean examples, mean over seeds; bold = best per method. {escape(s['truth'])} "
                    "Scores use every observation of a run (train-mode rows of sgd and warm-up epochs, scoring rows "
@@ -380,22 +226,26 @@ def _separability_html(c: dict) -> str:
         best = part.pivot(index="score", columns="method", values="best").reindex(list(metrics.SCORES))
         methods = list(dict.fromkeys(part.method))
         body = "".join("<tr><td class=l>" + escape(score) + "</td>" + "".join(
-            f"<td class='{'best' if bool(best.loc[score, m]) else ''}'>{_fmt(auroc.loc[score, m])}</td>" for m in methods)
-            + "</tr>" for score in auroc.index)
+            f"<td class='{'best' if _true(best.loc[score, m]) else ''}'>{_fmt(auroc.loc[score, m])}</td>"
+            for m in methods) + "</tr>" for score in auroc.index)
         heads = "".join(f"<th>{escape(m)}</th>" for m in methods)
-        parts.append(f"<h3>{escape(setting)}</h3><table><thead><tr><th class=l>score</th>{heads}</tr></thead>"
+        parts.append(f"<h4>{escape(setting)}</h4><table><thead><tr><th class=l>score</th>{heads}</tr></thead>"
                      f"<tbody>{body}</tbody></table>")
-    if s["figure"]:
-        parts.append(f"<img class=fig alt='ROC curves' src='{s['figure']}'>")
+    if s["roc"]:
+        panels = [(f"{r['corruption']}: {r['method']}, seed {r['seed']} (run {r['run_id']})",
+                   {k: (np.array(v["fpr"]), np.array(v["tpr"]), v["auroc"]) for k, v in r["curves"].items()})
+                  for r in s["roc"]]
+        parts.append(f"<img class=fig alt='ROC curves' src='{figures.roc_curves(panels)}'>")
     return "".join(parts)
 
 
-def _galleries_html(c: dict) -> str:
-    parts = ["<h2 id=galleries>Most and least picked examples</h2><p class=muted>Per class (label as trained): the "
-             "examples back-propagated most and least often by one run per setting (a loss-based one where there is "
-             "one). Red frames mark corrupted examples; the caption is picks / observations. Hover for the source.</p>"]
-    for g in c["galleries"]:
-        parts.append(f"<h3>{escape(g['corruption'])}: {escape(g['method'])}, seed {g['seed']} (run {g['run_id']})</h3>")
+def _galleries_html(e: dict) -> str:
+    parts = [_h3(e, "galleries", "Most and least picked examples"),
+             "<p class=muted>Per class (label as trained): the examples back-propagated most and least often by one "
+             "run per setting (a loss-based one that selected, where there is one). Red frames mark corrupted "
+             "examples; the caption is picks / observations. Hover for the source.</p>"]
+    for g in e["galleries"]:
+        parts.append(f"<h4>{escape(g['corruption'])}: {escape(g['method'])}, seed {g['seed']} (run {g['run_id']})</h4>")
         if g.get("images_note"):
             parts.append(f"<p class=muted>{escape(g['images_note'])}</p>")
         ex = pd.DataFrame(g["examples"])
@@ -423,21 +273,23 @@ def _tile_html(r: dict, g: dict) -> str:
             f"<span>{int(r['picks'])}/{int(r['n_observations'])}</span></div>")
 
 
-def _data_map_html(c: dict) -> str:
-    d = c["data_map"]
-    head = "<h2 id=data-map>Data map</h2>"
-    if not d["figure"]:
+def _data_map_html(e: dict) -> str:
+    d = e["data_map"]
+    head = _h3(e, "data-map", "Data map")
+    if not d["panels"]:
         return head + "<p class=muted>No observations.</p>"
+    panels = [(f"{p['corruption']}: {p['method']}, seed {p['seed']} (run {p['run_id']})\n"
+               f"{len(p['points'])} of {p['n_examples']} examples", pd.DataFrame(p["points"])) for p in d["panels"]]
     return head + ("<p class=muted>Per example: mean and standard deviation of the probability given to its label "
-                   f"over the observations (Swayamdipta et al.), at most {DATA_MAP_POINTS} random examples per panel; "
+                   f"over the observations (Swayamdipta et al.), at most {d['max_points']} random examples per panel; "
                    "mislabeled examples gather at low confidence and low variability.</p>"
-                   f"<img class=fig alt='data map' src='{d['figure']}'>")
+                   f"<img class=fig alt='data map' src='{figures.data_maps(panels)}'>")
 
 
-def _per_class_html(c: dict) -> str:
-    parts = ["<h2 id=per-class>Per-class breakdown</h2>"]
-    for p in c["per_class"]:
-        parts.append(f"<h3>{escape(p['corruption'])}: {escape(p['method'])} (run {p['run_id']})</h3>")
+def _per_class_html(e: dict) -> str:
+    parts = [_h3(e, "per-class", "Per-class breakdown")]
+    for p in e["per_class"]:
+        parts.append(f"<h4>{escape(p['corruption'])}: {escape(p['method'])} (run {p['run_id']})</h4>")
         parts.append(_table(pd.DataFrame(p["rows"])))
     return "".join(parts)
 
@@ -456,6 +308,10 @@ def _table(frame: pd.DataFrame) -> str:
     return f"<div class=scroll><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
 
+def _true(v) -> bool:
+    return isinstance(v, (bool, np.bool_)) and bool(v)
+
+
 def _pct(v, digits: int = 1) -> str:
     return "—" if v is None else f"{v * 100:.{digits}f}%"
 
@@ -466,36 +322,6 @@ def _fmt(v) -> str:
     if isinstance(v, (float, np.floating)):
         return f"{v:.4g}"
     return str(v)
-
-
-def _records(frame: pd.DataFrame) -> list[dict]:
-    """Rows as plain JSON values at full precision; missing values become null."""
-    return [{str(k): _plain(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
-
-
-def _plain(value):
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, (float, np.floating)):
-        return None if math.isnan(value) else float(value)
-    if isinstance(value, (np.integer, np.bool_)):
-        return value.item()
-    if isinstance(value, (np.ndarray, list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (datetime, pd.Timestamp)):
-        return value.isoformat()
-    return value
-
-
-def _jsonable(content: dict) -> dict:
-    """The JSON twin: every number of the page; figures and image tiles are left out."""
-    def strip(obj):
-        if isinstance(obj, dict):
-            return {k: strip(v) for k, v in obj.items() if k not in ("figure", "images")}
-        if isinstance(obj, list):
-            return [strip(v) for v in obj]
-        return _plain(obj)
-    return strip(content)
 
 
 def _page(parts: list[str]) -> str:

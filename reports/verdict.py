@@ -1,6 +1,8 @@
-"""The report's judgement: one verdict per corruption setting, and plain one-line alerts.
+"""The report's judgement: one verdict per experiment and corruption setting, and plain one-line alerts.
 
 Pure functions of the analysis layer's DataFrames, so the HTML page and its JSON twin say the same.
+Which methods are loss-based and which is the random-subset control of which is read from the runs'
+stored method traits (audit.metrics.arms), never from a list of names.
 """
 
 from __future__ import annotations
@@ -10,13 +12,16 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
-LOSS_BASED = ("sb", "sbe", "vr")  # methods that choose examples by loss or entropy
+from audit import metrics
+
 OVERPICK_RATIO = 1.1  # alert when a method's corrupted share of backprops exceeds the base rate by 10% ...
 OVERPICK_POINTS = 0.03  # ... and by at least 3 points
+WORSE_POINTS = 0.01  # alert when a method's best test error is this much worse than sgd's
 
 
 @dataclass(frozen=True)
 class Verdict:
+    experiment_id: str
     corruption: str
     level: str  # pays-off, no-better-than-random, does-not-pay-off, no-baseline
     headline: str
@@ -34,45 +39,69 @@ def _speed(x: float) -> str:
     return "never reached the target" if math.isnan(x) else f"{x:.2f}×"
 
 
-def verdicts(table1: pd.DataFrame, summary: pd.DataFrame, resolved: dict[str, str]) -> list[Verdict]:
-    """Does loss-based selection pay off, per corruption setting?
+def _compared_summary(summary: pd.DataFrame, standing: pd.DataFrame) -> pd.DataFrame:
+    return metrics.compared(summary, standing)
 
-    resolved: method name as run (e.g. sb50) → registry method (sb). A loss-based method "pays off"
-    when it reaches 1.2 × sgd's best error in fewer backprops than sgd and, if a uniform control ran,
-    faster than that control too; otherwise the verdict says which comparison it lost.
+
+def _switch_line(method: str, runs: pd.DataFrame) -> str | None:
+    """vr's switch, in words: the share of steps it sampled by loss (it trains like sgd otherwise)."""
+    rows = runs[runs.method == method]
+    if rows.vr_on_share.isna().all():
+        return None
+    on = rows.vr_on_share.mean()
+    return (f"{method} sampled by loss in {_pct(on)} of its steps (τ {rows.tau_min.min():.2f}–{rows.tau_max.max():.2f}, "
+            f"threshold {rows.tau_th.iloc[0]:.2f}); with its switch off it trains on every candidate, like sgd")
+
+
+def verdicts(table1: pd.DataFrame, summary: pd.DataFrame, standing: pd.DataFrame) -> list[Verdict]:
+    """Does loss-based selection pay off, per experiment and corruption setting?
+
+    A loss-based method "pays off" when it reaches 1.2 × sgd's best error in fewer backprops than sgd and
+    faster than the uniform control at its own nominal selectivity, when that control ran; otherwise the
+    verdict says which comparison it lost. Methods that never selected (vr with its switch off throughout)
+    trained like sgd and are left out.
     """
+    info = metrics.arms(standing[standing.standing == "compared"])
+    summary = _compared_summary(summary, standing)
     out = []
-    for corruption, rows in table1.groupby("corruption", sort=False):
+    for (eid, corruption), rows in table1.groupby(["experiment_id", "corruption"], sort=False):
         rows = rows.set_index("method")
-        runs = summary[summary.corruption == corruption]
-        # a run that back-propagated every candidate never selected (vr with its switch off): it trained like sgd
-        idle = set(runs[runs.backprops >= runs.n_train * runs.epochs_done].method)
-        lb = [m for m in rows.index if resolved.get(m) in LOSS_BASED and m not in idle]
-        never = [m for m in rows.index if resolved.get(m) in LOSS_BASED and m in idle]
-        controls = [m for m in rows.index if resolved.get(m) == "uniform"]
-        shares = summary[summary.corruption == corruption].groupby("method")[["corrupted_share", "base_rate"]].mean()
-        if "sgd" not in rows.index:
-            out.append(Verdict(corruption, "no-baseline", f"{corruption}: no sgd run, so no speedup can be measured.", ()))
+        loss_based = set(info[(info.experiment_id == eid) & info.loss_based].method)
+        runs = summary[(summary.experiment_id == eid) & (summary.corruption == corruption)]
+        idle = set(runs[runs.never_selected.fillna(False).astype(bool)].method)
+        lb = [m for m in rows.index if m in loss_based and m not in idle]
+        never = [m for m in rows.index if m in loss_based and m in idle]
+        if metrics.BASELINE not in rows.index:
+            out.append(Verdict(eid, corruption, "no-baseline", f"{corruption}: no sgd run, so no speedup can be measured.",
+                               ()))
             continue
         if not lb:
             why = (f"{', '.join(never)} never selected (the switch stayed off), so they trained like sgd"
-                   if never else "no loss-based method (sb, sbe, vr) ran")
-            out.append(Verdict(corruption, "no-baseline", f"{corruption}: nothing to judge: {why}.", ()))
+                   if never else "no loss-based method ran")
+            out.append(Verdict(eid, corruption, "no-baseline", f"{corruption}: nothing to judge: {why}.", ()))
             continue
-        sgd_best = rows.loc["sgd", "best_test_error"]
-        best = max(lb, key=lambda m: -1.0 if math.isnan(rows.loc[m, "speedup_backprops"]) else rows.loc[m, "speedup_backprops"])
+        sgd_best = rows.loc[metrics.BASELINE, "best_test_error"]
+        best = max(lb, key=lambda m: -1.0 if math.isnan(rows.loc[m, "speedup_backprops"])
+                   else rows.loc[m, "speedup_backprops"])
         speed = rows.loc[best, "speedup_backprops"]
-        control = max(controls, key=lambda m: 0.0 if math.isnan(rows.loc[m, "speedup_backprops"])
-                      else rows.loc[m, "speedup_backprops"]) if controls else None
+        control = rows.loc[best, "control"] if isinstance(rows.loc[best, "control"], str) else None
         control_speed = rows.loc[control, "speedup_backprops"] if control else math.nan
-        details = [f"target: {_pct(rows.loc['sgd', 'target_error'])} test error (1.2 × sgd's best {_pct(sgd_best)})",
-                   f"{best}: {_speed(speed)} sgd's backprops to target, best error {_pct(rows.loc[best, 'best_test_error'])}"]
-        if control:
-            details.append(f"{control} (random subset control): {_speed(control_speed)}, "
-                           f"best error {_pct(rows.loc[control, 'best_test_error'])}")
-        if best in shares.index and shares.loc[best, "base_rate"] > 0:
-            details.append(f"{best} spent {_pct(shares.loc[best, 'corrupted_share'])} of its backprops on corrupted "
-                           f"examples (base rate {_pct(shares.loc[best, 'base_rate'])})")
+        details = [f"target: {_pct(rows.loc[metrics.BASELINE, 'target_error'])} test error "
+                   f"({metrics.TARGET_FACTOR} × sgd's best {_pct(sgd_best)})"]
+        for m in lb:  # each loss-based method against the random subset of its own size
+            line = f"{m}: {_speed(rows.loc[m, 'speedup_backprops'])}, best error {_pct(rows.loc[m, 'best_test_error'])}"
+            c = rows.loc[m, "control"]
+            if isinstance(c, str):
+                line += (f"; {c}, the random subset of its size: {_speed(rows.loc[c, 'speedup_backprops'])}, best error "
+                         f"{_pct(rows.loc[c, 'best_test_error'])}")
+            else:
+                line += "; no uniform control of its size ran (add it to tell choosing by loss from training on less)"
+            details.append(line)
+        mine = runs[runs.method == best]
+        if len(mine) and mine.base_rate.mean() > 0:
+            details.append(f"{best} spent {_pct(mine.corrupted_share.mean())} of its backprops on corrupted examples "
+                           f"(base rate {_pct(mine.base_rate.mean())})")
+        details += [line for m in dict.fromkeys([*lb, *never]) if (line := _switch_line(m, runs))]
         if never:
             details.append(f"{', '.join(never)} never selected (the switch stayed off): left out of the comparison")
         if rows.n_seeds.max() < 2:
@@ -86,42 +115,60 @@ def verdicts(table1: pd.DataFrame, summary: pd.DataFrame, resolved: dict[str, st
                     f"{1 / speed:.2f}× sgd's backprops")
         elif control and not math.isnan(control_speed) and control_speed >= speed:
             level = "no-better-than-random"
-            head = (f"{corruption}: {best} is {speed:.2f}× faster than sgd, but a random subset of the same size is "
-                    f"{control_speed:.2f}× faster: the gain comes from training on less, not from choosing by loss")
+            head = (f"{corruption}: {best} is {speed:.2f}× faster than sgd, but {control}, a random subset of the same "
+                    f"size, is {control_speed:.2f}× faster: the gain comes from training on less, not from choosing "
+                    "by loss")
         else:
             level = "pays-off"
             head = f"{corruption}: loss-based selection pays off — {best} reaches the target {speed:.2f}× faster than sgd"
             if control:
-                head += f" (the random control: {_speed(control_speed)})"
-        out.append(Verdict(corruption, level, head, tuple(details)))
+                head += f" ({control}, the random control at its selectivity: {_speed(control_speed)})"
+        out.append(Verdict(eid, corruption, level, head, tuple(details)))
     return out
 
 
-def alerts(table1: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
-    """Plain one-line warnings: over-picking of corrupted examples, targets never reached, worse best
-    errors than sgd, and runs that did not complete."""
-    lines = []
-    shares = (summary.groupby(["corruption", "method"], sort=False)[["corrupted_share", "base_rate"]].mean()
-              .reset_index())
+def alerts(table1: pd.DataFrame, summary: pd.DataFrame, standing: pd.DataFrame) -> dict[str, list[str]]:
+    """Plain one-line warnings per experiment: over-picking of corrupted examples, targets never reached, worse
+    best errors than sgd, cells with fewer seeds than the rest, and runs left out of (or let into) comparisons."""
+    lines: dict[str, list[str]] = {eid: [] for eid in dict.fromkeys(standing.experiment_id)}
+    compared = _compared_summary(summary, standing)
+    shares = (compared.groupby(["experiment_id", "corruption", "method"], sort=False)
+              [["corrupted_share", "base_rate"]].mean().reset_index())
     for r in shares.itertuples():
         if r.base_rate > 0 and r.corrupted_share > max(r.base_rate * OVERPICK_RATIO, r.base_rate + OVERPICK_POINTS):
-            lines.append(f"{r.method} spent {_pct(r.corrupted_share)} of its backprops on corrupted examples, "
-                         f"base rate {_pct(r.base_rate)} ({r.corruption})")
-    for corruption, rows in table1.groupby("corruption", sort=False):
+            lines[r.experiment_id].append(f"{r.method} spent {_pct(r.corrupted_share)} of its backprops on corrupted "
+                                          f"examples, base rate {_pct(r.base_rate)} ({r.corruption})")
+    for (eid, corruption), rows in table1.groupby(["experiment_id", "corruption"], sort=False):
         rows = rows.set_index("method")
-        if "sgd" not in rows.index:
-            continue
-        sgd_best = rows.loc["sgd", "best_test_error"]
+        seeds = sorted({int(s) for cell in rows.seeds for s in cell.split(",")})
         for method, r in rows.iterrows():
-            if method == "sgd":
+            have = [int(s) for s in r.seeds.split(",")]
+            if have != seeds:
+                lines[eid].append(f"{method} ({corruption}) has seed(s) {', '.join(map(str, have))} of the "
+                                  f"experiment's {', '.join(map(str, seeds))}: its means are over fewer seeds")
+        if metrics.BASELINE not in rows.index:
+            continue
+        sgd_best = rows.loc[metrics.BASELINE, "best_test_error"]
+        for method, r in rows.iterrows():
+            if method == metrics.BASELINE:
                 continue
             if math.isnan(r.speedup_backprops):
-                lines.append(f"{method} never reached the target error {_pct(r.target_error)} ({corruption})")
-            if r.best_test_error > sgd_best + 0.01:
-                lines.append(f"{method}'s best test error {_pct(r.best_test_error)} is "
-                             f"{(r.best_test_error - sgd_best) * 100:.1f} points worse than sgd's {_pct(sgd_best)} "
-                             f"({corruption})")
-    for r in summary[summary.status != "complete"].itertuples():
-        lines.append(f"run {r.run_id} ({r.method}, {r.corruption}, seed {r.seed}) is {r.status} after "
-                     f"{r.epochs_done} of {r.epochs} epochs; its numbers cover only those epochs")
+                lines[eid].append(f"{method} never reached the target error {_pct(r.target_error)} ({corruption})")
+            if r.best_test_error > sgd_best + WORSE_POINTS:
+                lines[eid].append(f"{method}'s best test error {_pct(r.best_test_error)} is "
+                                  f"{(r.best_test_error - sgd_best) * 100:.1f} points worse than sgd's "
+                                  f"{_pct(sgd_best)} ({corruption})")
+    done = dict(zip(summary.run_id, summary.epochs_done))
+    for r in standing.itertuples():
+        what = f"run {r.run_id} ({r.method}, {r.corruption}, seed {r.seed})"
+        progress = f"{done.get(r.run_id, r.epochs_done)} of {r.epochs} epochs"
+        if r.standing == "incomplete":
+            lines[r.experiment_id].append(f"{what} is {r.status} after {progress}: not compared "
+                                          "(--include-incomplete lets it stand for its cell)")
+        elif r.standing == "superseded":
+            lines[r.experiment_id].append(f"{what} is superseded by run {r.compared_run_id}, a later run of the same "
+                                          "cell: only the latter is compared")
+        elif r.status != "complete":
+            lines[r.experiment_id].append(f"{what} is {r.status} after {progress} and stands for its cell "
+                                          f"(--include-incomplete): {r.method}'s seed-mean curve ends where it ends")
     return lines

@@ -11,11 +11,13 @@ import pandas as pd
 import torch
 
 from audit import __version__
+from audit.errors import TrainingFailed
 from audit.store import Store
 from training.config import Grid, RunConfig
 from training.canaries import KINDS, make_canaries
 from training.corruptions import corrupt, parse_corruption
 from training.datasets import Dataset, Split, load_dataset, stratified_subset
+from training.identity import identify, traits
 from training.methods import method_class, resolve
 from training.trainer import Trainer, TrainData
 
@@ -120,19 +122,21 @@ def train_data(prep: Prepared) -> TrainData:
                      holdout_id=prep.example_id[held] if has_holdout else None)
 
 
-def run_row(cfg: RunConfig, prep: Prepared, trainer: Trainer, *, command: str) -> dict:
+def run_row(cfg: RunConfig, prep: Prepared, trainer: Trainer, *, command: str, extra: dict | None = None) -> dict:
     kind, share = parse_corruption(cfg.corruption)
+    who = identify(cfg, trainer.device.type)
     config = cfg.to_dict() | {
         "method_resolved": resolve(cfg.method)[0],
         "method_params": trainer.method.params(),
+        "method_traits": traits(trainer.method),
         "corruption_record": prep.record,
         "dataset_notes": list(prep.dataset.notes),
         "skipped_files": len(prep.dataset.skipped),
         "image_shape": list(prep.x.shape[1:]),
         "n_holdout": int((prep.role == "holdout").sum()),
         "n_canaries": int((prep.role == "canary").sum()),
-    }
-    return dict(method=cfg.method, dataset=cfg.dataset, model=cfg.model, corruption=cfg.corruption,
+    } | (extra or {})
+    return dict(experiment_id=who.experiment_id, experiment=who.experiment, arm=who.arm, method=cfg.method, dataset=cfg.dataset, model=cfg.model, corruption=cfg.corruption,
                 corruption_kind=kind, corrupt_frac=share, seed=cfg.seed, n_train=int(prep.trained.sum()),
                 n_test=len(prep.test), n_classes=prep.dataset.n_classes, classes=list(prep.dataset.classes),
                 epochs=cfg.epochs, config=config, command=command, version=__version__,
@@ -149,25 +153,43 @@ class StoreSink:
         self.store.append(self.run_id, observations=observations, steps=steps, evals=evals, epochs_done=epoch + 1)
 
     def write_irreducible(self, example_id, loss, summary) -> None:
+        """rho's irreducible losses, and what fitting their model cost (counted into rho's cost as upfront work)."""
+        upfront = {k: summary[k] for k in ("backprops", "forwards", "seconds")} | {"for": "the irreducible-loss model"}
         self.store.set_irreducible(self.run_id, pd.DataFrame({"example_id": example_id.astype(np.int32),
-                                                              "irreducible_loss": loss.astype(np.float32)}), summary)
+                                                              "irreducible_loss": loss.astype(np.float32)}),
+                                   {"irreducible_model": summary, "upfront": upfront})
+
+
+class RunFailed(TrainingFailed):
+    """A run ended failed (its reason is stored in runs.error); carries the run_id."""
+
+    def __init__(self, run_id: int, reason: str):
+        super().__init__(reason)
+        self.run_id = run_id
 
 
 def run_one(cfg: RunConfig, store: Store, *, command: str = "", cache: dict | None = None,
-            progress: Callable[[int], None] | None = None, prep: Prepared | None = None) -> int:
+            progress: Callable[[int], None] | None = None, prep: Prepared | None = None,
+            extra_config: dict | None = None) -> int:
     """Train one config into `store`; returns its run_id. The run ends complete, failed or interrupted.
 
-    `prep` is the config's prepared data when the caller already has it."""
+    A run whose training fails (TrainingFailed: diverged, non-finite scores) is marked failed with the
+    one-line reason and raises RunFailed; any other error is marked failed and re-raised as it is.
+    `prep` is the config's prepared data when the caller already has it; `extra_config` is merged into
+    the stored config (e.g. the audit marks its proxy runs)."""
     prep = prepare(cfg, cache) if prep is None else prep
     trainer = Trainer(cfg, train_data(prep), progress=progress)
-    run_id = store.start_run(run_row(cfg, prep, trainer, command=command), examples_frame(prep))
+    run_id = store.start_run(run_row(cfg, prep, trainer, command=command, extra=extra_config), examples_frame(prep))
     try:
         trainer.fit(StoreSink(store, run_id))
     except KeyboardInterrupt:
         store.finish(run_id, "interrupted", "stopped by Ctrl-C or SIGTERM")
         raise
+    except TrainingFailed as err:
+        store.finish(run_id, "failed", str(err))
+        raise RunFailed(run_id, str(err)) from None
     except Exception as err:
-        store.finish(run_id, "failed", f"{type(err).__name__}: {err}")
+        store.finish(run_id, "failed", " ".join(f"{type(err).__name__}: {err}".split()))
         raise
     store.finish(run_id, "complete")
     return run_id
@@ -179,17 +201,26 @@ def candidates(cfg: RunConfig, prep: Prepared) -> int:
     return int(prep.trained.sum()) * cfg.epochs + n_held * (cfg.il_epochs or cfg.epochs)
 
 
-def run_grid(grid: Grid, store: Store, *, command: str = "", cache: dict | None = None,
-             on_start: Callable[[int, RunConfig, int], Callable[[int], None]] | None = None) -> list[int]:
-    """Run every config of the grid in order. `on_start(i, cfg, n_candidates)` returns that run's progress
-    callback; `cache` holds loaded datasets (pass the one used to check the grid, to load them once)."""
+def run_grid(cells: Grid | list[RunConfig], store: Store, *, command: str = "", cache: dict | None = None,
+             on_start: Callable[[int, RunConfig, int], Callable[[int], None]] | None = None,
+             on_failed: Callable[[RunFailed, RunConfig], None] | None = None) -> list[int]:
+    """Run every cell (a grid's expanded configs, or a list of them) in order; returns their run_ids.
+
+    A cell whose training fails is marked failed and reported to `on_failed(err, cfg)`; the next cell
+    goes on. `on_start(i, cfg, n_candidates)` returns that run's progress callback; `cache` holds loaded
+    datasets (pass the one used to check the grid, to load them once)."""
     store.mark_orphans()
     cache = {} if cache is None else cache
     run_ids = []
-    for i, cfg in enumerate(grid.runs()):
+    for i, cfg in enumerate(cells.runs() if isinstance(cells, Grid) else cells):
         prep = prepare(cfg, cache)
         progress = on_start(i, cfg, candidates(cfg, prep)) if on_start else None
-        run_ids.append(run_one(cfg, store, command=command, progress=progress, prep=prep))
+        try:
+            run_ids.append(run_one(cfg, store, command=command, progress=progress, prep=prep))
+        except RunFailed as err:
+            run_ids.append(err.run_id)
+            if on_failed:
+                on_failed(err, cfg)
     return run_ids
 
 

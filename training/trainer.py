@@ -7,6 +7,7 @@ handed to the sink (the database writer) as whole columns.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import math
 import time
@@ -21,6 +22,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from audit.errors import TrainingFailed
 from training.augment import channel_stats, crop_flip, normalise
 from training.config import RunConfig
 from training.methods import Forward, create_method
@@ -66,13 +68,19 @@ class NullSink:
 
 @dataclass
 class Counters:
-    """Examples forwarded and back-propagated so far (host ints, known without a device sync)."""
+    """Examples forwarded and back-propagated so far (host ints, known without a device sync).
+
+    selection_candidates: candidates offered to the method's selection (rounds where it selects);
+    selection_picks: picks it made from them. Their ratio is the realised selectivity.
+    """
 
     step: int = 0
     forwards_scoring: int = 0
     forwards_training: int = 0
     backprops: int = 0
     scored_since_step: int = 0
+    selection_candidates: int = 0
+    selection_picks: int = 0
 
 
 @dataclass
@@ -227,7 +235,9 @@ class Trainer:
         self.eval_interval = max(1, round(cfg.eval_every * len(data.y)))
         self.next_eval = 0
         self.last_eval_backprops: int | None = None
-        self.eval_seconds = 0.0
+        self.untimed_seconds = 0.0  # evaluation and logging: not part of what training costs
+        self.epoch_starts: list[int] = []  # the step each epoch began with
+        self.bad_step = torch.full((), -1, dtype=torch.int64, device=device)  # first step with a non-finite loss
         self.losses_since_eval: list[Tensor] = []
         self.evals: list[dict] = []
         self.best_test_error = math.inf
@@ -244,6 +254,7 @@ class Trainer:
         self.maybe_evaluate(epoch=0)
         for epoch in range(self.cfg.epochs):
             self.set_lr(lr_at(self.cfg, epoch))
+            self.epoch_starts.append(self.counters.step)
             order = torch.randperm(n, generator=self.gen["order"], device=self.device)
             self.obs, self.steps, queue = ObservationLog(n, self.device), StepLog(), PickQueue()
             size = self.method.candidate_size()
@@ -262,9 +273,12 @@ class Trainer:
             if len(queue):
                 self.train_step(queue.pop(len(queue)), epoch)  # an epoch's last, smaller batch
             self.maybe_evaluate(epoch, final=epoch == self.cfg.epochs - 1)
+            self.check_finite()  # a diverged epoch is never logged
+            started = time.perf_counter()
             self.sink.write_epoch(epoch, observations=self.obs.frame(epoch, self.example_id[order.cpu().numpy()]),
                                   steps=self.steps.table(), evals=pd.DataFrame(self.evals))
             self.evals = []
+            self.untimed_seconds += time.perf_counter() - started
 
     # -- the pieces -------------------------------------------------------------------------
 
@@ -282,7 +296,17 @@ class Trainer:
         if fwd is not None:
             self.obs.record(slot, fwd, step=self.counters.step, mode=SCORE, select_prob=sel.select_prob,
                             picked=sel.picked, stale=stale)
-        count = int(sel.picked.sum())  # one host sync per round: how many picks to queue
+            bad = (~torch.isfinite(fwd.loss) | ~torch.isfinite(fwd.entropy)).sum()
+            count, n_bad = torch.stack([sel.picked.sum(), bad]).tolist()  # one host sync per round
+            if n_bad:
+                self.check_finite()  # a diverged training loss explains it, and names an earlier step
+                raise TrainingFailed(f"non-finite score during selection at step {self.counters.step} (epoch {epoch}): "
+                                     f"{n_bad} of {len(index)} candidates have a non-finite loss or entropy; the model "
+                                     f"diverged, try a lower --lr (now {self.cfg.lr:g})")
+        else:
+            count = int(sel.picked.sum())  # one host sync per round: how many picks to queue
+        self.counters.selection_candidates += len(index)
+        self.counters.selection_picks += count
         rows = torch.repeat_interleave(torch.arange(len(index), device=self.device), sel.picked, output_size=count)
         weight = sel.weight[rows] if sel.weight is not None else torch.ones(count, device=self.device)
         # unscored picks are observed by their training forward; scored ones already have their row
@@ -323,9 +347,13 @@ class Trainer:
         il_cfg = dataclasses.replace(cfg, method="sgd", model=cfg.il_model or cfg.model,
                                      epochs=cfg.il_epochs or cfg.epochs)
         il_data = TrainData(data.holdout_x, data.holdout_y, data.holdout_id, data.test_x, data.test_y, data.n_classes)
-        started = time.perf_counter()
         il = Trainer(il_cfg, il_data, progress=self.progress)
-        il.fit(NullSink())
+        try:
+            il.fit(NullSink())
+        except TrainingFailed as err:
+            raise TrainingFailed(f"the irreducible-loss model: {err}") from None
+        il_seconds = il.train_seconds()  # its training, evaluation excluded, as for the run itself
+        started = time.perf_counter()
         il.model.eval()
         losses = []
         with torch.no_grad():
@@ -335,9 +363,13 @@ class Trainer:
                     logits = il.model(x).float()
                 losses.append(F.cross_entropy(logits, self.y[chunk], reduction="none"))
         irreducible = torch.cat(losses)
+        if not bool(torch.isfinite(irreducible).all()):
+            raise TrainingFailed("the irreducible-loss model gives non-finite losses; try a lower --lr "
+                                 f"(now {cfg.lr:g}) or more --il-epochs")
+        # what the model cost: its training passes plus one forward of every training example
         summary = dict(model=il_cfg.model, epochs=il_cfg.epochs, holdout_size=len(il_data.y),
                        backprops=il.counters.backprops, forwards=il.counters.forwards_training + len(self.y),
-                       seconds=time.perf_counter() - started, best_test_error=il.best_test_error)
+                       seconds=il_seconds + time.perf_counter() - started, best_test_error=il.best_test_error)
         self.sink.write_irreducible(self.example_id, irreducible.cpu().numpy(), summary)
         return irreducible
 
@@ -348,6 +380,9 @@ class Trainer:
             logits = self.model(batch.x)
         loss_each = F.cross_entropy(logits.float(), y, reduction="none")
         loss = (loss_each * batch.weight).mean()
+        # remember the first step whose loss is not finite; read at the next host sync (no sync per step)
+        self.bad_step = torch.where((self.bad_step < 0) & ~torch.isfinite(loss.detach()), self.counters.step,
+                                    self.bad_step)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -363,6 +398,7 @@ class Trainer:
         self.steps.add(dict(step=c.step, epoch=epoch, lr=self.opt.param_groups[0]["lr"], n_scored=c.scored_since_step,
                             n_backprop=len(batch), forwards_scoring=c.forwards_scoring,
                             forwards_training=c.forwards_training, backprops=c.backprops,
+                            selection_candidates=c.selection_candidates, selection_picks=c.selection_picks,
                             seconds=self.train_seconds()), loss, self.method.state())
         self.losses_since_eval.append(loss.detach())
         c.step += 1
@@ -380,10 +416,11 @@ class Trainer:
             torch.cuda.synchronize()  # so the clock below charges the queued training work to training
         seconds = self.train_seconds()
         started = time.perf_counter()
+        self.check_finite()
         test_loss, test_error = self.evaluate()
         if not math.isfinite(test_loss):
-            raise FloatingPointError(f"training diverged: test loss is {test_loss} after {c.step} steps; "
-                                     f"try a lower --lr (now {self.cfg.lr})")
+            raise TrainingFailed(f"training diverged: the test loss is {test_loss} after step {c.step - 1} "
+                                 f"(epoch {epoch}); try a lower --lr (now {self.cfg.lr:g})")
         train_loss = float(torch.stack(self.losses_since_eval).mean()) if self.losses_since_eval else None
         self.losses_since_eval = []
         self.evals.append(dict(step=c.step, epoch=epoch, backprops=c.backprops,
@@ -394,7 +431,7 @@ class Trainer:
         self.best_test_error = min(self.best_test_error, test_error)
         while self.next_eval <= c.backprops:
             self.next_eval += self.eval_interval
-        self.eval_seconds += time.perf_counter() - started
+        self.untimed_seconds += time.perf_counter() - started
 
     @torch.no_grad()
     def evaluate(self) -> tuple[float, float]:
@@ -416,5 +453,16 @@ class Trainer:
         for group in self.opt.param_groups:
             group["lr"] = lr
 
+    def check_finite(self) -> None:
+        """Raise TrainingFailed if a training loss has been non-finite (a host sync: called at evaluations,
+        selection rounds that met a non-finite score, and epoch ends)."""
+        step = int(self.bad_step)
+        if step >= 0:
+            epoch = bisect.bisect_right(self.epoch_starts, step) - 1
+            raise TrainingFailed(f"training diverged: the training loss became non-finite at step {step} "
+                                 f"(epoch {epoch}); try a lower --lr (now {self.cfg.lr:g})")
+
     def train_seconds(self) -> float:
-        return time.perf_counter() - self.t0 - self.eval_seconds
+        """Wall-clock seconds of training so far: scoring, selection and training steps; evaluation and
+        logging excluded."""
+        return time.perf_counter() - self.t0 - self.untimed_seconds

@@ -1,5 +1,7 @@
 -- Share of each epoch's backprops spent on corrupted examples, per run, next to the base rate (Figure 3).
 -- params: none
+-- Numerator and base rate count the same population: the examples trained on (role train or canary;
+-- not rho's holdout, not the originals a label canary stands in for).
 with picks as (
     select
         o.run_id,
@@ -8,20 +10,23 @@ with picks as (
         sum(o.picked * e.is_corrupted::integer) as corrupted_backprops
     from observations as o
     join examples as e using (run_id, example_id)
+    where e.role in ('train', 'canary')
     group by o.run_id, o.epoch
 ),
 
 base as (
     select run_id, avg(is_corrupted::integer) as base_rate
     from examples
-    where role = 'train'
+    where role in ('train', 'canary')
     group by run_id
 ),
 
 final as (
     select
         r.run_id,
-        r.method,
+        r.experiment_id,
+        r.experiment,
+        r.arm as method,
         r.corruption,
         r.corruption_kind,
         r.seed,

@@ -1,5 +1,8 @@
--- One row per run: what it trained, how far it got, its test error and the corrupted share of its backprops.
+-- One row per run: what it trained, how far it got, its test error, how selective it was and the corrupted share of its backprops.
 -- params: none
+-- realised_selectivity: picks / candidates in the rounds where the method selected (vs nominal_selectivity,
+-- its definition); vr_on_share: share of steps with vr's importance sampling switched on; upfront_*: work
+-- done before the run's own training (rho's irreducible-loss model).
 with picks as (
     select
         o.run_id,
@@ -7,13 +10,14 @@ with picks as (
         sum(o.picked * e.is_corrupted::integer) as corrupted_backprops
     from observations as o
     join examples as e using (run_id, example_id)
+    where e.role in ('train', 'canary')
     group by o.run_id
 ),
 
 base as (
     select run_id, avg(is_corrupted::integer) as base_rate
     from examples
-    where role = 'train'
+    where role in ('train', 'canary')
     group by run_id
 ),
 
@@ -21,19 +25,33 @@ ev as (
     select
         run_id,
         min(test_error) as best_test_error,
-        arg_max(test_error, backprops) as final_test_error,
+        arg_max(test_error, backprops) as final_test_error
+    from evals
+    group by run_id
+),
+
+st as (
+    select
+        run_id,
         max(backprops) as backprops,
         max(forwards_scoring) as forwards_scoring,
         max(forwards_training) as forwards_training,
+        max(selection_candidates) as selection_candidates,
+        max(selection_picks) as selection_picks,
+        avg(state['is_on']) as vr_on_share,
+        min(state['tau']) as tau_min,
+        max(state['tau']) as tau_max,
         max(seconds) as seconds
-    from evals
+    from steps
     group by run_id
 ),
 
 final as (
     select
         r.run_id,
-        r.method,
+        r.experiment_id,
+        r.experiment,
+        r.arm as method,
         r.dataset,
         r.model,
         r.corruption,
@@ -42,16 +60,27 @@ final as (
         r.epochs_done,
         r.epochs,
         r.n_train,
-        ev.backprops,
-        ev.forwards_scoring,
-        ev.forwards_training,
+        st.backprops,
+        st.forwards_scoring,
+        st.forwards_training,
+        coalesce((r.config->'upfront'->>'backprops')::bigint, 0) as upfront_backprops,
         ev.best_test_error,
         ev.final_test_error,
+        (r.config->'method_traits'->>'nominal_selectivity')::double as nominal_selectivity,
+        st.selection_picks::double / nullif(st.selection_candidates, 0) as realised_selectivity,
+        coalesce(st.selection_candidates = 0, st.backprops >= r.n_train * r.epochs_done) as never_selected,
+        st.vr_on_share,
+        st.tau_min,
+        st.tau_max,
+        (r.config->'method_params'->>'tau_th')::double as tau_th,
         picks.corrupted_backprops::double / nullif(picks.backprops_logged, 0) as corrupted_share,
         base.base_rate,
-        ev.seconds
+        st.seconds,
+        coalesce((r.config->'upfront'->>'seconds')::double, 0) as upfront_seconds,
+        r.error
     from runs as r
     left join ev using (run_id)
+    left join st using (run_id)
     left join picks using (run_id)
     left join base using (run_id)
 )

@@ -68,8 +68,13 @@ def test_canaries_calibrate_but_are_never_suspects(planted):
 def test_verdict_is_unsafe_at_30_percent_and_replay_overpicks(planted):
     _, result, _ = planted
     assert result.verdict == "unsafe"
-    sb = result.replay.set_index("method").loc["sb50"]
+    replays = result.replay.set_index(["method", "replay"])
+    sb = replays.loc[("sb50", "pick rule")]
     assert sb.share_of_picks_on_suspects > 1.5 * sb.suspects_share_of_data
+    assert set(replays.index) == {(m, r) for m in ("sb50", "sb33", "vr50", "vr33") for r in ("pick rule", "as run")}
+    assert replays.loc[("vr50", "pick rule"), "selecting_share"] == 1.0  # forced on
+    as_run = replays.loc[("sb50", "as run")]  # the warm-up epoch trains everything: a little less over-picking
+    assert sb.suspects_share_of_data < as_run.share_of_picks_on_suspects < sb.share_of_picks_on_suspects
 
 
 def test_clean_data_is_not_unsafe(tmp_path):

@@ -37,7 +37,7 @@ def test_run_grid_then_sql_and_report(tmp_path):
     html, js_path = tmp_path / "r.html", tmp_path / "r.json"
     rep = _invoke("report", "--html", html, "--json", js_path, "--db", db)
     assert rep.exit_code == 0, rep.output
-    assert "<h2 id=runs>Runs</h2>" in html.read_text() and json.loads(js_path.read_text())["table1"]["rows"]
+    assert "<h2 id=runs>Runs</h2>" in html.read_text() and json.loads(js_path.read_text())["experiments"][0]["table1"]["rows"]
 
 
 def test_config_file_with_flag_overrides(tmp_path):

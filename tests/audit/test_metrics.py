@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
@@ -42,10 +43,24 @@ def _examples(n=4):
                          "is_corrupted": [i >= 2 for i in range(n)], "source": [f"img/{i}.png" for i in range(n)]})
 
 
-def _run_row(method, seed):
-    return dict(method=method, dataset="npz:x", model="mlp", corruption="random_labels:0.5",
-                corruption_kind="random_labels", corrupt_frac=0.5, seed=seed, n_train=4, n_test=10, n_classes=2,
-                classes=["cat", "dog"], epochs=4, config={}, command="", version="0", torch_version="", device="cpu")
+TRAITS = {"sgd": (False, 1.0), "sb": (True, 0.5), "vr": (True, 0.5)}
+TAU = [0.5, 1.5, 2.5, 3.0]  # vr's tau after each of its 4 steps; threshold 2.0, so on for the last two
+VR_STEPS = pa.table({"step": [0, 1, 2, 3], "epoch": [0, 0, 1, 1], "lr": [0.1] * 4, "n_scored": [0, 0, 8, 8],
+                     "n_backprop": [4, 4, 4, 4], "forwards_scoring": [0, 0, 8, 16], "forwards_training": [4, 8, 12, 16],
+                     "backprops": [4, 8, 12, 16], "selection_candidates": [0, 0, 8, 16], "selection_picks": [0, 0, 4, 8],
+                     "train_loss": [1.0] * 4, "seconds": [0.1, 0.2, 0.3, 0.4],
+                     "state": pa.array([[("tau", t), ("is_on", float(t > 2.0))] for t in TAU],
+                                       type=pa.map_(pa.string(), pa.float64()))})
+
+
+def _run_row(method, seed, experiment="e1"):
+    loss_based, nominal = TRAITS[method]
+    config = {"method_traits": {"loss_based": loss_based, "is_control": False, "nominal_selectivity": nominal},
+              "method_params": {"tau_th": 2.0} if method == "vr" else {}}
+    return dict(experiment_id=experiment, experiment=f"npz:x · mlp · 4 epochs ({experiment})", arm=method, method=method,
+                dataset="npz:x", model="mlp", corruption="random_labels:0.5", corruption_kind="random_labels",
+                corrupt_frac=0.5, seed=seed, n_train=4, n_test=10, n_classes=2, classes=["cat", "dog"], epochs=4,
+                config=config, command="", version="0", torch_version="", device="cpu")
 
 
 def _obs(rows):
@@ -77,7 +92,7 @@ def fixture_db(tmp_path_factory):
         if method == "sb":
             obs = _obs([(e, e, i, "score", 1.0, 0.5, 0.0, 0.5, 0, 0.5, SB_PICKS[(e, i)], False)
                         for e in range(2) for i in range(4)])
-        store.append(run_id, observations=obs, evals=evals, epochs_done=4)
+        store.append(run_id, observations=obs, evals=evals, steps=VR_STEPS if method == "vr" else None, epochs_done=4)
         store.finish(run_id, "complete")
     return store.path
 

@@ -14,7 +14,7 @@ from audit.store import TABLES, Store, connect_readonly
 
 
 def _run_row(**over):
-    row = dict(method="sgd", dataset="digits", model="mlp", corruption="random_labels:0.5",
+    row = dict(experiment_id="e1", experiment="digits · mlp · 1 epochs", arm="sgd", method="sgd", dataset="digits", model="mlp", corruption="random_labels:0.5",
                corruption_kind="random_labels", corrupt_frac=0.5, seed=3, n_train=4, n_test=2, n_classes=2,
                classes=["a", "<b>"], epochs=1, config={"lr": 0.1, "nested": {"x": [1, 2]}}, command="lossaudit run",
                version="0", torch_version="t", device="cpu")
@@ -92,7 +92,7 @@ def test_readers_wait_for_a_writer_in_another_process(tmp_path):
     assert holder.stdout.readline().strip() == "locked"
     started = time.monotonic()
     with connect_readonly(path, timeout=30) as con:
-        assert con.execute("select value from meta where key = 'schema_version'").fetchone()[0] == "1"
+        assert con.execute("select value from meta where key = 'schema_version'").fetchone()[0] == "2"
     assert time.monotonic() - started > 0.5  # it really had to wait for the other process
     holder.wait()
 

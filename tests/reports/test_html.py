@@ -12,12 +12,12 @@ from typer.testing import CliRunner
 from audit import metrics
 from audit.cli import app
 from audit.store import Store, connect_readonly
-from reports.html import build_report
+from reports.report import build_report
 from training.config import RunConfig
 from training.run import RunImages, run_one
 
-SECTIONS = ("verdict", "alerts", "runs", "table1", "curves", "corrupted-share", "separability", "galleries",
-            "data-map", "per-class")
+SECTIONS = ("verdict", "alerts", "table1", "curves", "corrupted-share", "separability", "galleries", "data-map",
+            "per-class")
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +42,13 @@ def report(grid_db, tmp_path_factory):
 
 def test_every_section_is_present_and_filled(report):
     page = report[0].read_text()
+    (experiment,) = json.loads(report[1].read_text())["experiments"]
+    eid = experiment["experiment_id"]
+    assert f"<h2 id=exp-{eid}>Experiment: digits · mlp · 4 epochs · train_size=400</h2>" in page
     for section in SECTIONS:
-        assert f"<h2 id={section}>" in page
-    assert page.index("<h2 id=verdict>") < page.index("<h2 id=alerts>") < page.index("<h2 id=runs>") \
-        < page.index("<h2 id=table1>") < page.index("<h2 id=curves>") < page.index("<h2 id=galleries>")
+        assert f"<h3 id={section}-{eid}>" in page
+    positions = [page.index(f"<h3 id={s}-{eid}>") for s in SECTIONS]
+    assert positions == sorted(positions) and page.index("<h2 id=runs>") > positions[-1]
     assert page.count("class='verdict ") == 2  # one per corruption setting
     assert "spent" in page and "of its backprops on corrupted examples" in page  # the over-picking alert
     assert page.count("<img alt='' src='data:image/png;base64,") == 2 * 10 * 4 * 2  # settings × classes × k × most/least
@@ -56,20 +59,21 @@ def test_every_section_is_present_and_filled(report):
 
 def test_json_twin_equals_the_analysis_functions(report, grid_db):
     twin = json.loads(report[1].read_text())
+    (experiment,) = twin["experiments"]
     with connect_readonly(grid_db) as con:
         table1 = metrics.table1(con)
         sep = metrics.separability(con)
         summary = metrics.run_summary(con)
-    rows = {(r["corruption"], r["method"]): r for r in twin["table1"]["rows"]}
+    rows = {(r["corruption"], r["method"]): r for r in experiment["table1"]["rows"]}
     for r in table1.itertuples():
         mine = rows[(r.corruption, r.method)]
         assert mine["best_test_error"] == r.best_test_error
         assert mine["cell"] == r.cell
         assert (mine["speedup_backprops"] is None) == np.isnan(r.speedup_backprops)
-    aurocs = {(r["corruption"], r["method"], r["score"]): r["auroc"] for r in twin["separability"]["rows"]}
+    aurocs = {(r["corruption"], r["method"], r["score"]): r["auroc"] for r in experiment["separability"]["rows"]}
     assert aurocs == {(r.corruption, r.method, r.score): r.auroc for r in sep.itertuples()}
-    assert len(twin["verdicts"]) == 2 and twin["n_runs"] == len(summary) == 6
-    gallery = twin["galleries"][1]
+    assert len(experiment["verdicts"]) == 2 and twin["n_runs"] == len(summary) == 6
+    gallery = experiment["galleries"][1]
     assert gallery["corruption"] == "random_labels:0.5" and gallery["method"] == "sb50"
     assert {e["which"] for e in gallery["examples"]} == {"most", "least"}
 
@@ -89,7 +93,7 @@ def test_selection_options(grid_db, tmp_path):
     js = tmp_path / "sel.json"
     build_report(grid_db, json_path=js, where="method = 'sgd'")
     twin = json.loads(js.read_text())
-    assert twin["n_runs"] == 2 and {r["method"] for r in twin["table1"]["rows"]} == {"sgd"}
+    assert twin["n_runs"] == 2 and {r["method"] for r in twin["experiments"][0]["table1"]["rows"]} == {"sgd"}
     build_report(grid_db, json_path=js, run_ids=[1, 2])
     assert json.loads(js.read_text())["n_runs"] == 2
     result = CliRunner().invoke(app, ["report", "--db", str(grid_db), "--json", str(js), "--where", "nonsense ="])
@@ -125,7 +129,7 @@ def test_empty_databases_say_so(tmp_path, digits_db):
     # a run that never finished: the page says so
     store = Store(tmp_path / "running.duckdb")
     import pandas as pd
-    store.start_run(dict(method="sgd", dataset="digits", model="mlp", corruption="none", corruption_kind=None,
+    store.start_run(dict(experiment_id="e1", experiment="digits", arm="sgd", method="sgd", dataset="digits", model="mlp", corruption="none", corruption_kind=None,
                          corrupt_frac=0.0, seed=0, n_train=1, n_test=1, n_classes=2, classes=["a", "b"], epochs=3,
                          config={}, command="", version="0", torch_version="", device="cpu"),
                     pd.DataFrame({"example_id": np.int32([0]), "label": np.int16([0]), "true_label": np.int16([0]),

@@ -217,17 +217,38 @@ def test_iid_selection_shares_are_seeded():
 def test_replay_uses_the_methods_own_rules():
     import pandas as pd
 
-    from training.replay import expected_picks
+    from training.replay import replay
     rng = np.random.default_rng(0)
     n = 300
     order = pd.DataFrame({"epoch": np.repeat([0, 1], n), "example_id": np.tile(np.arange(n), 2),
                           "loss": rng.exponential(1.0, 2 * n).astype(np.float32)})
-    picks = expected_picks(order, methods=("sb50", "vr50"))
-    assert (picks.sb50[:n] == 0).all()  # warm-up epoch: sb trains everything, nothing to replay
+    picks = {m: r.picks for m, r in replay(order, methods=("sb50", "vr50")).items()}
+    assert (picks["sb50"][:n] == 0).all()  # warm-up epoch: sb trains everything, nothing to replay
     first = order.loss.to_numpy()[n:n + 128]
-    assert picks.sb50.to_numpy()[n:n + 128] == pytest.approx([(first < v).mean() for v in first])  # history = batch
-    for start in (0, n):  # vr: per pool of 256, B = 128 expected picks; the last pool of 44 gets round(44/2) = 22
-        assert picks.vr50.to_numpy()[start:start + 256].sum() == pytest.approx(128, rel=1e-5)
-        assert picks.vr50.to_numpy()[start + 256:start + n].sum() == pytest.approx(22, rel=1e-5)
+    assert picks["sb50"][n:n + 128] == pytest.approx([(first < v).mean() for v in first])  # history = batch
+    for start in (0, n):  # vr forced on: per pool of 256, B = 128 expected picks; the last pool of 44: round(44/2)
+        assert picks["vr50"][start:start + 256].sum() == pytest.approx(128, rel=1e-5)
+        assert picks["vr50"][start + 256:start + n].sum() == pytest.approx(22, rel=1e-5)
     pool = order.loss.to_numpy()[:256]
-    assert picks.vr50.to_numpy()[:256] == pytest.approx(128 * pool / pool.sum(), rel=1e-4)
+    assert picks["vr50"][:256] == pytest.approx(128 * pool / pool.sum(), rel=1e-4)
+
+
+def test_replay_as_run_follows_warm_up_and_the_switch():
+    import pandas as pd
+
+    from training.replay import AS_RUN, replay
+    n = 1024
+    # two epochs of equal losses (tau_new = 1 per chunk: the EMA stays below the threshold 5/3), then an epoch
+    # with one loss per chunk of B = 128 far above the rest (tau_new = sqrt(128) per chunk)
+    loss = np.concatenate([np.ones(2 * n), np.where(np.arange(n) % 128 == 0, 1000.0, 0.001)]).astype(np.float32)
+    order = pd.DataFrame({"epoch": np.repeat([0, 1, 2], n), "example_id": np.tile(np.arange(n), 3), "loss": loss})
+    runs = replay(order, methods=("sb50", "vr50"), mode=AS_RUN)
+    sb, vr = runs["sb50"], runs["vr50"]
+    assert (sb.picks[:n] == 1).all() and not sb.selecting[:n].any()  # warm-up: every candidate trained once
+    assert sb.selecting[n:].all()
+    assert (vr.picks[:2 * n] == 1).all() and not vr.selecting[:2 * n].any()  # uniform losses: tau 1 < 1.67
+    # the first pool of the third epoch is read with tau = 1 - 0.9^16 = 0.81: off, trained in two chunks that
+    # lift tau to 2.8, so every later pool samples by loss
+    assert not vr.selecting[2 * n:2 * n + 256].any() and vr.selecting[2 * n + 256:].all()
+    on = np.flatnonzero(vr.selecting)
+    assert vr.picks[on].sum() == pytest.approx(128 * len(on) / 256, rel=1e-5)  # B expected picks per selected pool

@@ -43,7 +43,7 @@ PRESETS: dict[str, Preset] = {
 }
 
 # What `lossaudit run` trains when no --method is given.
-DEFAULT_METHODS: tuple[str, ...] = ("sgd", "sb50", "sb33", "sbe50", "vr50", "vr33", "uniform", "rho")
+DEFAULT_METHODS: tuple[str, ...] = ("sgd", "sb50", "sb33", "sbe50", "vr50", "vr33", "uniform50", "uniform33", "rho")
 
 
 def all_names() -> list[str]:

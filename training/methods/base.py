@@ -69,12 +69,23 @@ class Selection:
 
 
 class Method:
-    """Base class. Subclasses set `name` and `description` and override what they need."""
+    """Base class. Subclasses set `name` and `description` and override what they need.
+
+    Traits the other layers read (stored with every run, so analysis needs no import of this package):
+    `fields`, the RunConfig fields the method reads (its parameters: they name the method's arm, not
+    the experiment); `loss_based`, whether it chooses examples by their loss or entropy (the methods the
+    verdict judges); `is_control`, whether it is a random-subset control; `nominal_selectivity`, the
+    share of candidates it back-propagates in a selecting round by its definition.
+    """
 
     name: str = ""
     description: str = ""
+    fields: tuple[str, ...] = ()
+    loss_based: bool = False
+    is_control: bool = False
     needs_scores: bool = True  # select() reads a scoring forward of the candidates
     needs_irreducible_loss: bool = False  # the trainer fits an irreducible-loss model first (rho)
+    warmup_epochs: int = 0  # first epochs that train every candidate and never select
 
     def __init__(self, cfg: RunConfig, *, n_train: int, device: torch.device, generator: torch.Generator):
         self.batch_size = cfg.batch_size
@@ -87,12 +98,18 @@ class Method:
         """The parameters this method actually uses, stored in runs.config."""
         return {}
 
+    @property
+    def nominal_selectivity(self) -> float:
+        """Share of a selecting round's candidates back-propagated, by definition (1 = everything)."""
+        return 1.0
+
     def candidate_size(self) -> int:
         """Candidates drawn from the epoch's permutation per selection round."""
         return self.batch_size
 
     def selects(self, epoch: int) -> bool:
-        """Whether this round's candidates are selected from; if not, every candidate is trained once."""
+        """Whether this round's candidates are selected from; if not, every candidate is trained once.
+        Selecting methods select from their first epoch after warm-up on, unless they have a switch (vr)."""
         return False
 
     def select(self, fwd: Forward | None, index: Tensor, epoch: int) -> Selection:

@@ -34,6 +34,8 @@ class SelectiveBackprop(Method):
     name = "sb"
     description = "Selective Backprop: pick with probability max(floor, percentile of the loss in a 1024 history ** beta)"
     score_field = "loss"
+    fields = ("beta", "floor", "history_size", "warmup_epochs", "staleness")
+    loss_based = True
 
     def __init__(self, cfg: RunConfig, **kw):
         super().__init__(cfg, **kw)
@@ -46,6 +48,12 @@ class SelectiveBackprop(Method):
     def params(self) -> dict:
         return dict(score=self.score_field, beta=self.beta, floor=self.floor, history_size=self.history.size,
                     warmup_epochs=self.warmup_epochs, staleness=self.staleness)
+
+    @property
+    def nominal_selectivity(self) -> float:
+        """E[max(floor, U ** beta)] for percentiles U uniform on (0, 1): 1 / (beta + 1) without a floor."""
+        b, f = self.beta, self.floor
+        return f ** (1 + 1 / b) + (1 - f ** ((b + 1) / b)) / (b + 1)
 
     def selects(self, epoch: int) -> bool:
         return epoch >= self.warmup_epochs

@@ -12,6 +12,8 @@ from training.methods.base import Forward, Method, Selection
 class UniformSubset(Method):
     name = "uniform"
     description = "random subset control: each candidate picked with probability --selectivity, same warm-up as sb"
+    fields = ("selectivity", "warmup_epochs", "uniform_scoring")
+    is_control = True
 
     def __init__(self, cfg: RunConfig, **kw):
         super().__init__(cfg, **kw)
@@ -20,6 +22,10 @@ class UniformSubset(Method):
 
     def params(self) -> dict:
         return dict(selectivity=self.selectivity, warmup_epochs=self.warmup_epochs, scored=self.needs_scores)
+
+    @property
+    def nominal_selectivity(self) -> float:
+        return self.selectivity
 
     def selects(self, epoch: int) -> bool:
         return epoch >= self.warmup_epochs

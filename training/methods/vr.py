@@ -13,6 +13,8 @@ class ImportanceSampling(Method):
     name = "vr"
     description = ("loss-proportional sampling (Katharopoulos & Fleuret) of B picks from a pool of B/max_selectivity, "
                    "switched on when tau exceeds tau_th; no up-weighting unless --reweight")
+    fields = ("max_selectivity", "tau_th", "reweight")
+    loss_based = True
 
     def __init__(self, cfg: RunConfig, **kw):
         super().__init__(cfg, **kw)
@@ -26,6 +28,11 @@ class ImportanceSampling(Method):
     def params(self) -> dict:
         return dict(score="loss", pool=self.pool, presample=self.presample, tau_th=self.tau_th,
                     reweight=self.reweight, tau_momentum=0.9)
+
+    @property
+    def nominal_selectivity(self) -> float:
+        """B picks (with replacement) per pool, while switched on."""
+        return self.batch_size / self.pool
 
     def candidate_size(self) -> int:
         return self.pool

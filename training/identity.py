@@ -1,0 +1,95 @@
+"""Which runs are comparable: a run's experiment (everything but the grid axes) and its arm (the method as compared).
+
+An experiment is the set of runs whose resolved configuration is identical except for the grid
+axes: the method with its own parameters, the corruption and the seed. Every comparison (Table 1,
+curves, corrupted share, separability, verdicts) is made within one experiment, so runs with other
+epochs, another model, batch size or dataset never mix. A method's parameters (sb's beta, vr's pool,
+...) belong to the method axis: `sb` with `--beta 3` is another arm of the same experiment, named
+`sb beta=3`, next to the same sgd baseline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import PurePath
+
+from training.config import FIELDS, RunConfig
+from training.methods import METHODS, apply_preset, method_class
+
+GRID_AXES = ("method", "corruption", "seed")
+METHOD_FIELDS = tuple(sorted({f for cls in METHODS.values() for f in cls.fields}))
+ALWAYS_NAMED = ("dataset", "model", "epochs")  # in every experiment's name; other fields only when not default
+
+
+@dataclass(frozen=True)
+class Identity:
+    experiment_id: str  # 12 hex digits of a hash of the experiment's configuration
+    experiment: str  # readable: dataset · model · epochs, then every setting away from its default
+    arm: str  # the method as given, then any of its parameters away from the method's defaults
+
+
+def experiment_config(cfg: RunConfig, device_type: str) -> dict:
+    """The configuration every run of an experiment shares: all fields except the grid axes and the
+    methods' own parameters; the device as its type (cpu, cuda, mps), since that changes the numbers."""
+    values = cfg.to_dict()
+    key = {k: values[k] for k in FIELDS if k not in GRID_AXES and k not in METHOD_FIELDS and k != "device"}
+    key["device"] = device_type
+    return key
+
+
+def experiment_id(key: dict) -> str:
+    text = json.dumps(key, sort_keys=True, separators=(",", ":"), default=list)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _show(value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (tuple, list)):
+        return ",".join(_show(v) for v in value) or "none"
+    return str(value)
+
+
+def _short_dataset(spec: str) -> str:
+    name, sep, path = spec.partition(":")
+    return f"{name}:{PurePath(path.rstrip('/')).name or path}" if sep else spec
+
+
+def experiment_name(key: dict) -> str:
+    defaults = RunConfig().to_dict()
+    parts = [_short_dataset(key["dataset"]), key["model"], f"{key['epochs']} epochs"]
+    parts += [f"{k}={_show(v)}" for k, v in key.items()
+              if k not in ALWAYS_NAMED and k != "device" and _show(v) != _show(defaults.get(k))]
+    if key["device"] != "cpu":
+        parts.append(key["device"])
+    return " · ".join(parts)
+
+
+def arm(cfg: RunConfig) -> str:
+    """`sb50`, or `sb beta=3` when a parameter of the method differs from its defaults (preset included)."""
+    reference = apply_preset(RunConfig(method=cfg.method))
+    changed = [f"{f}={_show(getattr(cfg, f))}" for f in method_class(cfg.method).fields
+               if getattr(cfg, f) != getattr(reference, f)]
+    return " ".join([cfg.method, *changed])
+
+
+def identify(cfg: RunConfig, device_type: str) -> Identity:
+    key = experiment_config(cfg, device_type)
+    return Identity(experiment_id(key), experiment_name(key), arm(cfg))
+
+
+def traits(method) -> dict:
+    """What the analysis layer needs to know of a run's method, stored in runs.config['method_traits']."""
+    return {"loss_based": method.loss_based, "is_control": method.is_control,
+            "nominal_selectivity": float(method.nominal_selectivity)}
+
+
+def traits_of(cfg: RunConfig) -> dict:
+    """`traits` of the method a config names, without training (for runs stored before the traits were)."""
+    import torch
+
+    from training.methods import create_method
+    method = create_method(cfg, n_train=1, device=torch.device("cpu"), generator=torch.Generator())
+    return traits(method)
