@@ -81,7 +81,7 @@ def run_command(**options) -> None:
 
             def on_failed(err, cfg):
                 failed.append(f"run {err.run_id} ({cfg.method}, {cfg.corruption}, seed {cfg.seed}) failed: {err}")
-                console.print(failed[-1], markup=False, highlight=False)
+                console.print(failed[-1], markup=False, highlight=False, soft_wrap=True)  # one line, never wrapped
 
             run_ids = run_grid(grid, store, command=_command_line(), cache=cache, on_start=on_start,
                                on_failed=on_failed)
@@ -102,13 +102,15 @@ def _command_line() -> str:
 def _print_summary(db: Path, run_ids: list[int]) -> None:
     """The runs just written, one row each, in percent where a share; vr's switch, rho's upfront work, seeds and
     experiments only when they say something."""
+    import pandas as pd
+
     from audit.metrics import run_summary
     from audit.store import connect_readonly
     with connect_readonly(db) as con:
         summary = run_summary(con)
     s = summary[summary.run_id.isin(run_ids)]
-    pct = lambda v: "" if v != v else f"{v:.1%}"  # noqa: E731  (NaN: not measured)
-    num = lambda v, f: "" if v != v else format(v, f)  # noqa: E731
+    pct = lambda v: "" if pd.isna(v) else f"{v:.1%}"  # noqa: E731  (missing: not measured)
+    num = lambda v, f: "" if pd.isna(v) else format(v, f)  # noqa: E731
     table = {"run": s.run_id, "experiment": s.experiment, "method": s.method, "corruption": s.corruption,
              "seed": s.seed, "status": s.status,
              "best err": s.best_test_error.map(pct), "final err": s.final_test_error.map(pct),
@@ -118,7 +120,7 @@ def _print_summary(db: Path, run_ids: list[int]) -> None:
              "sel": s.nominal_selectivity.map(lambda v: num(v, ".2f")),
              "sel real": s.realised_selectivity.map(lambda v: num(v, ".2f")),
              "vr on": s.vr_on_share.map(pct),
-             "τ range (threshold)": [f"{lo:.2f}–{hi:.2f} ({th:.2f})" if lo == lo else ""
+             "τ range (threshold)": [f"{lo:.2f}–{hi:.2f} ({th:.2f})" if not pd.isna(lo) else ""
                                      for lo, hi, th in zip(s.tau_min, s.tau_max, s.tau_th)],
              "corrupt share": s.corrupted_share.where(s.base_rate > 0).map(pct),
              "base rate": s.base_rate.where(s.base_rate > 0).map(pct),
@@ -128,7 +130,6 @@ def _print_summary(db: Path, run_ids: list[int]) -> None:
             "+ upfront": not (s.upfront_backprops > 0).any(), "vr on": s.vr_on_share.isna().all(),
             "τ range (threshold)": s.vr_on_share.isna().all(), "corrupt share": not (s.base_rate > 0).any(),
             "base rate": not (s.base_rate > 0).any()}
-    import pandas as pd
     frame = pd.DataFrame({k: list(v) for k, v in table.items() if not drop.get(k)})
     _print_frame(frame, title=f"runs written to {db}", numeric=("run", "seed"))
 

@@ -260,6 +260,7 @@ def table1(con: duckdb.DuckDBPyConnection, include_incomplete: bool = False) -> 
                "target_error", *[c for a in AXES for c in (f"{a}_to_target", f"speedup_{a}")], "upfront_backprops",
                "backprops_to_target_selection_only", "speedup_backprops_selection_only", "control", "cell"]
     frame = pd.DataFrame(rows, columns=columns)
+    frame["control"] = pd.Series([r["control"] for r in rows], index=frame.index, dtype=object)  # text or None
     frame.attrs["rule"] = TABLE1_RULE
     return frame
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from pathlib import PurePath
+from pathlib import Path, PurePath
 
 from training.config import FIELDS, RunConfig
 from training.methods import METHODS, apply_preset, method_class
@@ -35,8 +35,14 @@ def experiment_config(cfg: RunConfig, device_type: str) -> dict:
     methods' own parameters; the device as its type (cpu, cuda, mps), since that changes the numbers."""
     values = cfg.to_dict()
     key = {k: values[k] for k in FIELDS if k not in GRID_AXES and k not in METHOD_FIELDS and k != "device"}
+    key["dataset"] = _absolute(cfg.dataset)  # the same relative path from another folder is other data
     key["device"] = device_type
     return key
+
+
+def _absolute(spec: str) -> str:
+    name, sep, path = spec.partition(":")
+    return f"{name}:{Path(path).expanduser().absolute()}" if sep and path else spec
 
 
 def experiment_id(key: dict) -> str:

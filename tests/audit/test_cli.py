@@ -135,3 +135,30 @@ def test_named_queries_analyses_and_export(digits_db, tmp_path):
 def test_bad_named_query_input(digits_db, args, message):
     result = runner.invoke(app, ["sql", *args, "--db", str(digits_db)])
     assert result.exit_code == 2 and result.output.startswith("error: ") and message in result.output, result.output
+
+
+def test_experiments_are_listed_selected_and_carried_by_table1(tmp_path):
+    db = tmp_path / "x.duckdb"
+    for epochs in ("1", "2"):
+        result = _invoke("run", "--db", db, "--method", "sgd", "--corruption", "none", "--epochs", epochs,
+                         "--train-size", "200", "--device", "cpu", "--model", "mlp")
+        assert result.exit_code == 0, result.output
+    listing = _invoke("sql", "--list", "--db", db)
+    lines = [line for line in listing.output.splitlines() if " · mlp · " in line]
+    assert len(lines) == 2 and "digits · mlp · 1 epochs · train_size=200" in lines[0]
+    eid = lines[1].split()[0]
+    rows = json.loads(_invoke("sql", "--query", "table1", "--db", db, "--format", "json").output)
+    assert {r["experiment"] for r in rows} == {"digits · mlp · 1 epochs · train_size=200",
+                                                "digits · mlp · 2 epochs · train_size=200"}
+    incomplete = _invoke("sql", "-q", "table1", "-p", "include_incomplete=true", "--db", db, "--format", "json")
+    assert json.loads(incomplete.output) == rows
+    bad = runner.invoke(app, ["sql", "-q", "table1", "-p", "include_incomplete=perhaps", "--db", str(db)])
+    assert bad.exit_code == 2 and "valid: true, false" in bad.output
+    js = tmp_path / "one.json"
+    assert _invoke("report", "--json", js, "--db", db, "--experiment", eid[:6]).exit_code == 0
+    assert [e["experiment_id"] for e in json.loads(js.read_text())["experiments"]] == [eid]
+    both = _invoke("report", "--json", js, "--db", db, "--include-incomplete")
+    assert both.exit_code == 0 and len(json.loads(js.read_text())["experiments"]) == 2
+    unknown = runner.invoke(app, ["report", "--json", str(js), "--db", str(db), "--experiment", "nope"])
+    assert unknown.exit_code == 2 and "is no experiment of this database; valid: " in unknown.output
+    assert eid in unknown.output

@@ -200,3 +200,14 @@ def test_every_named_query_runs_on_the_fixture(con, name):
 @pytest.mark.parametrize("name", sorted(metrics.ANALYSES))
 def test_every_analysis_runs_on_the_fixture(con, name):
     assert len(metrics.ANALYSES[name].function(con)) > 0
+
+
+def test_run_summary_shows_realised_selectivity_and_vrs_switch(con):
+    s = metrics.run_summary(con).set_index("method")
+    vr = s.loc["vr"]
+    assert vr.vr_on_share == 0.5 and vr.tau_min == 0.5 and vr.tau_max == 3.0 and vr.tau_th == 2.0
+    assert vr.realised_selectivity == 0.5 and vr.nominal_selectivity == 0.5 and not vr.never_selected
+    assert s.loc["sb"].nominal_selectivity.tolist() == [0.5, 0.5]
+    switch = metrics.vr_switch(con)
+    assert switch.tau.tolist() == TAU and switch.is_on.tolist() == [0, 0, 1, 1] and (switch.tau_th == 2.0).all()
+    assert len(metrics.vr_switch(con, max_points=2)) == 2  # evenly spaced steps when there are many

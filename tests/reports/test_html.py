@@ -22,11 +22,11 @@ SECTIONS = ("verdict", "alerts", "table1", "curves", "corrupted-share", "separab
 
 @pytest.fixture(scope="module")
 def grid_db(tmp_path_factory):
-    """sgd, sb50 and the uniform control, clean and with 50% random labels, on 400 digits."""
+    """sgd, sb50, the uniform control and vr50, clean and with 50% random labels, on 400 digits."""
     store = Store(tmp_path_factory.mktemp("report") / "grid.duckdb")
     cache: dict = {}
     for corruption in ("none", "random_labels:0.5"):
-        for method in ("sgd", "sb50", "uniform"):
+        for method in ("sgd", "sb50", "uniform", "vr50"):
             run_one(RunConfig(method=method, corruption=corruption, epochs=4, train_size=400, model="mlp",
                               device="cpu"), store, cache=cache)
     return store.path
@@ -48,6 +48,7 @@ def test_every_section_is_present_and_filled(report):
     for section in SECTIONS:
         assert f"<h3 id={section}-{eid}>" in page
     positions = [page.index(f"<h3 id={s}-{eid}>") for s in SECTIONS]
+    assert f"<h3 id=vr-switch-{eid}>" in page and "alt='vr tau over training'" in page
     assert positions == sorted(positions) and page.index("<h2 id=runs>") > positions[-1]
     assert page.count("class='verdict ") == 2  # one per corruption setting
     assert "spent" in page and "of its backprops on corrupted examples" in page  # the over-picking alert
@@ -72,7 +73,7 @@ def test_json_twin_equals_the_analysis_functions(report, grid_db):
         assert (mine["speedup_backprops"] is None) == np.isnan(r.speedup_backprops)
     aurocs = {(r["corruption"], r["method"], r["score"]): r["auroc"] for r in experiment["separability"]["rows"]}
     assert aurocs == {(r.corruption, r.method, r.score): r.auroc for r in sep.itertuples()}
-    assert len(experiment["verdicts"]) == 2 and twin["n_runs"] == len(summary) == 6
+    assert len(experiment["verdicts"]) == 2 and twin["n_runs"] == len(summary) == 8
     gallery = experiment["galleries"][1]
     assert gallery["corruption"] == "random_labels:0.5" and gallery["method"] == "sb50"
     assert {e["which"] for e in gallery["examples"]} == {"most", "least"}
@@ -180,3 +181,22 @@ def test_audit_section(tmp_path):
     audit = json.loads(js.read_text())["audits"][0]
     assert audit["verdict"] in ("safe", "caution", "unsafe") and audit["canaries"]["random_labels"] == 15
     assert "<c>" not in page
+
+
+def test_one_section_per_experiment_and_superseded_runs_listed(tmp_path):
+    store = Store(tmp_path / "two.duckdb")
+    cache: dict = {}
+    for epochs in (1, 2, 1):  # two experiments; the third run repeats a cell of the first
+        for method in ("sgd", "sb50"):
+            run_one(RunConfig(method=method, corruption="random_labels:0.5", epochs=epochs, train_size=200,
+                              model="mlp", device="cpu"), store, cache=cache)
+    html, js = tmp_path / "two.html", tmp_path / "two.json"
+    build_report(store.path, html=html, json_path=js)
+    page, twin = html.read_text(), json.loads(js.read_text())
+    assert [e["experiment"] for e in twin["experiments"]] == [
+        "digits · mlp · 1 epochs · train_size=200", "digits · mlp · 2 epochs · train_size=200"]
+    assert page.count("<h2 id=exp-") == 2 and page.count("class='verdict ") == 2
+    standing = {r["run_id"]: r["standing"] for r in twin["runs"]["rows"]}
+    assert standing == {1: "superseded by run 5", 2: "superseded by run 6", 3: "compared", 4: "compared",
+                        5: "compared", 6: "compared"}
+    assert all(r["n_seeds"] == 1 for e in twin["experiments"] for r in e["table1"]["rows"])
