@@ -1,3 +1,1 @@
-"""lossaudit's database layer and everything that reads it: schema, writer, queries, metrics, CLI."""
-
-__version__ = "0.1.0"
+"""The database and everything that reads it: schema, writer, named queries, per-example scores, metrics, the audit's analysis."""

@@ -22,8 +22,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from audit.errors import UserError, choices
-from audit.queries import run_query
+from lossaudit.errors import UserError, choices
+from lossaudit.audit.queries import run_query
 
 SCORES = ("mean_loss_score", "final_loss_score", "mean_entropy_score", "aum_score", "forgetting_score",
           "confidence_score", "variability_score", "pick_frequency_score")

@@ -24,8 +24,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from audit.errors import UserError
-from audit.queries import run_query
+from lossaudit.errors import UserError
+from lossaudit.audit.queries import run_query
 
 CANARY_KINDS = ("random_labels", "shuffle_pixels", "gaussian")  # as training.canaries.KINDS
 SINGLE = {"mean_loss": "mean_loss_score", "final_loss": "final_loss_score", "aum": "aum_score",

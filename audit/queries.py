@@ -14,7 +14,7 @@ from importlib.resources import files
 import duckdb
 import pandas as pd
 
-from audit.errors import UserError, choices
+from lossaudit.errors import UserError, choices
 
 _PARAM = re.compile(r"\$([A-Za-z_]\w*)")
 
@@ -28,7 +28,7 @@ class Query:
 
 
 def _dir():
-    return files("audit").joinpath("queries")
+    return files("lossaudit.audit").joinpath("queries")
 
 
 def parse_value(text: str):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import duckdb
 
-from audit.errors import UserError
+from lossaudit.errors import UserError
 
 SCHEMA_VERSION = "2"
 TABLES = ("runs", "examples", "observations", "steps", "evals")
@@ -114,7 +114,7 @@ def _schema_version(con) -> str | None:
 
 
 def schema_sql() -> str:
-    return files("audit").joinpath("schema.sql").read_text()
+    return files("lossaudit.audit").joinpath("schema.sql").read_text()
 
 
 def _now() -> datetime:
@@ -234,8 +234,8 @@ def _fill_identity(con) -> None:
     rows = con.execute("select run_id, method, config, device from runs where experiment_id is null").fetchall()
     if not rows:
         return
-    from training.config import RunConfig
-    from training.identity import identify, traits_of
+    from lossaudit.training.config import RunConfig
+    from lossaudit.training.identity import identify, traits_of
     for run_id, method, config, device in rows:
         values = json.loads(config) | {"method": method}
         try:

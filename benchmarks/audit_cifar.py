@@ -24,7 +24,7 @@ from sklearn.metrics import roc_auc_score
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _data import cifar10_folder  # noqa: E402
 
-from audit.audit import run_audit  # noqa: E402
+from lossaudit.auditing import run_audit  # noqa: E402
 
 
 def plant(source: Path, target: Path, *, per_class: int, share: float, seed: int) -> pd.DataFrame:

@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from audit import metrics
-from audit.store import Store, connect_readonly
+from lossaudit.audit import metrics
+from lossaudit.audit.store import Store, connect_readonly
 
 EPOCH_STEPS_B = 128
 

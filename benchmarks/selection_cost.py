@@ -30,11 +30,11 @@ from torch.nn import functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _data import cifar10_folder  # noqa: E402
 
-from audit.store import Store, connect_readonly  # noqa: E402
-from training.config import RunConfig  # noqa: E402
-from training.methods import apply_preset  # noqa: E402
-from training.run import StoreSink, prepare, train_data  # noqa: E402
-from training.trainer import Trainer  # noqa: E402
+from lossaudit.audit.store import Store, connect_readonly  # noqa: E402
+from lossaudit.training.config import RunConfig  # noqa: E402
+from lossaudit.training.methods import apply_preset  # noqa: E402
+from lossaudit.training.run import StoreSink, prepare, train_data  # noqa: E402
+from lossaudit.training.trainer import Trainer  # noqa: E402
 
 
 def per_example_times(trainer: Trainer, reps: int = 20) -> tuple[float, float]:
@@ -161,12 +161,12 @@ def _clock(trainer: Trainer) -> dict[int, dict[str, float]]:
 
 
 def _run_row(cfg, prep, trainer):
-    from training.run import run_row
+    from lossaudit.training.run import run_row
     return run_row(cfg, prep, trainer, command="benchmarks/selection_cost.py")
 
 
 def _examples(prep):
-    from training.run import examples_frame
+    from lossaudit.training.run import examples_frame
     return examples_frame(prep)
 
 

@@ -13,10 +13,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from audit import metrics
-from audit.store import Store, connect_readonly
-from training.config import Grid, RunConfig
-from training.run import run_grid
+from lossaudit.audit import metrics
+from lossaudit.audit.store import Store, connect_readonly
+from lossaudit.training.config import Grid, RunConfig
+from lossaudit.training.run import run_grid
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--data", help="image folder with train/<class>/ and test/<class>/")

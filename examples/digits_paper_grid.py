@@ -9,10 +9,10 @@ About a minute on 2 CPU cores.
 
 import argparse
 
-from audit import metrics
-from audit.store import Store, connect_readonly
-from training.config import Grid, RunConfig
-from training.run import run_grid
+from lossaudit.audit import metrics
+from lossaudit.audit.store import Store, connect_readonly
+from lossaudit.training.config import Grid, RunConfig
+from lossaudit.training.run import run_grid
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--db", default="digits_grid.duckdb")

@@ -16,10 +16,11 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from audit import __version__, metrics
-from audit.queries import run_query
-from reports import figures
-from reports.verdict import alerts, verdicts
+from lossaudit import __version__
+from lossaudit.audit import metrics
+from lossaudit.audit.queries import run_query
+from lossaudit.reports import figures
+from lossaudit.reports.verdict import alerts, verdicts
 
 # (run row with its parsed config, example ids) → (n, C, H, W) uint8 images as trained
 ImageSource = Callable[[dict, Sequence[int]], np.ndarray]

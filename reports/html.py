@@ -13,8 +13,8 @@ from html import escape
 import numpy as np
 import pandas as pd
 
-from audit import metrics
-from reports import figures
+from lossaudit.audit import metrics
+from lossaudit.reports import figures
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1240px;color:#222;padding:0 1em}

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from audit.errors import UserError
-from audit.store import connect_readonly
-from reports.content import ImageSource, compose, gather, jsonable
-from reports.html import render
+from lossaudit.errors import UserError
+from lossaudit.audit.store import connect_readonly
+from lossaudit.reports.content import ImageSource, compose, gather, jsonable
+from lossaudit.reports.html import render
 
 
 def build_report(db: str | Path, *, html: Path | None = None, json_path: Path | None = None, where: str | None = None,
@@ -35,8 +35,8 @@ def build_report(db: str | Path, *, html: Path | None = None, json_path: Path | 
 
 def _experiment_runs(db, experiment: str, run_ids: list[int] | None) -> list[int]:
     """The runs of the experiment named by id, id prefix or exact name (within `run_ids` when given)."""
-    from audit.metrics import experiments
-    from audit.queries import run_query
+    from lossaudit.audit.metrics import experiments
+    from lossaudit.audit.queries import run_query
 
     with connect_readonly(db) as con:
         known = experiments(con)

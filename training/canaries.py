@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.corruptions import CORRUPTIONS
+from lossaudit.training.corruptions import CORRUPTIONS
 
 KINDS = ("random_labels", "shuffle_pixels", "gaussian")
 

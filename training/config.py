@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from audit.errors import UserError, choices
+from lossaudit.errors import UserError, choices
 
 
 def _f(default, help: str):
@@ -117,7 +117,7 @@ class Grid:
 
     def runs(self) -> list[RunConfig]:
         """Every cell, with the parameters of method presets (e.g. sb33 → beta 2) filled in."""
-        from training.methods import apply_preset
+        from lossaudit.training.methods import apply_preset
         return [apply_preset(dataclasses.replace(self.base, corruption=c, seed=s, method=m))
                 for c, s, m in itertools.product(self.corruptions, self.seeds, self.methods)]
 
@@ -172,10 +172,10 @@ def build_grid(values: dict[str, Any], *, default_methods: tuple[str, ...], extr
 
 def validate(grid: Grid) -> None:
     """Check every value before anything trains, so a grid never dies half-way on a typo."""
-    from training.corruptions import parse_corruption
-    from training.datasets import parse_spec
-    from training.methods import check_method
-    from training.models import check_model_name
+    from lossaudit.training.corruptions import parse_corruption
+    from lossaudit.training.datasets import parse_spec
+    from lossaudit.training.methods import check_method
+    from lossaudit.training.models import check_model_name
 
     c = grid.base
     name, path = parse_spec(c.dataset)
@@ -211,7 +211,7 @@ def validate(grid: Grid) -> None:
 
 
 def _validate_method_params(c: RunConfig) -> None:
-    from training.models import check_model_name
+    from lossaudit.training.models import check_model_name
     checks = [
         ("beta", c.beta > 0, "> 0"), ("floor", 0 <= c.floor <= 1, "in [0, 1]"),
         ("history_size", c.history_size >= 1, ">= 1"), ("warmup_epochs", c.warmup_epochs >= 0, ">= 0"),

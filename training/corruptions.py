@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from audit.errors import UserError, choices
+from lossaudit.errors import UserError, choices
 
 
 @dataclass(frozen=True)

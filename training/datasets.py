@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from audit.errors import UserError, choices
+from lossaudit.errors import UserError, choices
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 

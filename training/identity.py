@@ -15,8 +15,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
-from training.config import FIELDS, RunConfig
-from training.methods import METHODS, apply_preset, method_class
+from lossaudit.training.config import FIELDS, RunConfig
+from lossaudit.training.methods import METHODS, apply_preset, method_class
 
 GRID_AXES = ("method", "corruption", "seed")
 METHOD_FIELDS = tuple(sorted({f for cls in METHODS.values() for f in cls.fields}))
@@ -96,6 +96,6 @@ def traits_of(cfg: RunConfig) -> dict:
     """`traits` of the method a config names, without training (for runs stored before the traits were)."""
     import torch
 
-    from training.methods import create_method
+    from lossaudit.training.methods import create_method
     method = create_method(cfg, n_train=1, device=torch.device("cpu"), generator=torch.Generator())
     return traits(method)

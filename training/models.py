@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from audit.errors import UserError
+from lossaudit.errors import UserError
 
 
 @dataclass(frozen=True)

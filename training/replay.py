@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from training.config import RunConfig
-from training.methods import Forward, apply_preset, create_method
+from lossaudit.training.config import RunConfig
+from lossaudit.training.methods import Forward, apply_preset, create_method
 
 REPLAYED = ("sb50", "sb33", "vr50", "vr33")
 PICK_RULE, AS_RUN = "pick rule", "as run"

@@ -10,16 +10,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from audit import __version__
-from audit.errors import TrainingFailed
-from audit.store import Store
-from training.config import Grid, RunConfig
-from training.canaries import KINDS, make_canaries
-from training.corruptions import corrupt, parse_corruption
-from training.datasets import Dataset, Split, load_dataset, stratified_subset
-from training.identity import identify, traits
-from training.methods import method_class, resolve
-from training.trainer import Trainer, TrainData
+from lossaudit import __version__
+from lossaudit.errors import TrainingFailed
+from lossaudit.audit.store import Store
+from lossaudit.training.config import Grid, RunConfig
+from lossaudit.training.canaries import KINDS, make_canaries
+from lossaudit.training.corruptions import corrupt, parse_corruption
+from lossaudit.training.datasets import Dataset, Split, load_dataset, stratified_subset
+from lossaudit.training.identity import identify, traits
+from lossaudit.training.methods import method_class, resolve
+from lossaudit.training.trainer import Trainer, TrainData
 
 
 @dataclass(frozen=True)

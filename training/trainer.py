@@ -22,11 +22,11 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from audit.errors import TrainingFailed
-from training.augment import channel_stats, crop_flip, normalise
-from training.config import RunConfig
-from training.methods import Forward, create_method
-from training.models import create_model
+from lossaudit.errors import TrainingFailed
+from lossaudit.training.augment import channel_stats, crop_flip, normalise
+from lossaudit.training.config import RunConfig
+from lossaudit.training.methods import Forward, create_method
+from lossaudit.training.models import create_model
 
 SCORE, TRAIN = 0, 1  # observation modes, stored as 'score' / 'train'
 MODE_NAMES = np.array(["score", "train"])
@@ -189,7 +189,7 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        from audit.errors import UserError
+        from lossaudit.errors import UserError
         raise UserError(f"--device {name}: CUDA is not available on this machine; valid here: cpu, auto")
     return device
 

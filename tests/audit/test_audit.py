@@ -7,10 +7,10 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
-from audit.audit import run_audit
-from audit.cli import app
-from audit.store import connect_readonly
-from training.datasets import load_dataset
+from lossaudit.auditing import run_audit
+from lossaudit.cli import app
+from lossaudit.audit.store import connect_readonly
+from lossaudit.training.datasets import load_dataset
 
 
 def _planted_digits(tmp_path, share, seed=0):

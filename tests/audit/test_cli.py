@@ -5,8 +5,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from audit.cli import app
-from audit.store import connect_readonly
+from lossaudit.cli import app
+from lossaudit.audit.store import connect_readonly
 
 runner = CliRunner()
 

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from audit import metrics
-from audit.store import Store, connect_readonly
-from reports.verdict import alerts, verdicts
+from lossaudit.audit import metrics
+from lossaudit.audit.store import Store, connect_readonly
+from lossaudit.reports.verdict import alerts, verdicts
 
 SGD_ERRORS = [0.875, 0.5, 0.25, 0.125]  # best 0.125 → target 0.15, reached at 200 + 100 · 0.1 / 0.125 = 280
 TRAITS = {"sgd": (False, False, 1.0), "sb": (True, False, 0.5), "rho": (False, False, 0.5), "uniform": (False, True, 0.5)}
@@ -162,9 +162,9 @@ def test_corrupted_share_counts_the_trained_population(tmp_path):
 
 
 def test_a_database_of_an_older_schema_is_upgraded_on_first_read(tmp_path, capsys):
-    from training.config import RunConfig
-    from training.identity import identify
-    from training.methods import apply_preset
+    from lossaudit.training.config import RunConfig
+    from lossaudit.training.identity import identify
+    from lossaudit.training.methods import apply_preset
 
     path = tmp_path / "old.duckdb"
     store = Store(path)

@@ -8,12 +8,12 @@ import time
 
 import pytest
 
-from audit.store import connect_readonly
+from lossaudit.audit.store import connect_readonly
 
 
 def _start(db, tmp_path):
     env = dict(os.environ, LOSSAUDIT_CACHE=str(tmp_path / "cache"))
-    cmd = [sys.executable, "-m", "audit.cli", "run", "--db", str(db), "--method", "sgd", "--corruption",
+    cmd = [sys.executable, "-m", "lossaudit.cli", "run", "--db", str(db), "--method", "sgd", "--corruption",
            "random_labels:0.5", "--epochs", "500", "--device", "cpu", "--model", "mlp"]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
@@ -57,7 +57,7 @@ def test_sigkill_mid_epoch_keeps_every_flushed_epoch(tmp_path):
     proc.wait()
     assert _check_consistent(db) == "running"  # never marked complete; nobody was left to mark it
     # the next writer on this host notices the dead process and marks the run interrupted
-    from audit.store import Store
+    from lossaudit.audit.store import Store
     Store(db).mark_orphans()
     with connect_readonly(db) as con:
         assert con.execute("select status from runs").fetchone()[0] == "interrupted"

@@ -8,9 +8,9 @@ import pyarrow as pa
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from audit import metrics
-from audit.queries import all_queries, run_query
-from audit.store import Store, connect_readonly
+from lossaudit.audit import metrics
+from lossaudit.audit.queries import all_queries, run_query
+from lossaudit.audit.store import Store, connect_readonly
 
 # sgd, seeds 0 and 1: best 0.125 each → target 1.2 × 0.125 = 0.15, first reached between backprops 200
 # (0.25) and 300 (0.125): 200 + 100 · (0.25 − 0.15) / (0.25 − 0.125) = 280.

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from audit.errors import UserError
-from audit.store import TABLES, Store, connect_readonly
+from lossaudit.errors import UserError
+from lossaudit.audit.store import TABLES, Store, connect_readonly
 
 
 def _run_row(**over):

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from audit import metrics
-from audit.cli import app
-from audit.store import Store, connect_readonly
-from reports.report import build_report
-from training.config import RunConfig
-from training.run import RunImages, run_one
+from lossaudit.audit import metrics
+from lossaudit.cli import app
+from lossaudit.audit.store import Store, connect_readonly
+from lossaudit.reports.report import build_report
+from lossaudit.training.config import RunConfig
+from lossaudit.training.run import RunImages, run_one
 
 SECTIONS = ("verdict", "alerts", "table1", "curves", "corrupted-share", "separability", "galleries", "data-map",
             "per-class")
@@ -83,7 +83,7 @@ def test_gallery_images_are_the_images_as_trained(grid_db):
     with connect_readonly(grid_db) as con:
         run = con.execute("select config from runs where corruption = 'random_labels:0.5' limit 1").fetchone()
     config = json.loads(run[0])
-    from training.run import prepare
+    from lossaudit.training.run import prepare
     prep = prepare(RunConfig.from_dict(config))
     ids = prep.train.example_id[[0, 5, 399]]
     images = RunImages()({"config": config}, ids)
@@ -169,7 +169,7 @@ def test_the_page_renders_in_a_real_browser(report, tmp_path):
 
 
 def test_audit_section(tmp_path):
-    from audit.audit import run_audit
+    from lossaudit.auditing import run_audit
     x = np.random.default_rng(0).integers(0, 256, (300, 8, 8), dtype=np.uint8)
     np.savez(tmp_path / "d.npz", x=x, y=np.arange(300) % 3, classes=np.array(["a", "b", "<c>"]))
     run_audit(f"npz:{tmp_path / 'd.npz'}", db=tmp_path / "a.duckdb", out=tmp_path / "s", epochs=2, canaries=0.1,

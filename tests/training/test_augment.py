@@ -2,7 +2,7 @@
 
 import torch
 
-from training.augment import channel_stats, crop_flip, normalise
+from lossaudit.training.augment import channel_stats, crop_flip, normalise
 
 
 def test_crop_flip_is_a_padded_crop_of_each_image_optionally_flipped():

@@ -2,10 +2,10 @@
 
 import numpy as np
 
-from audit.store import Store, connect_readonly
-from training.canaries import KINDS, make_canaries
-from training.config import RunConfig
-from training.run import prepare, run_one
+from lossaudit.audit.store import Store, connect_readonly
+from lossaudit.training.canaries import KINDS, make_canaries
+from lossaudit.training.config import RunConfig
+from lossaudit.training.run import prepare, run_one
 
 
 def test_canaries_are_corrupted_copies_split_over_the_kinds():

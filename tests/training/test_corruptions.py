@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from audit.errors import UserError
-from training.config import RunConfig
-from training.corruptions import CORRUPTIONS, corrupt, parse_corruption
-from training.run import prepare
+from lossaudit.errors import UserError
+from lossaudit.training.config import RunConfig
+from lossaudit.training.corruptions import CORRUPTIONS, corrupt, parse_corruption
+from lossaudit.training.run import prepare
 
 
 def _images(n, c=3, h=6, w=5, seed=0):

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from audit.errors import UserError
-from training.datasets import DATASETS, load_dataset, stratified_subset
+from lossaudit.errors import UserError
+from lossaudit.training.datasets import DATASETS, load_dataset, stratified_subset
 
 
 def test_digits_is_the_embedded_default():

@@ -7,13 +7,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from audit import metrics
-from audit.cli import app
-from audit.errors import TrainingFailed
-from audit.store import Store, connect_readonly
-from training.config import RunConfig
-from training.run import prepare, run_grid, train_data
-from training.trainer import ObservationLog, Trainer
+from lossaudit.audit import metrics
+from lossaudit.cli import app
+from lossaudit.errors import TrainingFailed
+from lossaudit.audit.store import Store, connect_readonly
+from lossaudit.training.config import RunConfig
+from lossaudit.training.run import prepare, run_grid, train_data
+from lossaudit.training.trainer import ObservationLog, Trainer
 
 GRID = ["--method", "sgd,sb50,uniform50", "--corruption", "random_labels:0.5", "--train-size", "300",
         "--model", "mlp", "--device", "cpu"]

@@ -4,9 +4,9 @@ import dataclasses
 
 import pytest
 
-from training.config import FIELDS, RunConfig
-from training.identity import GRID_AXES, METHOD_FIELDS, experiment_config, identify
-from training.methods import METHODS, apply_preset
+from lossaudit.training.config import FIELDS, RunConfig
+from lossaudit.training.identity import GRID_AXES, METHOD_FIELDS, experiment_config, identify
+from lossaudit.training.methods import METHODS, apply_preset
 
 
 def _id(**over):

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from training.config import RunConfig
-from training.methods import METHODS, PRESETS, Forward, apply_preset, create_method
-from training.methods.cache import ScoreCache
-from training.methods.sb import History
+from lossaudit.training.config import RunConfig
+from lossaudit.training.methods import METHODS, PRESETS, Forward, apply_preset, create_method
+from lossaudit.training.methods.cache import ScoreCache
+from lossaudit.training.methods.sb import History
 
 
 def _method(name, **over):
@@ -217,7 +217,7 @@ def test_iid_selection_shares_are_seeded():
 def test_replay_uses_the_methods_own_rules():
     import pandas as pd
 
-    from training.replay import replay
+    from lossaudit.training.replay import replay
     rng = np.random.default_rng(0)
     n = 300
     order = pd.DataFrame({"epoch": np.repeat([0, 1], n), "example_id": np.tile(np.arange(n), 2),
@@ -236,7 +236,7 @@ def test_replay_uses_the_methods_own_rules():
 def test_replay_as_run_follows_warm_up_and_the_switch():
     import pandas as pd
 
-    from training.replay import AS_RUN, replay
+    from lossaudit.training.replay import AS_RUN, replay
     n = 1024
     # two epochs of equal losses (tau_new = 1 per chunk: the EMA stays below the threshold 5/3), then an epoch
     # with one loss per chunk of B = 128 far above the rest (tau_new = sqrt(128) per chunk)

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from audit.errors import UserError
-from training.models import MODELS, check_model_name, create_model, n_parameters
+from lossaudit.errors import UserError
+from lossaudit.training.models import MODELS, check_model_name, create_model, n_parameters
 
 
 @pytest.mark.parametrize("family", sorted(MODELS))

@@ -7,12 +7,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from audit.cli import app
-from audit.store import Store, connect_readonly
-from training.config import RunConfig
-from training.methods import all_names
-from training.run import prepare, run_one, train_data
-from training.trainer import Trainer
+from lossaudit.cli import app
+from lossaudit.audit.store import Store, connect_readonly
+from lossaudit.training.config import RunConfig
+from lossaudit.training.methods import all_names
+from lossaudit.training.run import prepare, run_one, train_data
+from lossaudit.training.trainer import Trainer
 
 
 @pytest.fixture(scope="module")

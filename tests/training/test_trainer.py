@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from audit.store import Store, connect_readonly
-from training.config import RunConfig
-from training.run import run_one
-from training.trainer import Batch, PickQueue, lr_at, wants_crop_flip
+from lossaudit.audit.store import Store, connect_readonly
+from lossaudit.training.config import RunConfig
+from lossaudit.training.run import run_one
+from lossaudit.training.trainer import Batch, PickQueue, lr_at, wants_crop_flip
 
 
 def test_sgd_on_clean_digits_reaches_under_10_percent_test_error(tmp_path):

@@ -11,14 +11,14 @@ from dataclasses import dataclass, field
 
 import torch
 
-from audit.errors import UserError, choices
-from training.config import RunConfig
-from training.methods.base import Forward, Method, Selection
-from training.methods.rho import RhoLoss
-from training.methods.sb import EntropySelectiveBackprop, SelectiveBackprop
-from training.methods.sgd import SGD
-from training.methods.uniform import UniformSubset
-from training.methods.vr import ImportanceSampling
+from lossaudit.errors import UserError, choices
+from lossaudit.training.config import RunConfig
+from lossaudit.training.methods.base import Forward, Method, Selection
+from lossaudit.training.methods.rho import RhoLoss
+from lossaudit.training.methods.sb import EntropySelectiveBackprop, SelectiveBackprop
+from lossaudit.training.methods.sgd import SGD
+from lossaudit.training.methods.uniform import UniformSubset
+from lossaudit.training.methods.vr import ImportanceSampling
 
 METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (
     SGD, SelectiveBackprop, EntropySelectiveBackprop, ImportanceSampling, UniformSubset, RhoLoss)}

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from training.config import RunConfig
+from lossaudit.training.config import RunConfig
 
 
 @dataclass(frozen=True)

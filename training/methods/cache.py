@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from training.methods.base import Forward
+from lossaudit.training.methods.base import Forward
 
 
 class ScoreCache:

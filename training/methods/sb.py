@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from training.config import RunConfig
-from training.methods.base import Forward, Method, Selection
-from training.methods.cache import ScoreCache
+from lossaudit.training.config import RunConfig
+from lossaudit.training.methods.base import Forward, Method, Selection
+from lossaudit.training.methods.cache import ScoreCache
 
 
 class History:

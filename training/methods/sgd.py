@@ -1,6 +1,6 @@
 """Plain SGD: every candidate is trained; observations come from the training forward."""
 
-from training.methods.base import Method
+from lossaudit.training.methods.base import Method
 
 
 class SGD(Method):

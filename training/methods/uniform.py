@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from training.config import RunConfig
-from training.methods.base import Forward, Method, Selection
+from lossaudit.training.config import RunConfig
+from lossaudit.training.methods.base import Forward, Method, Selection
 
 
 class UniformSubset(Method):

@@ -16,7 +16,7 @@ from typing import Optional
 
 import typer
 
-from audit.errors import UserError
+from lossaudit.errors import UserError
 
 DEFAULT_DB = Path("lossaudit.duckdb")
 DEFAULT_CORRUPTIONS = "none,random_labels:0.25"
@@ -53,11 +53,11 @@ def run_command(**options) -> None:
     """
     from rich.console import Console
 
-    from audit.store import Store
-    from audit.terminal import progress_bar, sigterm_interrupts
-    from training.config import build_grid, load_config_file
-    from training.methods import DEFAULT_METHODS
-    from training.run import prepare, run_grid
+    from lossaudit.audit.store import Store
+    from lossaudit.terminal import progress_bar, sigterm_interrupts
+    from lossaudit.training.config import build_grid, load_config_file
+    from lossaudit.training.methods import DEFAULT_METHODS
+    from lossaudit.training.run import prepare, run_grid
 
     values = load_config_file(options.pop("config")) if options.get("config") else {}
     db = Path(options.pop("db") or values.pop("db", DEFAULT_DB))
@@ -104,8 +104,8 @@ def _print_summary(db: Path, run_ids: list[int]) -> None:
     experiments only when they say something."""
     import pandas as pd
 
-    from audit.metrics import run_summary
-    from audit.store import connect_readonly
+    from lossaudit.audit.metrics import run_summary
+    from lossaudit.audit.store import connect_readonly
     with connect_readonly(db) as con:
         summary = run_summary(con)
     s = summary[summary.run_id.isin(run_ids)]
@@ -136,7 +136,7 @@ def _print_summary(db: Path, run_ids: list[int]) -> None:
 
 def _run_signature() -> inspect.Signature:
     """The run command's options: one per RunConfig field (seed becomes --seeds), plus --config and --db."""
-    from training.config import RunConfig
+    from lossaudit.training.config import RunConfig
 
     P = inspect.Parameter
     params = [
@@ -186,7 +186,7 @@ def sql_command(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="write to this file instead of the terminal"),
 ) -> None:
     """Run SQL, or a named query, over the logs (read-only) and print or save the result."""
-    from audit.queries import all_queries
+    from lossaudit.audit.queries import all_queries
 
     if list_:
         _list_queries(db)
@@ -204,9 +204,9 @@ def sql_command(
 
 def _list_queries(db: Path) -> None:
     """The named queries and analyses, then the experiments of the database when it exists."""
-    from audit.metrics import ANALYSES, experiments
-    from audit.queries import all_queries
-    from audit.store import connect_readonly
+    from lossaudit.audit.metrics import ANALYSES, experiments
+    from lossaudit.audit.queries import all_queries
+    from lossaudit.audit.store import connect_readonly
 
     for qname, q in all_queries().items():
         params = ", ".join(f"{k}={'null' if v is None else v}" for k, v in q.defaults.items())
@@ -225,7 +225,7 @@ def _list_queries(db: Path) -> None:
 
 
 def _parse_params(items: list[str]) -> dict:
-    from audit.queries import parse_value
+    from lossaudit.audit.queries import parse_value
     params = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -238,9 +238,9 @@ def _parse_params(items: list[str]) -> dict:
 def _query_frame(db: Path, sql: str | None, name: str | None, params: dict):
     import duckdb
 
-    from audit.metrics import ANALYSES
-    from audit.queries import all_queries, run_query
-    from audit.store import connect_readonly
+    from lossaudit.audit.metrics import ANALYSES
+    from lossaudit.audit.queries import all_queries, run_query
+    from lossaudit.audit.store import connect_readonly
 
     with connect_readonly(db) as con:
         if sql is not None:
@@ -256,7 +256,7 @@ def _query_frame(db: Path, sql: str | None, name: str | None, params: dict):
                                 f"it takes: {', '.join(takes) or 'none'}")
             return ANALYSES[name].function(con, **params)
         if name not in all_queries():
-            from audit.errors import choices
+            from lossaudit.errors import choices
             raise UserError(f"unknown query {name!r}; valid: {choices([*all_queries(), *ANALYSES])}")
         return run_query(con, name, **params)
 
@@ -322,7 +322,7 @@ def report_command(
     open_: bool = typer.Option(False, "--open", help="open the HTML page in a browser when done"),
 ) -> None:
     """Render the runs as one offline HTML page with the paper's table and figures (and/or its JSON twin)."""
-    from reports.report import build_report
+    from lossaudit.reports.report import build_report
 
     if html is None and json is None:
         raise UserError("give --html PATH and/or --json PATH")
@@ -343,7 +343,7 @@ def _run_images():
 
     def images(run, example_ids):
         if "source" not in state:
-            from training.run import RunImages
+            from lossaudit.training.run import RunImages
             state["source"] = RunImages()
         return state["source"](run, example_ids)
     return images
@@ -368,7 +368,7 @@ def audit_command(
 ) -> None:
     """Audit your own dataset for label noise before using loss-based selection: suspects, an estimated
     noise share calibrated by canaries, and a safe / caution / unsafe verdict."""
-    from audit.audit import run_audit
+    from lossaudit.auditing import run_audit
 
     try:
         result = run_audit(dataset, db=db, out=out, model=model, epochs=epochs, canaries=canaries,
@@ -388,7 +388,7 @@ def export_command(
     db: Path = _db_option(),
 ) -> None:
     """Export every table as Parquet (for Spark, Trino, pandas, ...)."""
-    from audit.store import export_parquet
+    from lossaudit.audit.store import export_parquet
 
     for path, rows in export_parquet(db, to):
         typer.echo(f"wrote {path} ({rows} rows)")

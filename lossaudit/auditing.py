@@ -9,9 +9,9 @@ import dataclasses
 import math
 from pathlib import Path
 
-from audit.errors import UserError
-from audit.noise import REPLAY_MODES, AuditResult, analyse
-from audit.store import Store, connect_readonly
+from lossaudit.errors import UserError
+from lossaudit.audit.noise import REPLAY_MODES, AuditResult, analyse
+from lossaudit.audit.store import Store, connect_readonly
 
 PROXY_IMAGE_SIZE = 32
 
@@ -20,8 +20,8 @@ def proxy_config(dataset: str, *, model: str, epochs: int, canaries: float, imag
                  seed: int, device: str, cache: dict):
     """The proxy run: plain SGD with the paper's recipe but a constant learning rate (no decay, so the model
     does not get to memorise the noise), every example trained (no test split unless the dataset has one)."""
-    from training.config import Grid, RunConfig, validate
-    from training.run import prepare
+    from lossaudit.training.config import Grid, RunConfig, validate
+    from lossaudit.training.run import prepare
 
     if canaries <= 0:
         raise UserError(f"--canaries must be > 0 for an audit (they calibrate it), got {canaries}")
@@ -39,9 +39,9 @@ def run_audit(dataset: str, *, db: Path, out: Path, model: str = "resnet8", epoc
               command: str = "", quiet: bool = False) -> AuditResult:
     from rich.console import Console
 
-    from audit.terminal import progress_bar, sigterm_interrupts
-    from training.replay import replay_both
-    from training.run import candidates, prepare, run_one
+    from lossaudit.terminal import progress_bar, sigterm_interrupts
+    from lossaudit.training.replay import replay_both
+    from lossaudit.training.run import candidates, prepare, run_one
 
     console = Console(stderr=True, quiet=quiet)
     cache: dict = {}
