@@ -32,8 +32,8 @@ from _data import cifar10_folder  # noqa: E402
 
 from lossaudit.audit.store import Store, connect_readonly  # noqa: E402
 from lossaudit.training.config import RunConfig  # noqa: E402
-from lossaudit.training.methods import apply_preset  # noqa: E402
-from lossaudit.training.run import StoreSink, prepare, train_data  # noqa: E402
+from lossaudit.running import StoreSink  # noqa: E402
+from lossaudit.training.prepare import prepare, train_data  # noqa: E402
 from lossaudit.training.trainer import Trainer  # noqa: E402
 
 
@@ -100,7 +100,7 @@ def main() -> None:
               f"T = {t * 1e3:.3f} ms per example (training step)   T/F = {t / f:.2f}\n")
         rows = []
         for label, over in cells:
-            cfg = apply_preset(dataclasses.replace(base, method=label.split()[0], **over))
+            cfg = dataclasses.replace(base, method=label.split()[0], params=over)
             prep = prepare(cfg, cache)
             trainer = Trainer(cfg, train_data(prep))
             clock = _clock(trainer)
@@ -161,12 +161,12 @@ def _clock(trainer: Trainer) -> dict[int, dict[str, float]]:
 
 
 def _run_row(cfg, prep, trainer):
-    from lossaudit.training.run import run_row
+    from lossaudit.training.prepare import run_row
     return run_row(cfg, prep, trainer, command="benchmarks/selection_cost.py")
 
 
 def _examples(prep):
-    from lossaudit.training.run import examples_frame
+    from lossaudit.training.prepare import examples_frame
     return examples_frame(prep)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from lossaudit.audit import metrics
 from lossaudit.audit.store import Store, connect_readonly
 from lossaudit.training.config import Grid, RunConfig
-from lossaudit.training.run import run_grid
+from lossaudit.running import run_grid
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--data", help="image folder with train/<class>/ and test/<class>/")

@@ -12,7 +12,7 @@ import argparse
 from lossaudit.audit import metrics
 from lossaudit.audit.store import Store, connect_readonly
 from lossaudit.training.config import Grid, RunConfig
-from lossaudit.training.run import run_grid
+from lossaudit.running import run_grid
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--db", default="digits_grid.duckdb")

@@ -21,7 +21,7 @@ def proxy_config(dataset: str, *, model: str, epochs: int, canaries: float, imag
     """The proxy run: plain SGD with the paper's recipe but a constant learning rate (no decay, so the model
     does not get to memorise the noise), every example trained (no test split unless the dataset has one)."""
     from lossaudit.training.config import Grid, RunConfig, validate
-    from lossaudit.training.run import prepare
+    from lossaudit.training.prepare import prepare
 
     if canaries <= 0:
         raise UserError(f"--canaries must be > 0 for an audit (they calibrate it), got {canaries}")
@@ -41,7 +41,8 @@ def run_audit(dataset: str, *, db: Path, out: Path, model: str = "resnet8", epoc
 
     from lossaudit.terminal import progress_bar, sigterm_interrupts
     from lossaudit.training.replay import replay_both
-    from lossaudit.training.run import candidates, prepare, run_one
+    from lossaudit.running import run_one
+    from lossaudit.training.prepare import candidates, prepare
 
     console = Console(stderr=True, quiet=quiet)
     cache: dict = {}

@@ -1,8 +1,11 @@
-"""Terminal plumbing shared by the commands that train: a progress bar and SIGTERM as Ctrl-C."""
+"""Terminal plumbing of the commands: a progress bar, SIGTERM as Ctrl-C, and tables that never squeeze."""
 
 from __future__ import annotations
 
+import math
 import signal
+
+MAX_ROWS = 200  # rows printed of a result; the rest with --format csv or json
 
 
 def progress_bar(console):
@@ -19,3 +22,24 @@ def _raise_interrupt(signum, frame):
 def sigterm_interrupts() -> None:
     """Make SIGTERM stop training like Ctrl-C does, so the run is marked interrupted."""
     signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+def print_frame(frame, *, title: str | None = None, max_rows: int = MAX_ROWS, numeric: tuple[str, ...] = ()) -> None:
+    """A DataFrame as a terminal table; floats to 4 significant digits; long results truncated with a note.
+    Numbers, text that starts with a digit and the `numeric` columns are right-aligned."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False)
+    for col in frame.columns:
+        right = frame[col].dtype.kind in "iuf" or col in numeric or bool(
+            frame[col].map(lambda v: isinstance(v, str) and v[:1].isdigit()).any())
+        table.add_column(str(col), justify="right" if right else "left")
+    for row in frame.head(max_rows).itertuples(index=False):
+        table.add_row(*(("" if v is None or (isinstance(v, float) and math.isnan(v)) else
+                         f"{v:.4g}" if isinstance(v, float) else str(v)) for v in row))
+    natural = Console(width=1000).measure(table).maximum
+    console = Console(width=max(Console().width, min(natural, 400)))  # never squeeze a column
+    console.print(table)
+    if len(frame) > max_rows:
+        console.print(f"({len(frame) - max_rows} more rows; use --format csv or json for all)")

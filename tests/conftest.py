@@ -19,7 +19,7 @@ def digits_db(tmp_path_factory):
     """A database with sgd on digits, clean and with 25% random labels, 3 epochs each."""
     from lossaudit.audit.store import Store
     from lossaudit.training.config import RunConfig
-    from lossaudit.training.run import run_one
+    from lossaudit.running import run_one
 
     path = tmp_path_factory.mktemp("db") / "digits.duckdb"
     store = Store(path)

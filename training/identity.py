@@ -10,16 +10,17 @@ epochs, another model, batch size or dataset never mix. A method's parameters (s
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
+from lossaudit.settings import show
 from lossaudit.training.config import FIELDS, RunConfig
-from lossaudit.training.methods import METHODS, apply_preset, method_class
+from lossaudit.training.methods import resolve_params
 
 GRID_AXES = ("method", "corruption", "seed")
-METHOD_FIELDS = tuple(sorted({f for cls in METHODS.values() for f in cls.fields}))
 ALWAYS_NAMED = ("dataset", "model", "epochs")  # in every experiment's name; other fields only when not default
 
 
@@ -31,10 +32,10 @@ class Identity:
 
 
 def experiment_config(cfg: RunConfig, device_type: str) -> dict:
-    """The configuration every run of an experiment shares: all fields except the grid axes and the
-    methods' own parameters; the device as its type (cpu, cuda, mps), since that changes the numbers."""
+    """The configuration every run of an experiment shares: all fields except the grid axes and the method's
+    own parameters; the device as its type (cpu, cuda, mps), since that changes the numbers."""
     values = cfg.to_dict()
-    key = {k: values[k] for k in FIELDS if k not in GRID_AXES and k not in METHOD_FIELDS and k != "device"}
+    key = {k: values[k] for k in FIELDS if k not in GRID_AXES and k != "device"}
     key["dataset"] = _absolute(cfg.dataset)  # the same relative path from another folder is other data
     key["device"] = device_type
     return key
@@ -51,11 +52,7 @@ def experiment_id(key: dict) -> str:
 
 
 def _show(value) -> str:
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, (tuple, list)):
-        return ",".join(_show(v) for v in value) or "none"
-    return str(value)
+    return show(value) or "none"
 
 
 def _short_dataset(spec: str) -> str:
@@ -75,9 +72,8 @@ def experiment_name(key: dict) -> str:
 
 def arm(cfg: RunConfig) -> str:
     """`sb50`, or `sb beta=3` when a parameter of the method differs from its defaults (preset included)."""
-    reference = apply_preset(RunConfig(method=cfg.method))
-    changed = [f"{f}={_show(getattr(cfg, f))}" for f in method_class(cfg.method).fields
-               if getattr(cfg, f) != getattr(reference, f)]
+    reference = dataclasses.asdict(resolve_params(cfg.method))
+    changed = [f"{k}={_show(v)}" for k, v in dataclasses.asdict(cfg.params).items() if v != reference[k]]
     return " ".join([cfg.method, *changed])
 
 
@@ -88,7 +84,7 @@ def identify(cfg: RunConfig, device_type: str) -> Identity:
 
 def traits(method) -> dict:
     """What the analysis layer needs to know of a run's method, stored in runs.config['method_traits']."""
-    return {"loss_based": method.loss_based, "is_control": method.is_control,
+    return {"loss_based": method.loss_based, "is_control": method.is_control, "is_baseline": method.is_baseline,
             "nominal_selectivity": float(method.nominal_selectivity)}
 
 
@@ -97,5 +93,6 @@ def traits_of(cfg: RunConfig) -> dict:
     import torch
 
     from lossaudit.training.methods import create_method
-    method = create_method(cfg, n_train=1, device=torch.device("cpu"), generator=torch.Generator())
+    method = create_method(cfg.method, cfg.params, batch_size=cfg.batch_size, n_train=1, device=torch.device("cpu"),
+                           generator=torch.Generator())
     return traits(method)

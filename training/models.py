@@ -49,6 +49,14 @@ def check_model_name(name: str) -> None:
     entry.build(in_channels=1, n_classes=2, image_size=8, check_only=True, **params)
 
 
+def is_model_name(name: str) -> bool:
+    try:
+        check_model_name(name)
+    except UserError:
+        return False
+    return True
+
+
 def create_model(name: str, *, in_channels: int, n_classes: int, image_size: int) -> nn.Module:
     """Build a freshly initialised model by registry name."""
     entry, params = _match(name)

@@ -13,17 +13,14 @@ and `trained`, so the replay cannot drift from what `lossaudit run` does. Two re
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
-from lossaudit.training.config import RunConfig
-from lossaudit.training.methods import Forward, apply_preset, create_method
+from lossaudit.training.methods import REPLAYED, Forward, create_method, resolve_params
 
-REPLAYED = ("sb50", "sb33", "vr50", "vr33")
 PICK_RULE, AS_RUN = "pick rule", "as run"
 
 
@@ -53,9 +50,8 @@ def replay(order: pd.DataFrame, *, methods: tuple[str, ...] = REPLAYED, batch_si
     zeros = torch.zeros(len(loss))
     out = {}
     for name in methods:
-        cfg = apply_preset(dataclasses.replace(RunConfig(method=name, batch_size=batch_size), device="cpu"))
-        method = create_method(cfg, n_train=len(loss), device=torch.device("cpu"),
-                               generator=torch.Generator().manual_seed(0))
+        method = create_method(name, resolve_params(name), batch_size=batch_size, n_train=len(loss),
+                               device=torch.device("cpu"), generator=torch.Generator().manual_seed(0))
         size = method.candidate_size()
         picks, selecting = np.zeros(len(loss)), np.zeros(len(loss), dtype=bool)
         for start, end in zip(bounds[:-1], bounds[1:]):

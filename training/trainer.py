@@ -1,8 +1,8 @@
-"""The training loop: candidates → scoring → selection → training step → log → evaluate.
+"""The training loop: candidates → scoring → selection → training step → evaluate → log.
 
 Data lives on the training device as uint8 tensors and is augmented in batches. Per-example
-statistics go into preallocated device tensors and reach the host once per epoch, when the epoch is
-handed to the sink (the database writer) as whole columns.
+statistics go into preallocated device tensors (training.logs) and reach the host once per epoch,
+when the epoch is handed to the sink (the database writer, injected: training knows nothing of it).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import dataclasses
 import math
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Protocol
 
 import numpy as np
@@ -22,21 +22,22 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from lossaudit.errors import TrainingFailed
+from lossaudit.errors import TrainingFailed, UserError
 from lossaudit.training.augment import channel_stats, crop_flip, normalise
 from lossaudit.training.config import RunConfig
+from lossaudit.training.logs import SCORE, TRAIN, Batch, Counters, ObservationLog, PickQueue, StepLog
 from lossaudit.training.methods import Forward, create_method
 from lossaudit.training.models import create_model
 
-SCORE, TRAIN = 0, 1  # observation modes, stored as 'score' / 'train'
-MODE_NAMES = np.array(["score", "train"])
+EVAL_CHUNK = 1024  # examples per no-grad forward when evaluating or computing irreducible losses
+CROP_PADDING = 4  # random crop with this much zero padding, the paper's augmentation for 32×32 images
 
 
 @dataclass(frozen=True)
 class TrainData:
     """Host arrays for one run. x: (N, C, H, W) uint8; y: (N,) int64 labels as trained; example_id: (N,).
 
-    holdout_*: examples kept out of training to fit an irreducible-loss model (rho only), else empty.
+    holdout_*: examples kept out of training for the method's own use (rho's irreducible-loss model), else None.
     """
 
     x: np.ndarray
@@ -66,130 +67,11 @@ class NullSink:
         pass
 
 
-@dataclass
-class Counters:
-    """Examples forwarded and back-propagated so far (host ints, known without a device sync).
-
-    selection_candidates: candidates offered to the method's selection (rounds where it selects);
-    selection_picks: picks it made from them. Their ratio is the realised selectivity.
-    """
-
-    step: int = 0
-    forwards_scoring: int = 0
-    forwards_training: int = 0
-    backprops: int = 0
-    scored_since_step: int = 0
-    selection_candidates: int = 0
-    selection_picks: int = 0
-
-
-@dataclass
-class Batch:
-    """Examples queued for back-propagation. index: (n,) positions in the training tensors; x: (n, C, H, W)
-    augmented and normalised; slot: (n,) observation slot to fill from the training forward (the
-    dummy slot when the example was already observed by scoring); weight: (n,) loss weights;
-    prob: (n,) the probability each was picked with (logged with train-mode observations)."""
-
-    index: Tensor
-    x: Tensor
-    slot: Tensor
-    weight: Tensor
-    prob: Tensor
-
-    FIELDS = ("index", "x", "slot", "weight", "prob")
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def rows(self, rows) -> "Batch":
-        return Batch(*(getattr(self, f)[rows] for f in self.FIELDS))
-
-class PickQueue:
-    """FIFO of picked examples; `pop(B)` cuts exactly B off the front (SB's backprop queue)."""
-
-    def __init__(self):
-        self.parts: list[Batch] = []
-        self.size = 0
-
-    def __len__(self) -> int:
-        return self.size
-
-    def push(self, batch: Batch, n: int) -> None:
-        if n:
-            self.parts.append(batch)
-            self.size += n
-
-    def pop(self, n: int) -> Batch:
-        whole = self.parts[0] if len(self.parts) == 1 else Batch(
-            *(torch.cat([getattr(p, f) for p in self.parts]) for f in Batch.FIELDS))
-        head, rest = whole.rows(slice(0, n)), whole.rows(slice(n, None))
-        self.parts, self.size = ([rest] if len(rest) else []), self.size - n
-        return head
-
-
-class ObservationLog:
-    """One epoch's observations in preallocated device columns: one slot per candidate plus a dummy slot."""
-
-    def __init__(self, n: int, device: torch.device):
-        self.dummy = n
-        z = lambda dtype: torch.zeros(n + 1, dtype=dtype, device=device)  # noqa: E731
-        self.step, self.mode, self.pred, self.picked = z(torch.int32), z(torch.uint8), z(torch.int64), z(torch.int32)
-        self.loss, self.entropy, self.margin, self.p_true, self.select_prob = (z(torch.float32) for _ in range(5))
-        self.stale, self.filled = z(torch.bool), z(torch.bool)
-
-    def record(self, slot: Tensor, fwd: Forward, *, step: int, mode: int, select_prob, picked, stale=False) -> None:
-        """Write (n,) values (or scalars) into the given slots; device ops only, no host sync."""
-        for column, value in ((self.step, step), (self.mode, mode), (self.loss, fwd.loss), (self.entropy, fwd.entropy),
-                              (self.margin, fwd.margin), (self.p_true, fwd.p_true), (self.pred, fwd.pred),
-                              (self.select_prob, select_prob), (self.picked, picked), (self.stale, stale),
-                              (self.filled, True)):
-            column[slot] = value.to(column.dtype) if isinstance(value, Tensor) else value
-
-    def frame(self, epoch: int, example_id: np.ndarray) -> pd.DataFrame:
-        """example_id: (n,) id of the example in each slot. One device→host copy per column; slots never
-        observed (candidates neither scored nor trained) are left out."""
-        filled = self.filled[:-1].cpu().numpy()
-        cpu = lambda t: t[:-1].cpu().numpy()[filled]  # noqa: E731
-        example_id = example_id[filled]
-        return pd.DataFrame({
-            "step": cpu(self.step), "epoch": np.full(len(example_id), epoch, dtype=np.int32),
-            "example_id": example_id.astype(np.int32), "mode": MODE_NAMES[cpu(self.mode)],
-            "loss": cpu(self.loss), "entropy": cpu(self.entropy), "margin": cpu(self.margin),
-            "p_true": cpu(self.p_true), "pred": cpu(self.pred).astype(np.int16),
-            "select_prob": cpu(self.select_prob), "picked": cpu(self.picked).astype(np.int16), "stale": cpu(self.stale),
-        })
-
-
-@dataclass
-class StepLog:
-    """Per-step rows for one epoch: host scalars, plus the loss and method state kept as device tensors."""
-
-    rows: list[dict] = field(default_factory=list)
-    losses: list[Tensor] = field(default_factory=list)
-    states: list[dict] = field(default_factory=list)
-
-    def add(self, row: dict, loss: Tensor, state: dict) -> None:
-        self.rows.append(row)
-        self.losses.append(loss.detach().float())
-        self.states.append(state)
-
-    def table(self) -> pa.Table:
-        frame = pd.DataFrame(self.rows)
-        frame["train_loss"] = torch.stack(self.losses).cpu().numpy() if self.losses else np.zeros(0, np.float32)
-        keys = sorted({k for s in self.states for k in s})
-        values = {k: [float(v) for v in torch.stack([torch.as_tensor(s.get(k, math.nan), dtype=torch.float64)
-                                                      for s in self.states]).cpu()] for k in keys}
-        maps = [[(k, values[k][i]) for k in keys if k in s] for i, s in enumerate(self.states)]
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        return table.append_column("state", pa.array(maps, type=pa.map_(pa.string(), pa.float64())))
-
-
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        from lossaudit.errors import UserError
         raise UserError(f"--device {name}: CUDA is not available on this machine; valid here: cpu, auto")
     return device
 
@@ -216,7 +98,6 @@ class Trainer:
     def __init__(self, cfg: RunConfig, data: TrainData, *, progress: Callable[[int], None] | None = None):
         self.cfg, self.data, self.progress = cfg, data, progress or (lambda n: None)
         self.device = device = resolve_device(cfg.device)
-        torch.manual_seed(cfg.seed)
         self.gen = {name: _generator(device, cfg.seed, i) for i, name in enumerate(("order", "augment", "select"))}
         self.x = torch.from_numpy(data.x).to(device)
         self.y = torch.from_numpy(data.y).to(device)
@@ -225,11 +106,15 @@ class Trainer:
         self.test_y = torch.from_numpy(data.test_y).to(device)
         self.mean, self.std = channel_stats(self.x)
         self.crop_flip = wants_crop_flip(cfg.augment, data.x.shape[1:])
-        self.model = create_model(cfg.model, in_channels=data.x.shape[1], n_classes=data.n_classes,
-                                  image_size=data.x.shape[2]).to(device, memory_format=torch.channels_last)
+        with torch.random.fork_rng(devices=[]):  # initial weights from the run's seed; the process's generator untouched
+            torch.manual_seed(cfg.seed)
+            model = create_model(cfg.model, in_channels=data.x.shape[1], n_classes=data.n_classes,
+                                 image_size=data.x.shape[2])
+        self.model = model.to(device, memory_format=torch.channels_last)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                    weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
-        self.method = create_method(cfg, n_train=len(data.y), device=device, generator=self.gen["select"])
+        self.method = create_method(cfg.method, cfg.params, batch_size=cfg.batch_size, n_train=len(data.y),
+                                    device=device, generator=self.gen["select"])
         self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext())
         self.counters = Counters()
         self.eval_interval = max(1, round(cfg.eval_every * len(data.y)))
@@ -248,37 +133,48 @@ class Trainer:
         """Train for cfg.epochs, handing each finished epoch to `sink`."""
         self.sink = sink
         n, B = len(self.y), self.cfg.batch_size
-        if self.method.needs_irreducible_loss:
-            self.method.irreducible = self.fit_irreducible()
+        self.method.setup(self)  # work before training, e.g. rho's irreducible-loss model
         self.t0 = time.perf_counter()
         self.maybe_evaluate(epoch=0)
         for epoch in range(self.cfg.epochs):
-            self.set_lr(lr_at(self.cfg, epoch))
-            self.epoch_starts.append(self.counters.step)
-            order = torch.randperm(n, generator=self.gen["order"], device=self.device)
-            self.obs, self.steps, queue = ObservationLog(n, self.device), StepLog(), PickQueue()
+            order, queue = self.start_epoch(epoch)
             size = self.method.candidate_size()
             for start in range(0, n, size):
+                # candidates: the next round of the epoch's permutation, augmented once for scoring and training
                 index = order[start:start + size]
                 slot = torch.arange(start, start + len(index), device=self.device)
                 x = self.view(index)
+                # score and select; in warm-up, or with vr's switch off, every candidate is trained
                 if self.method.selects(epoch):
                     queue.push(*self.select(index, x, slot, epoch))
                 else:
                     ones = torch.ones(len(index), device=self.device)
                     queue.push(Batch(index, x, slot, ones, ones), len(index))
+                # train: one step as soon as B picks are waiting
                 while len(queue) >= B:
                     self.train_step(queue.pop(B), epoch)
                 self.progress(len(index))
             if len(queue):
-                self.train_step(queue.pop(len(queue)), epoch)  # an epoch's last, smaller batch
+                self.train_step(queue.pop(len(queue)), epoch)  # the epoch's last, smaller batch
+            # evaluate, then log the epoch as whole columns (never a diverged one)
             self.maybe_evaluate(epoch, final=epoch == self.cfg.epochs - 1)
-            self.check_finite()  # a diverged epoch is never logged
-            started = time.perf_counter()
-            self.sink.write_epoch(epoch, observations=self.obs.frame(epoch, self.example_id[order.cpu().numpy()]),
-                                  steps=self.steps.table(), evals=pd.DataFrame(self.evals))
-            self.evals = []
-            self.untimed_seconds += time.perf_counter() - started
+            self.check_finite()
+            self.log_epoch(epoch, order)
+
+    def start_epoch(self, epoch: int) -> tuple[Tensor, PickQueue]:
+        """All per-epoch state, made here: the lr, a fresh permutation, empty log buffers, an empty pick queue."""
+        self.set_lr(lr_at(self.cfg, epoch))
+        self.epoch_starts.append(self.counters.step)
+        self.obs, self.steps = ObservationLog(len(self.y), self.device), StepLog()
+        return torch.randperm(len(self.y), generator=self.gen["order"], device=self.device), PickQueue()
+
+    def log_epoch(self, epoch: int, order: Tensor) -> None:
+        """Hand the epoch to the sink: one device→host copy per column (the time is not charged to training)."""
+        started = time.perf_counter()
+        self.sink.write_epoch(epoch, observations=self.obs.frame(epoch, self.example_id[order.cpu().numpy()]),
+                              steps=self.steps.table(), evals=pd.DataFrame(self.evals))
+        self.evals = []
+        self.untimed_seconds += time.perf_counter() - started
 
     # -- the pieces -------------------------------------------------------------------------
 
@@ -286,7 +182,7 @@ class Trainer:
         """The candidates as the model sees them: augmented once (scoring and training share the view)."""
         x = self.x[index]
         if self.crop_flip:
-            x = crop_flip(x, pad=4, generator=self.gen["augment"])
+            x = crop_flip(x, pad=CROP_PADDING, generator=self.gen["augment"])
         return normalise(x, self.mean, self.std).contiguous(memory_format=torch.channels_last)
 
     def select(self, index: Tensor, x: Tensor, slot: Tensor, epoch: int) -> tuple[Batch, int]:
@@ -337,15 +233,18 @@ class Trainer:
         self.counters.scored_since_step += len(y)
         return Forward.from_logits(logits, y)
 
-    def fit_irreducible(self) -> Tensor:
-        """Train the irreducible-loss model on the holdout, then score every training example once.
+    def fit_holdout_model(self, *, model: str | None = None, epochs: int | None = None) -> Tensor:
+        """Train a model on the holdout, then score every training example once (rho's irreducible losses).
 
-        The holdout run is plain SGD with this run's recipe (its model and epochs configurable); its
-        losses are computed in eval mode on un-augmented images. Returns (N,) losses on the device.
+        The holdout run is plain SGD with this run's recipe (`model` and `epochs` default to the run's);
+        its losses are computed in eval mode on un-augmented images. What it cost is handed to the sink
+        with the losses, so that it is counted into the method's cost. Returns (N,) losses on the device.
         """
         cfg, data = self.cfg, self.data
-        il_cfg = dataclasses.replace(cfg, method="sgd", model=cfg.il_model or cfg.model,
-                                     epochs=cfg.il_epochs or cfg.epochs)
+        if data.holdout_x is None:
+            raise ValueError(f"{cfg.method} needs a holdout, but its holdout_share is 0")
+        il_cfg = dataclasses.replace(cfg, method="sgd", params=None, model=model or cfg.model,
+                                     epochs=epochs or cfg.epochs)
         il_data = TrainData(data.holdout_x, data.holdout_y, data.holdout_id, data.test_x, data.test_y, data.n_classes)
         il = Trainer(il_cfg, il_data, progress=self.progress)
         try:
@@ -357,7 +256,7 @@ class Trainer:
         il.model.eval()
         losses = []
         with torch.no_grad():
-            for chunk in torch.split(torch.arange(len(self.y), device=self.device), 1024):
+            for chunk in torch.split(torch.arange(len(self.y), device=self.device), EVAL_CHUNK):
                 x = normalise(self.x[chunk], il.mean, il.std).contiguous(memory_format=torch.channels_last)
                 with self.autocast:
                     logits = il.model(x).float()
@@ -439,9 +338,10 @@ class Trainer:
         self.model.eval()
         total_loss = torch.zeros((), device=self.device, dtype=torch.float64)
         wrong = torch.zeros((), device=self.device, dtype=torch.int64)
-        for start in range(0, len(self.test_y), 1024):
-            y = self.test_y[start:start + 1024]
-            x = normalise(self.test_x[start:start + 1024], self.mean, self.std).contiguous(memory_format=torch.channels_last)
+        for start in range(0, len(self.test_y), EVAL_CHUNK):
+            y = self.test_y[start:start + EVAL_CHUNK]
+            x = normalise(self.test_x[start:start + EVAL_CHUNK], self.mean, self.std).contiguous(
+                memory_format=torch.channels_last)
             with self.autocast:
                 logits = self.model(x).float()
             total_loss += F.cross_entropy(logits, y, reduction="sum").double()

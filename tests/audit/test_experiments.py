@@ -164,26 +164,29 @@ def test_corrupted_share_counts_the_trained_population(tmp_path):
 def test_a_database_of_an_older_schema_is_upgraded_on_first_read(tmp_path, capsys):
     from lossaudit.training.config import RunConfig
     from lossaudit.training.identity import identify
-    from lossaudit.training.methods import apply_preset
 
     path = tmp_path / "old.duckdb"
     store = Store(path)
-    cfg = apply_preset(RunConfig(method="sb33", epochs=5))
-    old = cfg.to_dict() | {"method_resolved": "sb", "irreducible_model": {"backprops": 7, "forwards": 9, "seconds": 1.5}}
+    cfg = RunConfig(method="sb", params={"beta": 3.0}, epochs=5)
+    old = {k: v for k, v in cfg.to_dict().items() if k != "params"} | {  # lossaudit 0.1's flat method parameters
+        "beta": 3.0, "floor": 0.0, "history_size": 1024, "warmup_epochs": 1, "staleness": 1, "selectivity": 0.5,
+        "max_selectivity": 0.5, "method_resolved": "sb",
+        "irreducible_model": {"backprops": 7, "forwards": 9, "seconds": 1.5}}
     with store.transaction() as con:  # as lossaudit 0.1 left it: no identity columns, schema 1
         for column in ("experiment_id", "experiment", "arm"):
             con.execute(f"alter table runs drop column {column}")
         con.execute("update meta set value = '1' where key = 'schema_version'")
         con.execute("""insert into runs (run_id, method, dataset, model, corruption, corrupt_frac, seed, n_train, n_test,
                        n_classes, classes, epochs, epochs_done, config, version, started_at, status, device)
-                       values (1, 'sb33', 'digits', 'resnet8', 'none', 0, 0, 4, 2, 10, ['a'], 5, 5, ?, '0.1.0', now(),
+                       values (1, 'sb', 'digits', 'resnet8', 'none', 0, 0, 4, 2, 10, ['a'], 5, 5, ?, '0.1.0', now(),
                        'complete', 'cpu')""", [json.dumps(old)])
     with connect_readonly(path) as con:
         row = con.execute("select experiment_id, experiment, arm, config from runs").fetchone()
         version = con.execute("select value from meta where key = 'schema_version'").fetchone()[0]
     who = identify(cfg, "cpu")
-    assert row[:3] == (who.experiment_id, who.experiment, "sb33") and version == "2"
+    assert row[:3] == (who.experiment_id, who.experiment, "sb beta=3") and version == "2"
     config = json.loads(row[3])
-    assert config["method_traits"] == {"loss_based": True, "is_control": False, "nominal_selectivity": pytest.approx(1 / 3)}
+    assert config["method_traits"] == {"loss_based": True, "is_control": False, "is_baseline": False,
+                                       "nominal_selectivity": pytest.approx(1 / 4)}
     assert config["upfront"]["backprops"] == 7
     assert "upgraded" in capsys.readouterr().err

@@ -14,7 +14,8 @@ from lossaudit.cli import app
 from lossaudit.audit.store import Store, connect_readonly
 from lossaudit.reports.report import build_report
 from lossaudit.training.config import RunConfig
-from lossaudit.training.run import RunImages, run_one
+from lossaudit.running import run_one
+from lossaudit.training.prepare import RunImages
 
 SECTIONS = ("verdict", "alerts", "table1", "curves", "corrupted-share", "separability", "galleries", "data-map",
             "per-class")
@@ -83,7 +84,7 @@ def test_gallery_images_are_the_images_as_trained(grid_db):
     with connect_readonly(grid_db) as con:
         run = con.execute("select config from runs where corruption = 'random_labels:0.5' limit 1").fetchone()
     config = json.loads(run[0])
-    from lossaudit.training.run import prepare
+    from lossaudit.training.prepare import prepare
     prep = prepare(RunConfig.from_dict(config))
     ids = prep.train.example_id[[0, 5, 399]]
     images = RunImages()({"config": config}, ids)

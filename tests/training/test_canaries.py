@@ -5,7 +5,8 @@ import numpy as np
 from lossaudit.audit.store import Store, connect_readonly
 from lossaudit.training.canaries import KINDS, make_canaries
 from lossaudit.training.config import RunConfig
-from lossaudit.training.run import prepare, run_one
+from lossaudit.running import run_one
+from lossaudit.training.prepare import prepare
 
 
 def test_canaries_are_corrupted_copies_split_over_the_kinds():

@@ -6,7 +6,7 @@ import pytest
 from lossaudit.errors import UserError
 from lossaudit.training.config import RunConfig
 from lossaudit.training.corruptions import CORRUPTIONS, corrupt, parse_corruption
-from lossaudit.training.run import prepare
+from lossaudit.training.prepare import prepare
 
 
 def _images(n, c=3, h=6, w=5, seed=0):

@@ -12,7 +12,8 @@ from lossaudit.cli import app
 from lossaudit.errors import TrainingFailed
 from lossaudit.audit.store import Store, connect_readonly
 from lossaudit.training.config import RunConfig
-from lossaudit.training.run import prepare, run_grid, train_data
+from lossaudit.running import run_grid
+from lossaudit.training.prepare import prepare, train_data
 from lossaudit.training.trainer import ObservationLog, Trainer
 
 GRID = ["--method", "sgd,sb50,uniform50", "--corruption", "random_labels:0.5", "--train-size", "300",

@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from lossaudit.training.config import RunConfig
-from lossaudit.training.methods import METHODS, PRESETS, Forward, apply_preset, create_method
+from lossaudit.errors import UserError
+from lossaudit.training.methods import METHODS, PRESETS, Forward, create_method, resolve_params
 from lossaudit.training.methods.cache import ScoreCache
 from lossaudit.training.methods.sb import History
 
 
 def _method(name, **over):
-    cfg = apply_preset(dataclasses.replace(RunConfig(method=name), **over))
     gen = torch.Generator().manual_seed(0)
-    return create_method(cfg, n_train=100_000, device=torch.device("cpu"), generator=gen)
+    return create_method(name, resolve_params(name, over), batch_size=128, n_train=100_000,
+                         device=torch.device("cpu"), generator=gen)
 
 
 def _fwd(loss, entropy=None):
@@ -204,8 +204,22 @@ def test_score_cache_ages_and_assigns_by_example_id():
 def test_every_registry_entry_and_preset_is_described():
     assert set(METHODS) == {"sgd", "sb", "sbe", "vr", "uniform", "rho"}
     assert all(cls.description for cls in METHODS.values())
-    assert all(p.method in METHODS and p.description for p in PRESETS.values())
+    assert all(method in METHODS and preset.description for method, preset in PRESETS.values())
     assert _method("sb33").beta == 2.0 and _method("sb50").beta == 1.0 and _method("sbe50").score_field == "entropy"
+    assert _method("sb50", beta=3.0).beta == 1.0  # a preset keeps its own values
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_parameter_is_declared_with_help_and_checked(name):
+    for f in dataclasses.fields(METHODS[name].Params):
+        assert f.metadata["help"], (name, f.name)
+        if f.metadata.get("check"):
+            assert f.metadata["check"](f.default), (name, f.name)  # the default is valid
+    numeric = [f for f in dataclasses.fields(METHODS[name].Params)
+               if type(f.default) in (int, float) and f.metadata.get("check")]
+    for f in numeric:
+        with pytest.raises(UserError, match=f"--{f.name.replace('_', '-')} must be"):
+            resolve_params(name, {f.name: -1})
 
 
 def test_iid_selection_shares_are_seeded():

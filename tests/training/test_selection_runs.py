@@ -11,7 +11,8 @@ from lossaudit.cli import app
 from lossaudit.audit.store import Store, connect_readonly
 from lossaudit.training.config import RunConfig
 from lossaudit.training.methods import all_names
-from lossaudit.training.run import prepare, run_one, train_data
+from lossaudit.running import run_one
+from lossaudit.training.prepare import prepare, train_data
 from lossaudit.training.trainer import Trainer
 
 
@@ -89,15 +90,15 @@ def test_sb_over_picks_planted_random_labels_and_uniform_does_not(planted_db):
     assert abs(share["uniform"] - base) < 0.03
 
 
-def _trainer(**over):
-    cfg = RunConfig(method="sb", device="cpu", model="resnet8", train_size=300, **over)
+def _trainer(**params):
+    cfg = RunConfig(method="sb", device="cpu", model="resnet8", train_size=300, params=params)
     return Trainer(cfg, train_data(prepare(cfg)))
 
 
 def test_stale_sb_skips_forwards_and_reuses_scores_by_example_id(tmp_path):
     store = Store(tmp_path / "s.duckdb")
-    fresh = run_one(RunConfig(method="sb", staleness=1, epochs=5, device="cpu", train_size=400, model="mlp"), store)
-    stale = run_one(RunConfig(method="sb", staleness=3, epochs=5, device="cpu", train_size=400, model="mlp"), store)
+    fresh = run_one(RunConfig(method="sb", params={"staleness": 1}, epochs=5, device="cpu", train_size=400, model="mlp"), store)
+    stale = run_one(RunConfig(method="sb", params={"staleness": 3}, epochs=5, device="cpu", train_size=400, model="mlp"), store)
     with connect_readonly(store.path) as con:
         fwd = dict(con.execute("select run_id, max(forwards_scoring) from steps group by 1").fetchall())
         stale_rows = con.execute("select count(*) filter (where stale), count(*) from observations "

@@ -8,7 +8,7 @@ import torch
 
 from lossaudit.audit.store import Store, connect_readonly
 from lossaudit.training.config import RunConfig
-from lossaudit.training.run import run_one
+from lossaudit.running import run_one
 from lossaudit.training.trainer import Batch, PickQueue, lr_at, wants_crop_flip
 
 

@@ -1,80 +1,96 @@
-"""The selection-method registry (name → class) and presets for the paper's cells.
+"""The selection-method registry: name → class, with every method's presets and parameters.
 
-Adding a method: one file with a `Method` subclass, plus one line in `METHODS` below. The tests
-are parametrised over this registry, so the new entry is exercised automatically.
+Adding a method: one file with a `Method` subclass (its `Params`, presets and traits declared on it),
+plus one `register` line below. Its parameters become `lossaudit run` flags and config keys, its
+presets become method names, and the tests, parametrised over this registry, exercise it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 
 import torch
 
 from lossaudit.errors import UserError, choices
-from lossaudit.training.config import RunConfig
-from lossaudit.training.methods.base import Forward, Method, Selection
+from lossaudit.training.methods.base import Forward, Method, Preset, Selection
 from lossaudit.training.methods.rho import RhoLoss
 from lossaudit.training.methods.sb import EntropySelectiveBackprop, SelectiveBackprop
 from lossaudit.training.methods.sgd import SGD
 from lossaudit.training.methods.uniform import UniformSubset
 from lossaudit.training.methods.vr import ImportanceSampling
 
-METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (
-    SGD, SelectiveBackprop, EntropySelectiveBackprop, ImportanceSampling, UniformSubset, RhoLoss)}
+METHODS: dict[str, type[Method]] = {}
+PRESETS: dict[str, tuple[str, Preset]] = {}  # preset name → (method, its parameter values)
 
 
-@dataclass(frozen=True)
-class Preset:
-    method: str
-    params: dict = field(default_factory=dict)  # RunConfig fields the preset fixes
-    description: str = ""
+def register(cls: type[Method]) -> type[Method]:
+    """Add a method (and its presets) to the registry; usable as a decorator."""
+    for name in (cls.name, *cls.presets):
+        owner = name if name in METHODS else PRESETS[name][0] if name in PRESETS else cls.name
+        if owner != cls.name:
+            raise ValueError(f"method or preset name {name!r} is taken by {owner}")
+    METHODS[cls.name] = cls
+    PRESETS.update({name: (cls.name, preset) for name, preset in cls.presets.items()})
+    return cls
 
 
-PRESETS: dict[str, Preset] = {
-    "sb50": Preset("sb", {"beta": 1.0}, "the paper's SB 50%: sb with beta 1"),
-    "sb33": Preset("sb", {"beta": 2.0}, "the paper's SB 33%: sb with beta 2"),
-    "sbe50": Preset("sbe", {"beta": 1.0}, "entropy SB at 50%: sbe with beta 1"),
-    "sbe33": Preset("sbe", {"beta": 2.0}, "entropy SB at 33%: sbe with beta 2"),
-    "vr50": Preset("vr", {"max_selectivity": 0.5}, "the paper's VR 50%: pool of 2B"),
-    "vr33": Preset("vr", {"max_selectivity": 1 / 3}, "the paper's VR 33%: pool of 3B"),
-    "uniform50": Preset("uniform", {"selectivity": 0.5}, "random 50% subset, the control for sb50 and vr50"),
-    "uniform33": Preset("uniform", {"selectivity": 1 / 3}, "random 33% subset, the control for sb33 and vr33"),
-}
+for _cls in (SGD, SelectiveBackprop, EntropySelectiveBackprop, ImportanceSampling, UniformSubset, RhoLoss):
+    register(_cls)
 
 # What `lossaudit run` trains when no --method is given.
 DEFAULT_METHODS: tuple[str, ...] = ("sgd", "sb50", "sb33", "sbe50", "vr50", "vr33", "uniform50", "uniform33", "rho")
+# What `lossaudit audit` replays on its proxy run's losses, and the one its verdict rests on.
+REPLAYED: tuple[str, ...] = ("sb50", "sb33", "vr50", "vr33")
+AUDIT_REFERENCE = "sb50"
 
 
 def all_names() -> list[str]:
     return list(METHODS) + list(PRESETS)
 
 
-def resolve(name: str) -> tuple[str, dict]:
-    """Method or preset name → (registry method, RunConfig fields the preset fixes)."""
+def resolve(name: str) -> tuple[type[Method], dict]:
+    """Method or preset name → (method class, the parameter values the preset fixes)."""
     if name in METHODS:
-        return name, {}
+        return METHODS[name], {}
     if name in PRESETS:
-        return PRESETS[name].method, dict(PRESETS[name].params)
+        method, preset = PRESETS[name]
+        return METHODS[method], dict(preset.params)
     raise UserError(f"unknown method {name!r}; valid: {choices(all_names())}")
 
 
-def check_method(name: str) -> None:
-    resolve(name)
-
-
 def method_class(name: str) -> type[Method]:
-    return METHODS[resolve(name)[0]]
+    return resolve(name)[0]
 
 
-def apply_preset(cfg: RunConfig) -> RunConfig:
-    """The config with the fields of its method's preset filled in (the method name is kept as given)."""
-    return dataclasses.replace(cfg, **resolve(cfg.method)[1])
+def parameters() -> dict[str, dataclasses.Field]:
+    """Every method parameter by name (the first declaration of a shared name), for flags and config keys."""
+    out: dict[str, dataclasses.Field] = {}
+    for cls in METHODS.values():
+        for f in dataclasses.fields(cls.Params):
+            out.setdefault(f.name, f)
+    return out
 
 
-def create_method(cfg: RunConfig, *, n_train: int, device: torch.device, generator: torch.Generator) -> Method:
-    return method_class(cfg.method)(apply_preset(cfg), n_train=n_train, device=device, generator=generator)
+def users_of(param: str) -> list[str]:
+    """The methods that have a parameter of this name."""
+    return [name for name, cls in METHODS.items() if param in {f.name for f in dataclasses.fields(cls.Params)}]
 
 
-__all__ = ["DEFAULT_METHODS", "Forward", "METHODS", "Method", "PRESETS", "Selection", "all_names", "apply_preset",
-           "check_method", "create_method", "method_class", "resolve"]
+def resolve_params(name: str, given: dict | None = None):
+    """The parameters of method or preset `name`: its defaults, then the values given (those it has), then the
+    preset's own values (a preset means them), coerced and checked."""
+    from lossaudit import settings
+
+    cls, fixed = resolve(name)
+    own = {f.name for f in dataclasses.fields(cls.Params)}
+    return settings.build(cls.Params, {k: v for k, v in (given or {}).items() if k in own} | fixed)
+
+
+def create_method(name: str, params, *, batch_size: int, n_train: int, device: torch.device,
+                  generator: torch.Generator) -> Method:
+    return method_class(name)(params, batch_size=batch_size, n_train=n_train, device=device, generator=generator)
+
+
+__all__ = ["AUDIT_REFERENCE", "DEFAULT_METHODS", "Forward", "METHODS", "Method", "PRESETS", "Preset", "REPLAYED",
+           "Selection", "all_names", "create_method", "method_class", "parameters", "register", "resolve",
+           "resolve_params", "users_of"]

@@ -8,13 +8,15 @@ the method needs no scores), calls `select`, and queues the picks; if not, every
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from lossaudit.training.config import RunConfig
+from lossaudit.settings import setting
 
 
 @dataclass(frozen=True)
@@ -68,40 +70,84 @@ class Selection:
     weight: Tensor | None = None
 
 
-class Method:
-    """Base class. Subclasses set `name` and `description` and override what they need.
+# Parameters several methods share: one declaration each, so their flag and help are the same everywhere.
 
-    Traits the other layers read (stored with every run, so analysis needs no import of this package):
-    `fields`, the RunConfig fields the method reads (its parameters: they name the method's arm, not
-    the experiment); `loss_based`, whether it chooses examples by their loss or entropy (the methods the
-    verdict judges); `is_control`, whether it is a random-subset control; `nominal_selectivity`, the
-    share of candidates it back-propagates in a selecting round by its definition.
+
+def warmup_epochs_setting():
+    return setting(1, "sb/sbe/uniform: first epochs that train on every example, history untouched", unit="epochs",
+                   check=lambda v: v >= 0, rule=">= 0")
+
+
+def selectivity_setting():
+    return setting(0.5, "uniform/rho: share of candidates back-propagated", check=lambda v: 0 < v <= 1,
+                   rule="in (0, 1]")
+
+
+@dataclass(frozen=True)
+class NoParams:
+    """The parameters of a method that has none."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named setting of a method's parameters, e.g. the paper's SB 33% = sb with beta 2."""
+
+    params: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+class Method:
+    """Base class. A method declares, as class attributes, everything the other layers need:
+
+    `name`, `description`; `Params`, a frozen dataclass of its parameters declared with
+    lossaudit.settings.setting (units, defaults, valid ranges: they become command-line flags, are
+    validated, and are stored with each run); `presets`, named settings of them (sb50, sb33, ...);
+    and its traits, stored with every run so that analysis never imports this package: `loss_based`
+    (it chooses examples by their loss or entropy: the methods the verdict judges), `is_control` (a
+    random subset, the control for a loss-based method of the same selectivity), `is_baseline` (it
+    trains everything: the reference of Table 1), `needs_scores` (select() reads a scoring forward),
+    `warmup_epochs` (first epochs that train every candidate), and `nominal_selectivity`.
     """
 
     name: str = ""
     description: str = ""
-    fields: tuple[str, ...] = ()
+    Params: type = NoParams
+    presets: dict[str, Preset] = {}
     loss_based: bool = False
     is_control: bool = False
-    needs_scores: bool = True  # select() reads a scoring forward of the candidates
-    needs_irreducible_loss: bool = False  # the trainer fits an irreducible-loss model first (rho)
-    warmup_epochs: int = 0  # first epochs that train every candidate and never select
+    is_baseline: bool = False
+    needs_scores: bool = True
+    warmup_epochs: int = 0
 
-    def __init__(self, cfg: RunConfig, *, n_train: int, device: torch.device, generator: torch.Generator):
-        self.batch_size = cfg.batch_size
+    def __init__(self, params, *, batch_size: int, n_train: int, device: torch.device, generator: torch.Generator):
+        self.p = params
+        self.batch_size = batch_size
         self.n_train = n_train
         self.device = device
         self.generator = generator
         self.cache = None  # a ScoreCache when stale scores may stand in for fresh forwards
 
+    # -- what the other layers read -----------------------------------------------------------
+
     def params(self) -> dict:
-        """The parameters this method actually uses, stored in runs.config."""
-        return {}
+        """The parameters this method actually uses, derived ones included, stored in runs.config['method_params']."""
+        return dataclasses.asdict(self.p)
 
     @property
     def nominal_selectivity(self) -> float:
         """Share of a selecting round's candidates back-propagated, by definition (1 = everything)."""
         return 1.0
+
+    @classmethod
+    def holdout_share(cls, params) -> float:
+        """Share of the training set to keep out of training for the method's own use (rho's holdout)."""
+        return 0.0
+
+    # -- what the trainer calls ---------------------------------------------------------------
+
+    def setup(self, trainer) -> None:
+        """Called once before the first epoch: the place for work a method does before training (rho fits its
+        irreducible-loss model through `trainer.fit_holdout_model`)."""
 
     def candidate_size(self) -> int:
         """Candidates drawn from the epoch's permutation per selection round."""

@@ -2,35 +2,54 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
-from lossaudit.training.config import RunConfig
-from lossaudit.training.methods.base import Forward, Method, Selection
+from lossaudit.settings import setting
+from lossaudit.training.methods.base import Forward, Method, Selection, selectivity_setting
+from lossaudit.training.models import is_model_name
+
+
+@dataclass(frozen=True)
+class RhoParams:
+    selectivity: float = selectivity_setting()
+    holdout_fraction: float = setting(0.5, "rho: share of the training set held out to train the irreducible-loss "
+                                           "model", check=lambda v: 0 < v < 1, rule="in (0, 1)")
+    il_model: str = setting("", "rho: model of the irreducible-loss run; empty = same as --model",
+                            check=lambda v: v == "" or is_model_name(v), rule="a model name (see --model) or empty")
+    il_epochs: int = setting(0, "rho: epochs of the irreducible-loss run; 0 = same as --epochs", unit="epochs",
+                             check=lambda v: v >= 0, rule=">= 0")
 
 
 class RhoLoss(Method):
     name = "rho"
     description = ("RHO-LOSS: top B of a pool of B/selectivity by loss - irreducible loss, the latter from a model "
                    "trained on a held-out share of the training set")
-    fields = ("selectivity", "holdout_fraction", "il_model", "il_epochs")
-    needs_irreducible_loss = True
+    Params = RhoParams
 
-    def __init__(self, cfg: RunConfig, **kw):
-        super().__init__(cfg, **kw)
-        self.selectivity, self.holdout_fraction = cfg.selectivity, cfg.holdout_fraction
-        self.il_model, self.il_epochs = cfg.il_model or cfg.model, cfg.il_epochs or cfg.epochs
-        self.pool = round(self.batch_size / cfg.selectivity)
-        self.irreducible: Tensor | None = None  # (n_train,) set by the trainer before training
+    def __init__(self, params: RhoParams, **kw):
+        super().__init__(params, **kw)
+        self.pool = round(self.batch_size / params.selectivity)
+        self.irreducible: Tensor | None = None  # (n_train,), set by `setup` before training
         self.last: dict = {}
 
     def params(self) -> dict:
-        return dict(pool=self.pool, selectivity=self.selectivity, holdout_fraction=self.holdout_fraction,
-                    il_model=self.il_model, il_epochs=self.il_epochs)
+        return super().params() | dict(pool=self.pool)
 
     @property
     def nominal_selectivity(self) -> float:
         return self.batch_size / self.pool
+
+    @classmethod
+    def holdout_share(cls, params: RhoParams) -> float:
+        return params.holdout_fraction
+
+    def setup(self, trainer) -> None:
+        """Fit the irreducible-loss model on the holdout (the trainer's recipe, this method's model and epochs) and
+        keep its loss on every training example."""
+        self.irreducible = trainer.fit_holdout_model(model=self.p.il_model or None, epochs=self.p.il_epochs or None)
 
     def candidate_size(self) -> int:
         return self.pool

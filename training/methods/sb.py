@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
-from lossaudit.training.config import RunConfig
-from lossaudit.training.methods.base import Forward, Method, Selection
+from lossaudit.settings import setting
+from lossaudit.training.methods.base import Forward, Method, Preset, Selection, warmup_epochs_setting
 from lossaudit.training.methods.cache import ScoreCache
+
+HISTORY_SIZE = 1024  # the reference implementation's FIFO of recent losses
 
 
 class History:
@@ -30,24 +34,36 @@ class History:
         return (held[None, :] < scores[:, None].float()).sum(1).float() / self.count
 
 
+@dataclass(frozen=True)
+class SBParams:
+    beta: float = setting(1.0, "sb/sbe: pick probability = percentile ** beta (1 ≈ 50% selected, 2 ≈ 33%)",
+                          check=lambda v: v > 0, rule="> 0")
+    floor: float = setting(0.0, "sb/sbe: lowest pick probability", check=lambda v: 0 <= v <= 1, rule="in [0, 1]")
+    history_size: int = setting(HISTORY_SIZE, "sb/sbe: losses (or entropies) kept in the FIFO history",
+                                unit="scores", check=lambda v: v >= 1, rule=">= 1")
+    warmup_epochs: int = warmup_epochs_setting()
+    staleness: int = setting(1, "sb/sbe: re-score an example only when its cached score is this many epochs old; "
+                                "1 = always", unit="epochs", check=lambda v: v >= 1, rule=">= 1 (1 = always re-score)")
+
+
 class SelectiveBackprop(Method):
     name = "sb"
     description = "Selective Backprop: pick with probability max(floor, percentile of the loss in a 1024 history ** beta)"
-    score_field = "loss"
-    fields = ("beta", "floor", "history_size", "warmup_epochs", "staleness")
+    Params = SBParams
+    presets = {"sb50": Preset({"beta": 1.0}, "the paper's SB 50%: sb with beta 1"),
+               "sb33": Preset({"beta": 2.0}, "the paper's SB 33%: sb with beta 2")}
     loss_based = True
+    score_field = "loss"
 
-    def __init__(self, cfg: RunConfig, **kw):
-        super().__init__(cfg, **kw)
-        self.beta, self.floor, self.warmup_epochs = cfg.beta, cfg.floor, cfg.warmup_epochs
-        self.staleness = cfg.staleness
-        self.history = History(cfg.history_size, self.device)
-        if cfg.staleness > 1:
-            self.cache = ScoreCache(self.n_train, self.device, cfg.staleness)
+    def __init__(self, params: SBParams, **kw):
+        super().__init__(params, **kw)
+        self.beta, self.floor, self.warmup_epochs = params.beta, params.floor, params.warmup_epochs
+        self.history = History(params.history_size, self.device)
+        if params.staleness > 1:
+            self.cache = ScoreCache(self.n_train, self.device, params.staleness)
 
     def params(self) -> dict:
-        return dict(score=self.score_field, beta=self.beta, floor=self.floor, history_size=self.history.size,
-                    warmup_epochs=self.warmup_epochs, staleness=self.staleness)
+        return super().params() | {"score": self.score_field}
 
     @property
     def nominal_selectivity(self) -> float:
@@ -72,4 +88,6 @@ class SelectiveBackprop(Method):
 class EntropySelectiveBackprop(SelectiveBackprop):
     name = "sbe"
     description = "entropy SB (the paper's Section 4): as sb, but the score and its history are the prediction entropy"
+    presets = {"sbe50": Preset({"beta": 1.0}, "entropy SB at 50%: sbe with beta 1"),
+               "sbe33": Preset({"beta": 2.0}, "entropy SB at 33%: sbe with beta 2")}
     score_field = "entropy"

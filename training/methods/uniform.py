@@ -2,26 +2,36 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
-from lossaudit.training.config import RunConfig
-from lossaudit.training.methods.base import Forward, Method, Selection
+from lossaudit.settings import setting
+from lossaudit.training.methods.base import (Forward, Method, Preset, Selection, selectivity_setting,
+                                              warmup_epochs_setting)
+
+
+@dataclass(frozen=True)
+class UniformParams:
+    selectivity: float = selectivity_setting()
+    warmup_epochs: int = warmup_epochs_setting()
+    uniform_scoring: bool = setting(True, "uniform: score candidates (logs every example; costs forwards the control "
+                                          "does not need)")
 
 
 class UniformSubset(Method):
     name = "uniform"
     description = "random subset control: each candidate picked with probability --selectivity, same warm-up as sb"
-    fields = ("selectivity", "warmup_epochs", "uniform_scoring")
+    Params = UniformParams
+    presets = {"uniform50": Preset({"selectivity": 0.5}, "random 50% subset, the control for sb50 and vr50"),
+               "uniform33": Preset({"selectivity": 1 / 3}, "random 33% subset, the control for sb33 and vr33")}
     is_control = True
 
-    def __init__(self, cfg: RunConfig, **kw):
-        super().__init__(cfg, **kw)
-        self.selectivity, self.warmup_epochs = cfg.selectivity, cfg.warmup_epochs
-        self.needs_scores = cfg.uniform_scoring  # scoring only logs; the picks never depend on it
-
-    def params(self) -> dict:
-        return dict(selectivity=self.selectivity, warmup_epochs=self.warmup_epochs, scored=self.needs_scores)
+    def __init__(self, params: UniformParams, **kw):
+        super().__init__(params, **kw)
+        self.selectivity, self.warmup_epochs = params.selectivity, params.warmup_epochs
+        self.needs_scores = params.uniform_scoring  # scoring only logs; the picks never depend on it
 
     @property
     def nominal_selectivity(self) -> float:

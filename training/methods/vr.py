@@ -2,32 +2,47 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
-from lossaudit.training.config import RunConfig
-from lossaudit.training.methods.base import Forward, Method, Selection
+from lossaudit.settings import setting
+from lossaudit.training.methods.base import Forward, Method, Preset, Selection
+
+TAU_MOMENTUM = 0.9  # the reference's EMA of tau: tau ← 0.9 tau + 0.1 tau_new
+
+
+@dataclass(frozen=True)
+class VRParams:
+    max_selectivity: float = setting(0.5, "vr: pool = B × round(1/max_selectivity, 1) candidates (0.5 → 2B, "
+                                          "0.33 → 3B)", check=lambda v: 0 < v < 1, rule="in (0, 1)")
+    tau_th: float = setting(0.0, "vr: variance-reduction switch threshold; 0 = (pool + 3B) / 3B",
+                            check=lambda v: v >= 0, rule=">= 0 (0 = default rule)")
+    reweight: bool = setting(False, "vr: weight each pick's loss by 1/(pool · P) (unbiased importance sampling)")
 
 
 class ImportanceSampling(Method):
     name = "vr"
     description = ("loss-proportional sampling (Katharopoulos & Fleuret) of B picks from a pool of B/max_selectivity, "
                    "switched on when tau exceeds tau_th; no up-weighting unless --reweight")
-    fields = ("max_selectivity", "tau_th", "reweight")
+    Params = VRParams
+    presets = {"vr50": Preset({"max_selectivity": 0.5}, "the paper's VR 50%: pool of 2B"),
+               "vr33": Preset({"max_selectivity": 1 / 3}, "the paper's VR 33%: pool of 3B")}
     loss_based = True
 
-    def __init__(self, cfg: RunConfig, **kw):
-        super().__init__(cfg, **kw)
-        self.presample = round(1.0 / cfg.max_selectivity, 1)  # 0.5 → 2.0, 0.33 → 3.0
+    def __init__(self, params: VRParams, **kw):
+        super().__init__(params, **kw)
+        self.presample = round(1.0 / params.max_selectivity, 1)  # 0.5 → 2.0, 0.33 → 3.0
         self.pool = round(self.presample * self.batch_size)
-        self.tau_th = cfg.tau_th or (self.pool + 3 * self.batch_size) / (3 * self.batch_size)
-        self.reweight = cfg.reweight
+        self.tau_th = params.tau_th or (self.pool + 3 * self.batch_size) / (3 * self.batch_size)
+        self.reweight = params.reweight
         self.tau = torch.zeros((), dtype=torch.float64, device=self.device)
         self.on = False
 
     def params(self) -> dict:
-        return dict(score="loss", pool=self.pool, presample=self.presample, tau_th=self.tau_th,
-                    reweight=self.reweight, tau_momentum=0.9)
+        return super().params() | dict(score="loss", pool=self.pool, presample=self.presample, tau_th=self.tau_th,
+                                       tau_momentum=TAU_MOMENTUM)
 
     @property
     def nominal_selectivity(self) -> float:
@@ -47,7 +62,7 @@ class ImportanceSampling(Method):
         scores = scores.double()
         n, total = len(scores), scores.sum()
         g = torch.where(total > 0, scores / total.clamp_min(1e-300), torch.full_like(scores, 1.0 / n))
-        self.tau = 0.9 * self.tau + 0.1 * torch.sqrt(n * (g * g).sum())
+        self.tau = TAU_MOMENTUM * self.tau + (1 - TAU_MOMENTUM) * torch.sqrt(n * (g * g).sum())
         return g
 
     def select(self, fwd: Forward, index: Tensor, epoch: int) -> Selection:

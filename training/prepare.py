@@ -1,4 +1,5 @@
-"""Running configs: prepare a run's data, record the run, train it, and mark how it ended."""
+"""A run's data and record: load the dataset, take the subsets, resize, corrupt, add canaries, hold out;
+the `runs` and `examples` rows that describe the run; the images of a stored run as they were trained."""
 
 from __future__ import annotations
 
@@ -11,15 +12,15 @@ import pandas as pd
 import torch
 
 from lossaudit import __version__
-from lossaudit.errors import TrainingFailed
-from lossaudit.audit.store import Store
-from lossaudit.training.config import Grid, RunConfig
 from lossaudit.training.canaries import KINDS, make_canaries
+from lossaudit.training.config import RunConfig
 from lossaudit.training.corruptions import corrupt, parse_corruption
 from lossaudit.training.datasets import Dataset, Split, load_dataset, stratified_subset
 from lossaudit.training.identity import identify, traits
 from lossaudit.training.methods import method_class, resolve
 from lossaudit.training.trainer import Trainer, TrainData
+
+RESIZE_CHUNK = 4096  # images resized per interpolation call
 
 
 @dataclass(frozen=True)
@@ -64,9 +65,10 @@ def prepare(cfg: RunConfig, cache: dict | None = None) -> Prepared:
     c = corrupt(train.x, train.y, dataset.n_classes, cfg.corruption, cfg.seed)
     kind = np.where(c.is_corrupted, c.kind or "", None).astype(object)
     role = np.full(len(train), "train", dtype=object)
-    if method_class(cfg.method).needs_irreducible_loss:
+    holdout = method_class(cfg.method).holdout_share(cfg.params)
+    if holdout:
         from sklearn.model_selection import train_test_split
-        _, held = train_test_split(np.arange(len(train)), test_size=cfg.holdout_fraction, stratify=train.y,
+        _, held = train_test_split(np.arange(len(train)), test_size=holdout, stratify=train.y,
                                    random_state=cfg.split_seed)
         role[held] = "holdout"
     x, label, true, bad, ids, src = c.x, c.label, c.true_label, c.is_corrupted, train.example_id, train.source
@@ -93,11 +95,11 @@ def resize(x: np.ndarray, size: int) -> np.ndarray:
     if x.shape[2:] == (size, size) or len(x) == 0:
         return x
     out = np.empty((len(x), x.shape[1], size, size), dtype=np.uint8)
-    for start in range(0, len(x), 4096):
-        chunk = torch.from_numpy(x[start:start + 4096]).float()
+    for start in range(0, len(x), RESIZE_CHUNK):
+        chunk = torch.from_numpy(x[start:start + RESIZE_CHUNK]).float()
         small = torch.nn.functional.interpolate(chunk, size=(size, size), mode="bilinear", antialias=True,
                                                 align_corners=False)
-        out[start:start + 4096] = small.round().clamp(0, 255).to(torch.uint8).numpy()
+        out[start:start + RESIZE_CHUNK] = small.round().clamp(0, 255).to(torch.uint8).numpy()
     return out
 
 
@@ -123,10 +125,11 @@ def train_data(prep: Prepared) -> TrainData:
 
 
 def run_row(cfg: RunConfig, prep: Prepared, trainer: Trainer, *, command: str, extra: dict | None = None) -> dict:
+    """The `runs` row of a run about to train: what it is, its experiment and arm, and its resolved config."""
     kind, share = parse_corruption(cfg.corruption)
     who = identify(cfg, trainer.device.type)
     config = cfg.to_dict() | {
-        "method_resolved": resolve(cfg.method)[0],
+        "method_resolved": resolve(cfg.method)[0].name,
         "method_params": trainer.method.params(),
         "method_traits": traits(trainer.method),
         "corruption_record": prep.record,
@@ -143,85 +146,9 @@ def run_row(cfg: RunConfig, prep: Prepared, trainer: Trainer, *, command: str, e
                 torch_version=torch.__version__, device=str(trainer.device))
 
 
-class StoreSink:
-    """Hands each finished epoch to the store as one transaction."""
-
-    def __init__(self, store: Store, run_id: int):
-        self.store, self.run_id = store, run_id
-
-    def write_epoch(self, epoch: int, *, observations, steps, evals) -> None:
-        self.store.append(self.run_id, observations=observations, steps=steps, evals=evals, epochs_done=epoch + 1)
-
-    def write_irreducible(self, example_id, loss, summary) -> None:
-        """rho's irreducible losses, and what fitting their model cost (counted into rho's cost as upfront work)."""
-        upfront = {k: summary[k] for k in ("backprops", "forwards", "seconds")} | {"for": "the irreducible-loss model"}
-        self.store.set_irreducible(self.run_id, pd.DataFrame({"example_id": example_id.astype(np.int32),
-                                                              "irreducible_loss": loss.astype(np.float32)}),
-                                   {"irreducible_model": summary, "upfront": upfront})
-
-
-class RunFailed(TrainingFailed):
-    """A run ended failed (its reason is stored in runs.error); carries the run_id."""
-
-    def __init__(self, run_id: int, reason: str):
-        super().__init__(reason)
-        self.run_id = run_id
-
-
-def run_one(cfg: RunConfig, store: Store, *, command: str = "", cache: dict | None = None,
-            progress: Callable[[int], None] | None = None, prep: Prepared | None = None,
-            extra_config: dict | None = None) -> int:
-    """Train one config into `store`; returns its run_id. The run ends complete, failed or interrupted.
-
-    A run whose training fails (TrainingFailed: diverged, non-finite scores) is marked failed with the
-    one-line reason and raises RunFailed; any other error is marked failed and re-raised as it is.
-    `prep` is the config's prepared data when the caller already has it; `extra_config` is merged into
-    the stored config (e.g. the audit marks its proxy runs)."""
-    prep = prepare(cfg, cache) if prep is None else prep
-    trainer = Trainer(cfg, train_data(prep), progress=progress)
-    run_id = store.start_run(run_row(cfg, prep, trainer, command=command, extra=extra_config), examples_frame(prep))
-    try:
-        trainer.fit(StoreSink(store, run_id))
-    except KeyboardInterrupt:
-        store.finish(run_id, "interrupted", "stopped by Ctrl-C or SIGTERM")
-        raise
-    except TrainingFailed as err:
-        store.finish(run_id, "failed", str(err))
-        raise RunFailed(run_id, str(err)) from None
-    except Exception as err:
-        store.finish(run_id, "failed", " ".join(f"{type(err).__name__}: {err}".split()))
-        raise
-    store.finish(run_id, "complete")
-    return run_id
-
-
 def candidates(cfg: RunConfig, prep: Prepared) -> int:
-    """Candidates a run will process, for progress bars (the irreducible-loss run of rho included)."""
-    n_held = int((prep.role == "holdout").sum())
-    return int(prep.trained.sum()) * cfg.epochs + n_held * (cfg.il_epochs or cfg.epochs)
-
-
-def run_grid(cells: Grid | list[RunConfig], store: Store, *, command: str = "", cache: dict | None = None,
-             on_start: Callable[[int, RunConfig, int], Callable[[int], None]] | None = None,
-             on_failed: Callable[[RunFailed, RunConfig], None] | None = None) -> list[int]:
-    """Run every cell (a grid's expanded configs, or a list of them) in order; returns their run_ids.
-
-    A cell whose training fails is marked failed and reported to `on_failed(err, cfg)`; the next cell
-    goes on. `on_start(i, cfg, n_candidates)` returns that run's progress callback; `cache` holds loaded
-    datasets (pass the one used to check the grid, to load them once)."""
-    store.mark_orphans()
-    cache = {} if cache is None else cache
-    run_ids = []
-    for i, cfg in enumerate(cells.runs() if isinstance(cells, Grid) else cells):
-        prep = prepare(cfg, cache)
-        progress = on_start(i, cfg, candidates(cfg, prep)) if on_start else None
-        try:
-            run_ids.append(run_one(cfg, store, command=command, progress=progress, prep=prep))
-        except RunFailed as err:
-            run_ids.append(err.run_id)
-            if on_failed:
-                on_failed(err, cfg)
-    return run_ids
+    """Candidates a run will process, for progress bars (a holdout model's training taken as as many epochs)."""
+    return int(prep.trained.sum()) * cfg.epochs + int((prep.role == "holdout").sum()) * cfg.epochs
 
 
 class RunImages:

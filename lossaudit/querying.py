@@ -1,0 +1,101 @@
+"""`lossaudit sql` and `lossaudit export`: SQL or a named query or analysis over the logs, read-only."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from pathlib import Path
+
+from lossaudit.errors import UserError, choices
+
+FORMATS = ("table", "csv", "json", "parquet")
+
+
+def list_queries(db: Path, echo) -> None:
+    """The named queries and analyses, then the experiments of the database when it exists."""
+    from lossaudit.audit.metrics import ANALYSES, experiments
+    from lossaudit.audit.queries import all_queries
+    from lossaudit.audit.store import connect_readonly
+
+    for name, q in all_queries().items():
+        params = ", ".join(f"{k}={'null' if v is None else v}" for k, v in q.defaults.items())
+        echo(f"{name:26} {q.description}" + (f"  [params: {params}]" if params else ""))
+    for name, a in ANALYSES.items():
+        takes = ", ".join(f"{k}={v.default}" for k, v in list(inspect.signature(a.function).parameters.items())[1:])
+        echo(f"{name:26} {a.description}  [analysis" + (f"; params: {takes}]" if takes else "]"))
+    if not Path(db).expanduser().is_file():
+        return
+    with connect_readonly(db) as con:
+        known = experiments(con)
+    echo(f"\nexperiments in {db} (runs identical but for method, corruption and seed; compared only within one):")
+    for r in known.itertuples():
+        echo(f"{r.experiment_id}  {r.experiment}  [{r.runs} runs, {r.complete} complete; methods {r.methods}; "
+             f"corruptions {r.corruptions}; seeds {r.seeds}]")
+
+
+def parse_params(items: list[str]) -> dict:
+    """`NAME=VALUE` strings → {name: value} (null, int, float or text)."""
+    from lossaudit.audit.queries import parse_value
+    params = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--param {item!r}: expected NAME=VALUE")
+        params[key.strip()] = parse_value(value)
+    return params
+
+
+def query_frame(db: Path, sql: str | None, name: str | None, params: dict):
+    """The result of raw SQL, or of a named query or analysis, as a DataFrame."""
+    import duckdb
+
+    from lossaudit.audit.metrics import ANALYSES
+    from lossaudit.audit.queries import all_queries, run_query
+    from lossaudit.audit.store import connect_readonly
+
+    named = [*all_queries(), *ANALYSES]
+    if sql is not None and sql.strip() in named:
+        raise UserError(f"{sql.strip()!r} is the name of a named query; run it with --query {sql.strip()}")
+    if name is not None and name not in named:
+        raise UserError(f"unknown query {name!r}; valid: {choices(named)}")
+    with connect_readonly(db) as con:
+        if sql is not None:
+            try:
+                return con.execute(sql).df()
+            except duckdb.Error as err:
+                raise UserError(f"query failed: {str(err).splitlines()[0]}") from None
+        if name in ANALYSES:
+            takes = list(inspect.signature(ANALYSES[name].function).parameters)[1:]
+            extra = [p for p in params if p not in takes]
+            if extra:
+                raise UserError(f"analysis {name!r} takes no parameter(s) {', '.join(extra)}; "
+                                f"it takes: {', '.join(takes) or 'none'}")
+            return ANALYSES[name].function(con, **params)
+        return run_query(con, name, **params)
+
+
+def check_format(format: str, output: Path | None) -> None:
+    if format not in FORMATS:
+        raise UserError(f"unknown --format {format!r}; valid: {', '.join(FORMATS)}")
+    if format == "parquet" and output is None:
+        raise UserError("--format parquet writes a file: add --output PATH")
+
+
+def emit(frame, format: str, output: Path | None, echo) -> None:
+    """Print or write a result in one of FORMATS."""
+    from lossaudit.terminal import print_frame
+
+    check_format(format, output)
+    if format == "parquet":
+        frame.to_parquet(output, index=False)
+    elif format == "csv":
+        frame.to_csv(output or sys.stdout, index=False)
+    elif format == "json":
+        text = frame.to_json(orient="records", date_format="iso", indent=1, double_precision=15)
+        output.write_text(text + "\n") if output else echo(text)
+    elif output is not None:
+        output.write_text(frame.to_string(index=False) + "\n")
+    else:
+        print_frame(frame)
+    if output is not None:
+        echo(f"wrote {len(frame)} rows to {output}", err=True)
