@@ -23,10 +23,9 @@ import numpy as np
 import pandas as pd
 
 from lossaudit.errors import UserError, choices
+from lossaudit.audit import scores as score_registry
 from lossaudit.audit.queries import run_query
 
-SCORES = ("mean_loss_score", "final_loss_score", "mean_entropy_score", "aum_score", "forgetting_score",
-          "confidence_score", "variability_score", "pick_frequency_score")
 TARGET_FACTOR = 1.2  # Table 1's target: this many times sgd's best test error (the paper's rule)
 AXES = ("backprops", "seconds", "passes")
 CONTROL_TOLERANCE = 0.01  # a uniform control matches a method whose nominal selectivity is this close
@@ -310,7 +309,7 @@ TRUTH_RULE = ("Ground truth: for random_labels the examples whose label actually
 
 def noisy_truth(scores: pd.DataFrame) -> np.ndarray:
     """(n,) bool ground truth for separability, by TRUTH_RULE."""
-    return np.where(scores.corruption == "random_labels", scores.label_changed, scores.is_corrupted).astype(bool)
+    return np.where(scores.corruption_kind == "random_labels", scores.label_changed, scores.is_corrupted).astype(bool)
 
 
 def precision_at_k(y: np.ndarray, score: np.ndarray, k: int) -> float:
@@ -319,6 +318,28 @@ def precision_at_k(y: np.ndarray, score: np.ndarray, k: int) -> float:
         return math.nan
     top = np.argsort(-score, kind="stable")[:k]
     return float(y[top].mean())
+
+
+def roc_points(scores_of_run: pd.DataFrame, max_points: int = 200) -> dict[str, dict]:
+    """ROC curve of every score on one run's examples against TRUTH_RULE, thinned to at most max_points points:
+    {score: {"fpr": [...], "tpr": [...], "auroc": float}}; empty when the run has only clean or only noisy ones."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    truth = noisy_truth(scores_of_run)
+    if scores_of_run.empty or truth.all() or not truth.any():
+        return {}
+    out = {}
+    for name in score_registry.names():
+        s = _filled(scores_of_run[name].to_numpy(dtype=float))
+        fpr, tpr, _ = roc_curve(truth, s)
+        keep = np.unique(np.linspace(0, len(fpr) - 1, min(len(fpr), max_points)).astype(int))
+        out[name] = {"fpr": fpr[keep].tolist(), "tpr": tpr[keep].tolist(), "auroc": float(roc_auc_score(truth, s))}
+    return out
+
+
+def _filled(s: np.ndarray) -> np.ndarray:
+    """A score with missing values (e.g. the variability of a single observation) ranked lowest."""
+    return np.nan_to_num(s, nan=np.nanmin(s) if np.isfinite(s).any() else 0.0)
 
 
 def separability(con: duckdb.DuckDBPyConnection, mode: str = "any", include_incomplete: bool = False) -> pd.DataFrame:
@@ -339,9 +360,8 @@ def separability_of(scores: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
         y = noisy_truth(group)
         if y.all() or not y.any():
             continue
-        for name in SCORES:
-            s = group[name].to_numpy(dtype=float)
-            s = np.nan_to_num(s, nan=np.nanmin(s) if np.isfinite(s).any() else 0.0)
+        for name in score_registry.names():
+            s = _filled(group[name].to_numpy(dtype=float))
             rows.append(dict(run_id=run_id, score=name, n_examples=len(y), n_corrupted=int(y.sum()),
                              auroc=roc_auc_score(y, s), average_precision=average_precision_score(y, s),
                              precision_at_k=precision_at_k(y, s, int(y.sum()))))

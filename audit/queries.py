@@ -2,7 +2,8 @@
 
 A file opens with two comment lines: what it answers, and its parameters with their defaults
 (``-- params: k=8, run_id=null`` or ``-- params: none``). Parameters are written ``$name`` in the
-SQL and always bound, never formatted in.
+SQL and always bound, never formatted in. A line ``-- @scores`` is a slot: it becomes one select-list
+line per registered per-example score (lossaudit.audit.scores), code of this package, never input.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from importlib.resources import files
 import duckdb
 import pandas as pd
 
+from lossaudit.audit import scores
 from lossaudit.errors import UserError, choices
 
 _PARAM = re.compile(r"\$([A-Za-z_]\w*)")
@@ -44,7 +46,19 @@ def parse_value(text: str):
     return t.strip("'\"")
 
 
+SLOTS = {"-- @scores": lambda: scores.select_list()}  # a line starting so is replaced by the registered scores
+
+
+def _fill(text: str) -> str:
+    out = []
+    for line in text.splitlines():
+        slot = next((key for key in SLOTS if line.strip().startswith(key)), None)
+        out.append(SLOTS[slot]() if slot else line)
+    return "\n".join(out)
+
+
 def _parse(name: str, text: str) -> Query:
+    text = _fill(text)
     lines = text.lstrip().splitlines()
     description = lines[0].lstrip("-").strip()
     header = lines[1].lstrip("-").strip() if len(lines) > 1 else ""

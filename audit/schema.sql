@@ -47,7 +47,7 @@ create table if not exists examples (
     example_id   integer not null,
     label        smallint not null,
     true_label   smallint not null,
-    corruption   varchar,
+    corruption_kind varchar,
     is_corrupted boolean not null,
     source       varchar not null,
     role         varchar not null default 'train' check (role in ('train', 'holdout', 'canary', 'replaced')),
@@ -101,13 +101,39 @@ create table if not exists evals (
     train_loss        double
 );
 
--- Schema 1 → 2 (lossaudit 0.2): experiments, arms and selection counters. No-ops on a new database;
--- the store fills the identity columns of older runs from their stored config.
-alter table runs add column if not exists experiment_id varchar;
-alter table runs add column if not exists experiment varchar;
-alter table runs add column if not exists arm varchar;
-alter table steps add column if not exists selection_candidates bigint;
-alter table steps add column if not exists selection_picks bigint;
+create table if not exists audits (
+    run_id        integer primary key,
+    verdict       varchar not null check (verdict in ('safe', 'caution', 'unsafe')),
+    verdict_line  varchar not null,
+    verdict_rule  varchar not null,
+    n_examples    integer not null,
+    canaries      map(varchar, integer) not null,
+    score         varchar not null,
+    noise_share   double,
+    noise_low     double,
+    noise_high    double,
+    noise_method  varchar not null,
+    n_suspects    integer not null,
+    threshold     double,
+    canary_recall map(varchar, double) not null,
+    score_table   json not null,
+    replay        json not null,
+    replay_modes  json not null,
+    notes         varchar[] not null,
+    suspects_file varchar
+);
+
+create table if not exists suspects (
+    run_id          integer not null,
+    rank            integer not null,
+    example_id      integer not null,
+    path            varchar not null,
+    given_label     varchar not null,
+    suggested_label varchar not null,
+    suspicion_score double not null,
+    signals         varchar not null,
+    scores          map(varchar, double) not null
+);
 
 comment on column meta.key is 'Setting name, e.g. schema_version.';
 comment on column meta.value is 'Setting value as text.';
@@ -145,11 +171,41 @@ comment on column examples.run_id is 'Run the example belongs to.';
 comment on column examples.example_id is 'Stable index of the example in the clean training split.';
 comment on column examples.label is 'Label as trained (after corruption).';
 comment on column examples.true_label is 'Label before corruption.';
-comment on column examples.corruption is 'Corruption kind applied to this example, NULL if none.';
+comment on column examples.corruption_kind is 'Corruption kind applied to this example (random_labels, shuffle_pixels, gaussian), NULL if none.';
 comment on column examples.is_corrupted is 'True if the example was selected for corruption. For random_labels about 1/K of these keep their label by chance; label != true_label marks the changed ones.';
 comment on column examples.source is 'Where the example came from: a file path, or dataset:index.';
 comment on column examples.role is 'train = a candidate for training; holdout = kept out of training to fit an irreducible-loss model (rho); canary = a corrupted copy of a training example added as a known positive (--canaries, lossaudit audit); replaced = an original that a random-label canary stands in for, not trained.';
 comment on column examples.irreducible_loss is 'rho: loss of the irreducible-loss model on this example (eval mode, no augmentation); NULL for other methods.';
+
+comment on column audits.run_id is 'The proxy run of a `lossaudit audit` (its examples and observations are in the other tables).';
+comment on column audits.verdict is 'safe, caution or unsafe, by verdict_rule.';
+comment on column audits.verdict_line is 'The verdict with the numbers behind it, as printed.';
+comment on column audits.verdict_rule is 'The rule that turned the numbers into the verdict.';
+comment on column audits.n_examples is 'User examples audited (canaries and the originals label canaries replaced not counted).';
+comment on column audits.canaries is 'Canaries added, by kind (random_labels, shuffle_pixels, gaussian).';
+comment on column audits.score is 'The suspicion score: the candidate that found the random-label canaries best.';
+comment on column audits.noise_share is 'Estimated share of mislabeled examples (median over bootstrap resamples of the canaries).';
+comment on column audits.noise_low is '5th percentile of the noise share over the bootstrap resamples.';
+comment on column audits.noise_high is '95th percentile of the noise share over the bootstrap resamples.';
+comment on column audits.noise_method is 'How the noise share was estimated.';
+comment on column audits.n_suspects is 'Examples listed as suspects (round(noise_share × n_examples)); they are in the suspects table.';
+comment on column audits.threshold is 'Suspicion score of the last suspect; NULL when there is none.';
+comment on column audits.canary_recall is 'Share of each canary kind at or above the threshold.';
+comment on column audits.score_table is 'JSON list, one object per candidate score: score (name), auroc_<kind> (AUROC of ranking that canary kind above the user examples) and auroc_mean.';
+comment on column audits.replay is 'JSON list, one object per replayed method and replay mode: method, replay (pick rule or as run), share_of_picks_on_suspects, suspects_share_of_data, overpick_ratio, selecting_share (share of observations whose round was selected from).';
+comment on column audits.replay_modes is 'JSON object: replay mode → what it replays.';
+comment on column audits.notes is 'Caveats of this audit, one line each.';
+comment on column audits.suspects_file is 'The CSV the suspects were also written to.';
+
+comment on column suspects.run_id is 'The proxy run of the audit.';
+comment on column suspects.rank is 'Rank by suspicion score, 1 = most suspect.';
+comment on column suspects.example_id is 'The example (examples.example_id of the proxy run).';
+comment on column suspects.path is 'Where the example came from: a file path, or dataset:index.';
+comment on column suspects.given_label is 'Class name of the label the example has.';
+comment on column suspects.suggested_label is 'Class the proxy model predicts most often over the later half of its epochs.';
+comment on column suspects.suspicion_score is 'Value of the chosen suspicion score (higher = more suspect).';
+comment on column suspects.signals is 'Comma-separated audit signals that would also have listed this example among the top n_suspects.';
+comment on column suspects.scores is 'Its per-example scores that the audit uses as signals, by score name (higher = more suspect).';
 
 comment on column observations.run_id is 'Run of the observation.';
 comment on column observations.step is 'Optimizer step about to be taken when this forward ran (0-based).';

@@ -23,7 +23,7 @@ import duckdb
 from lossaudit.errors import UserError
 
 SCHEMA_VERSION = "2"
-TABLES = ("runs", "examples", "observations", "steps", "evals")
+TABLES = ("runs", "examples", "observations", "steps", "evals", "audits", "suspects")
 
 
 def _is_lock_error(err: Exception) -> bool:
@@ -58,7 +58,11 @@ def connect_readonly(path: str | Path, *, timeout: float = 60.0, where: str | No
         raise UserError(f"database {str(path)!r} does not exist; create one with `lossaudit run --db {path}`")
     try:
         con = _connect(path, read_only=True, timeout=timeout)
-        if _schema_version(con) != SCHEMA_VERSION:  # written by an older lossaudit: upgrade it once, then read
+        version = _schema_version(con)
+        if version is None:
+            con.close()
+            raise UserError(f"{str(path)!r} is not a lossaudit database (it has no lossaudit tables)")
+        if version == "1":  # written by lossaudit 0.1: upgrade it once, then read
             con.close()
             Store(path, lock_timeout=timeout)
             print(f"lossaudit: upgraded {path} to database schema {SCHEMA_VERSION}", file=sys.stderr)
@@ -106,15 +110,19 @@ def _restricted(con, path: Path, where: str | None, run_ids: list[int] | None, t
 
 
 def _schema_version(con) -> str | None:
-    try:
-        row = con.execute("select value from meta where key = 'schema_version'").fetchone()
-    except duckdb.CatalogException:
+    """The file's schema version; None for a file without lossaudit's tables."""
+    if not con.execute("select count(*) from duckdb_tables() where table_name = 'meta'").fetchone()[0]:
         return None
+    row = con.execute("select value from meta where key = 'schema_version'").fetchone()
     return row[0] if row else None
 
 
+def _sql(name: str) -> str:
+    return files("lossaudit.audit").joinpath(name).read_text()
+
+
 def schema_sql() -> str:
-    return files("lossaudit.audit").joinpath("schema.sql").read_text()
+    return _sql("schema.sql")
 
 
 def _now() -> datetime:
@@ -140,8 +148,16 @@ class Store:
         if self.path.parent and not self.path.parent.exists():
             raise UserError(f"--db {str(self.path)!r}: folder {str(self.path.parent)!r} does not exist")
         with self.transaction() as con:
+            version = _schema_version(con)
+            if version not in (None, "1", SCHEMA_VERSION):
+                raise UserError(f"database {str(self.path)!r} has schema {version}, newer than this lossaudit's "
+                                f"{SCHEMA_VERSION}; upgrade lossaudit to write to it")
+            if version == "1":
+                con.execute(_sql("upgrade_1.sql"))
             con.execute(schema_sql())
-            _fill_identity(con)
+            if version == "1":
+                _fill_identity(con)
+                _move_audits(con)
             con.execute("insert or replace into meta values ('schema_version', ?)", [SCHEMA_VERSION])
 
     @contextmanager
@@ -207,6 +223,22 @@ class Store:
             con.unregister("il")
             _patch_config(con, run_id, config_patch)
 
+    def write_audit(self, run_id: int, row: dict, suspects) -> None:
+        """The result of `lossaudit audit` on its proxy run: the `audits` row and every suspect, in one transaction.
+
+        row: the `audits` columns (tables as JSON-ready lists); suspects: a table with the `suspects` columns but
+        run_id and scores, plus one column per score in `scores`."""
+        values = dict(row)
+        for key in ("score_table", "replay", "replay_modes"):
+            values[key] = json.dumps(values[key], allow_nan=False)
+        with self.transaction() as con:
+            con.execute("delete from audits where run_id = ?", [run_id])
+            con.execute("delete from suspects where run_id = ?", [run_id])
+            cols = ["run_id", *values]
+            con.execute(f"insert into audits ({', '.join(cols)}) values ({', '.join('?' * len(cols))})",
+                        [run_id, *values.values()])
+            _insert_suspects(con, run_id, suspects)
+
     def patch_config(self, run_id: int, patch: dict) -> None:
         """Merge `patch` into runs.config (results computed after training: rho's irreducible-loss model, audits)."""
         with self.transaction() as con:
@@ -254,6 +286,46 @@ def _fill_identity(con) -> None:
             il = values["irreducible_model"]
             _patch_config(con, run_id, {"upfront": {k: il.get(k, 0) for k in ("backprops", "forwards", "seconds")}
                                         | {"for": "the irreducible-loss model"}})
+
+
+SUSPECT_COLUMNS = ("rank", "example_id", "path", "given_label", "suggested_label", "suspicion_score", "signals")
+
+
+def _insert_suspects(con, run_id: int, suspects) -> None:
+    import pyarrow as pa
+    if len(suspects) == 0:
+        return
+    score_columns = [c for c in suspects.columns if c not in SUSPECT_COLUMNS]
+    frame = pa.Table.from_pandas(suspects[list(SUSPECT_COLUMNS)], preserve_index=False)
+    frame = frame.append_column("keys", pa.array([score_columns] * len(suspects), pa.list_(pa.string())))
+    frame = frame.append_column("vals", pa.array(suspects[score_columns].astype(float).values.tolist(),
+                                                 pa.list_(pa.float64())))
+    con.register("new_suspects", frame)
+    con.execute(f"insert into suspects select {int(run_id)} as run_id, {', '.join(SUSPECT_COLUMNS)}, "
+                "map(keys, vals) as scores from new_suspects")
+    con.unregister("new_suspects")
+
+
+def _move_audits(con) -> None:
+    """Audits that lossaudit 0.1 kept in runs.config['audit'] into the audits and suspects tables (a one-off
+    upgrade; 0.1 kept only the top 48 suspects in the database, the rest is in its suspects files)."""
+    import pandas as pd
+    rows = con.execute("select run_id, config->'audit' from runs where (config->'audit') is not null").fetchall()
+    for run_id, text in rows:
+        a = json.loads(text)
+        lo, hi = (a.get("noise_interval") or [None, None])[:2]
+        row = {k: a.get(k) for k in ("verdict", "verdict_line", "verdict_rule", "n_examples", "canaries", "score",
+                                     "noise_share", "noise_method", "n_suspects", "threshold", "canary_recall")}
+        row |= {"noise_low": lo, "noise_high": hi, "score_table": a.get("score_table") or [],
+                "replay": a.get("replay") or [], "replay_modes": a.get("replay_modes") or {},
+                "notes": a.get("notes") or [], "suspects_file": a.get("suspects_csv")}
+        for key in ("score_table", "replay", "replay_modes"):
+            row[key] = json.dumps(row[key])
+        cols = ["run_id", *row]
+        con.execute(f"insert into audits ({', '.join(cols)}) values ({', '.join('?' * len(cols))})",
+                    [run_id, *row.values()])
+        top = pd.DataFrame(a.get("top_suspects") or [], columns=list(SUSPECT_COLUMNS))
+        _insert_suspects(con, run_id, top)
 
 
 def _patch_config(con, run_id: int, patch: dict) -> None:

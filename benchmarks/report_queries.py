@@ -36,7 +36,7 @@ def synthetic_run(store: Store, seed: int, n: int, epochs: int) -> int:
     true = labels.copy()
     true[corrupted] = rng.integers(0, 10, corrupted.sum())
     examples = pd.DataFrame({"example_id": np.arange(n, dtype=np.int32), "label": labels, "true_label": true,
-                             "corruption": pd.array(np.where(corrupted, "random_labels", None), "string"),
+                             "corruption_kind": pd.array(np.where(corrupted, "random_labels", None), "string"),
                              "is_corrupted": corrupted, "source": [f"/data/train/{i:05d}.png" for i in range(n)]})
     run_id = store.start_run(dict(
         experiment_id="synthetic", experiment="synthetic · wrn-28-10", arm="sb50", method="sb50", dataset="synthetic", model="wrn-28-10", corruption="random_labels:0.25",

@@ -1,6 +1,8 @@
 """`lossaudit audit`: a proxy run over the user's data with canaries, then the noise analysis and the verdict.
 
-This is the one piece of `audit/` that trains, so it imports the training package lazily, as the CLI does.
+The orchestration: the proxy run is trained and logged like any run, lossaudit.audit.noise analyses it
+(with the selection methods' pick rules replayed by lossaudit.training.replay, injected), and the
+result goes to the audits and suspects tables and to the suspects files.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ def run_audit(dataset: str, *, db: Path, out: Path, model: str = "resnet8", epoc
     from rich.console import Console
 
     from lossaudit.terminal import progress_bar, sigterm_interrupts
+    from lossaudit.training.methods import AUDIT_REFERENCE
     from lossaudit.training.replay import replay_both
     from lossaudit.running import run_one
     from lossaudit.training.prepare import candidates, prepare
@@ -62,14 +65,15 @@ def run_audit(dataset: str, *, db: Path, out: Path, model: str = "resnet8", epoc
         run_id = run_one(cfg, store, command=command, prep=prep, progress=lambda n: bar.advance(task, n),
                          extra_config={"audit_proxy": True})
     with connect_readonly(db) as con:
-        result = analyse(con, run_id, classes=list(prep.dataset.classes), replay=replay_both)
+        result = analyse(con, run_id, classes=list(prep.dataset.classes), replay=replay_both,
+                         reference=AUDIT_REFERENCE)
     csv, parquet = Path(f"{out}.csv"), Path(f"{out}.parquet")
     try:
         result.suspects.to_csv(csv, index=False)
         result.suspects.to_parquet(parquet, index=False)
     except OSError as err:
         raise UserError(f"--out {str(out)!r}: cannot write the suspects ({err.strerror})") from None
-    store.patch_config(run_id, {"audit": result.summary() | {"suspects_csv": str(csv.resolve())}})
+    store.write_audit(run_id, result.row() | {"suspects_file": str(csv.resolve())}, result.suspects)
     print_summary(Console(quiet=quiet), result, csv, parquet)
     return result
 

@@ -18,6 +18,7 @@ import pandas as pd
 
 from lossaudit import __version__
 from lossaudit.audit import metrics
+from lossaudit.audit import scores as score_registry
 from lossaudit.audit.queries import run_query
 from lossaudit.reports import figures
 from lossaudit.reports.verdict import alerts, verdicts
@@ -27,6 +28,7 @@ ImageSource = Callable[[dict, Sequence[int]], np.ndarray]
 
 DATA_MAP_POINTS = 2000  # per panel; the full data stays in the database
 ROC_POINTS = 200  # per curve
+TOP_SUSPECTS = 48  # per audit; the full list is in the suspects table and files
 
 
 def gather(con, gallery_size: int, include_incomplete: bool = False) -> dict:
@@ -34,6 +36,7 @@ def gather(con, gallery_size: int, include_incomplete: bool = False) -> dict:
     runs = run_query(con, "run_details")
     if runs.empty:
         return {"runs": runs}
+    audits = run_query(con, "audit_results")
     standing = metrics.run_standing(con, include_incomplete)
     scores = metrics.compared(metrics.example_scores(con), standing)
     return {
@@ -48,6 +51,8 @@ def gather(con, gallery_size: int, include_incomplete: bool = False) -> dict:
         "separability": metrics.separability_of(scores, standing),
         "gallery": metrics.compared(metrics.pick_gallery(con, k=gallery_size), standing),
         "per_class": metrics.compared(metrics.per_class(con), standing),
+        "audits": audits,
+        "top_suspects": run_query(con, "top_suspects", k=TOP_SUSPECTS),
     }
 
 
@@ -62,8 +67,9 @@ def compose(db: str, data: dict, images: ImageSource | None, gallery_size: int,
         return content
     standing, summary, table1 = data["standing"], data["summary"], data["table1"]
     content["n_complete"] = int((runs.status == "complete").sum())
+    content["scores"] = [{"name": sc.name, "description": sc.description} for sc in score_registry.SCORES.values()]
     content["runs"] = _runs(runs, summary, standing)
-    content["audits"] = _audits(runs, images)
+    content["audits"] = _audits(data, images)
     judged = verdicts(table1, summary, standing)
     warnings = alerts(table1, summary, standing)
     content["experiments"] = []
@@ -141,49 +147,42 @@ def _runs(runs: pd.DataFrame, summary: pd.DataFrame, standing: pd.DataFrame) -> 
             "versions": sorted(runs.version.unique().tolist())}
 
 
-def _audits(runs: pd.DataFrame, images: ImageSource | None) -> list[dict]:
-    """The results of `lossaudit audit` stored with its proxy runs, with tiles of the top suspects."""
+def _audits(data: dict, images: ImageSource | None) -> list[dict]:
+    """The results of `lossaudit audit` (the audits table) with their top suspects and tiles of them."""
     out = []
-    for r in runs.itertuples():
-        config = json.loads(r.config) if isinstance(r.config, str) else dict(r.config)
-        if "audit" not in config:
-            continue
-        audit = dict(config["audit"], run_id=int(r.run_id), dataset=r.dataset, model=r.model, epochs=int(r.epochs))
-        tiles = None
-        if images is not None and audit.get("top_suspects"):
+    runs = data["runs"].set_index("run_id")
+    for a in records(data["audits"]):
+        for key in ("score_table", "replay", "replay_modes"):
+            a[key] = json.loads(a[key]) if isinstance(a[key], str) else a[key]
+        for key in ("canaries", "canary_recall"):
+            a[key] = dict(a[key]) if not isinstance(a[key], list) else {k: v for k, v in a[key]}
+        top = data["top_suspects"][data["top_suspects"].run_id == a["run_id"]].drop(columns=["run_id"])
+        a["top_suspects"] = records(top.assign(scores=[dict(v) if not isinstance(v, list) else {k: x for k, x in v}
+                                                       for v in top.scores]))
+        a["images"] = None
+        if images is not None and len(top):
             try:
-                ids = [s["example_id"] for s in audit["top_suspects"]]
-                tiles = {int(e): figures.tile(p) for e, p in zip(ids, images({"config": config}, ids))}
-            except Exception as err:
-                audit["images_note"] = f"images unavailable: {type(err).__name__}: {err}"
-        audit["images"] = tiles
-        out.append(audit)
+                row = runs.loc[a["run_id"]]
+                config = json.loads(row.config) if isinstance(row.config, str) else dict(row.config)
+                ids = top.example_id.astype(int).tolist()
+                a["images"] = {int(e): figures.tile(p) for e, p in zip(ids, images({"config": config}, ids))}
+            except Exception as err:  # the dataset may have moved since the audit; the page says so
+                a["images_note"] = f"images unavailable: {type(err).__name__}: {err}"
+        out.append(a)
     return out
 
 
 def _separability(data: dict, chosen: dict, noisy: list[str]) -> dict:
-    from sklearn.metrics import roc_curve
-
-    sep, scores = data["separability"], data["scores"]
     rocs = []
     for setting in noisy:
         run = chosen["scores"].get(setting)
         if run is None:
             continue
-        part = scores[scores.run_id == run.run_id]
-        truth = metrics.noisy_truth(part)
-        if part.empty or truth.all() or not truth.any():
-            continue
-        curves = {}
-        for name in metrics.SCORES:
-            s = np.nan_to_num(part[name].to_numpy(dtype=float))
-            fpr, tpr, _ = roc_curve(truth, s)
-            keep = np.unique(np.linspace(0, len(fpr) - 1, min(len(fpr), ROC_POINTS)).astype(int))
-            auc = float(sep[(sep.corruption == setting) & (sep.method == run.method) & (sep.score == name)].auroc.mean())
-            curves[name] = {"fpr": fpr[keep].tolist(), "tpr": tpr[keep].tolist(), "auroc": auc}
-        rocs.append({"corruption": setting, "run_id": int(run.run_id), "method": run.method, "seed": int(run.seed),
-                     "curves": curves})
-    return {"truth": metrics.TRUTH_RULE, "rows": records(sep), "roc": rocs}
+        curves = metrics.roc_points(data["scores"][data["scores"].run_id == run.run_id], ROC_POINTS)
+        if curves:
+            rocs.append({"corruption": setting, "run_id": int(run.run_id), "method": run.method, "seed": int(run.seed),
+                         "curves": curves})
+    return {"truth": metrics.TRUTH_RULE, "rows": records(data["separability"]), "roc": rocs}
 
 
 def _gallery(data: dict, runs: pd.DataFrame, run: pd.Series, images: ImageSource | None) -> dict:

@@ -13,7 +13,6 @@ from html import escape
 import numpy as np
 import pandas as pd
 
-from lossaudit.audit import metrics
 from lossaudit.reports import figures
 
 CSS = """
@@ -49,7 +48,9 @@ def render(c: dict) -> str:
                      "(<code>--include-incomplete</code> compares the others too), so the sections below are empty "
                      "but for the runs table.</p>")
     parts += [_contents_html(c), _audits_html(c)]
-    parts += [_experiment_html(e, c) for e in c["experiments"]]
+    order = [sc["name"] for sc in c["scores"]]
+    parts += [_experiment_html(e, c, order) for e in c["experiments"]]
+    parts.append(_scores_html(c))
     parts.append(_runs_html(c))
     return _page(parts)
 
@@ -65,14 +66,14 @@ def _contents_html(c: dict) -> str:
             f"<ul>{items}<li><a href='#runs'>Every run</a></li></ul>")
 
 
-def _experiment_html(e: dict, c: dict) -> str:
+def _experiment_html(e: dict, c: dict, order: list[str]) -> str:
     eid = escape(e["experiment_id"])
     head = (f"<h2 id=exp-{eid}>Experiment: {escape(e['experiment'])}</h2><p class=muted>experiment {eid} · "
             f"{e['n_compared']} of {e['n_runs']} runs compared · seeds {escape(', '.join(map(str, e['seeds'])))}"
             + (" · incomplete runs included" if c.get("include_incomplete") else "") + "</p>")
     colours = figures.method_colours(e["methods"])
     return "".join([head, _verdict_html(e), _alerts_html(e), _table1_html(e), _curves_html(e, colours),
-                    _share_html(e, colours), _switch_html(e), _separability_html(e), _galleries_html(e),
+                    _share_html(e, colours), _switch_html(e), _separability_html(e, order), _galleries_html(e),
                     _data_map_html(e), _per_class_html(e)])
 
 
@@ -105,7 +106,7 @@ def _audits_html(c: dict) -> str:
     parts = ["<h2 id=audit>Own-dataset audit</h2>"]
     for a in c["audits"]:
         recall = ", ".join(f"{k} {_pct(v, 0)}" for k, v in a["canary_recall"].items())
-        lo, hi = a["noise_interval"]
+        lo, hi = a["noise_low"], a["noise_high"]
         parts.append(
             f"<div class='verdict {AUDIT_LEVEL.get(a['verdict'], 'no-baseline')}'><strong>{escape(a['dataset'])}: "
             f"{escape(a['verdict_line'])}</strong><ul>"
@@ -120,9 +121,11 @@ def _audits_html(c: dict) -> str:
         parts.append("<h3>Replayed pick rules: share of backprops on the suspects</h3>"
                      + (f"<p class=muted>{escape(modes)}</p>" if modes else "") + _table(pd.DataFrame(a["replay"])))
         top = pd.DataFrame(a.get("top_suspects") or [])
+        if not top.empty:  # one column per score the audit used as a signal
+            top = pd.concat([top.drop(columns=["scores"]), pd.DataFrame(list(top.scores))], axis=1)
         if not top.empty:
             parts.append(f"<h3>Top suspects (of {a['n_suspects']}; all in "
-                         f"{escape(a.get('suspects_csv', 'the suspects file'))})</h3>")
+                         f"{escape(a.get('suspects_file') or 'the suspects table')})</h3>")
             if a.get("images"):
                 tiles = "".join(
                     f"<div class='tile' title='{escape(f'{s.path} · given {s.given_label}, suggested {s.suggested_label}', quote=True)}'>"
@@ -132,6 +135,11 @@ def _audits_html(c: dict) -> str:
                 parts.append(f"<div class=tiles>{tiles}</div>")
             parts.append(_table(top))
     return "".join(parts)
+
+
+def _scores_html(c: dict) -> str:
+    items = "".join(f"<li><code>{escape(sc['name'])}</code>: {escape(sc['description'])}</li>" for sc in c["scores"])
+    return f"<h2 id=scores>Per-example scores</h2><ul>{items}</ul>"
 
 
 def _runs_html(c: dict) -> str:
@@ -209,21 +217,22 @@ def _switch_html(e: dict) -> str:
             + f"<img class=fig alt='vr tau over training' src='{figures.vr_switch(rows)}'>")
 
 
-def _separability_html(e: dict) -> str:
+def _separability_html(e: dict, order: list[str]) -> str:
     s = e["separability"]
     head = _h3(e, "separability", "Separability: telling corrupted from clean")
     rows = pd.DataFrame(s["rows"])
     if rows.empty:
         return head + "<p class=note>No compared run in this experiment has both corrupted and clean examples.</p>"
     parts = [head, f"<p class=muted>AUROC of each per-example score (higher = more suspect) for separating corrupted "
-                   f"from clean examples, mean over seeds; bold = best per method. {escape(s['truth'])} "
+                   f"from clean examples, mean over seeds; bold = best per method (the scores are described at "
+                   f"<a href='#scores'>the end of the page</a>). {escape(s['truth'])} "
                    "Scores use every observation of a run (train-mode rows of sgd and warm-up epochs, scoring rows "
                    "after). An AUROC well below 0.5 means the score ranks the other way round (low data-map "
                    "variability marks mislabeled examples).</p>"]
     for setting in figures.settings_order(rows.corruption):
         part = rows[rows.corruption == setting]
-        auroc = part.pivot(index="score", columns="method", values="auroc").reindex(list(metrics.SCORES))
-        best = part.pivot(index="score", columns="method", values="best").reindex(list(metrics.SCORES))
+        auroc = part.pivot(index="score", columns="method", values="auroc").reindex(order)
+        best = part.pivot(index="score", columns="method", values="best").reindex(order)
         methods = list(dict.fromkeys(part.method))
         body = "".join("<tr><td class=l>" + escape(score) + "</td>" + "".join(
             f"<td class='{'best' if _true(best.loc[score, m]) else ''}'>{_fmt(auroc.loc[score, m])}</td>"
@@ -266,7 +275,7 @@ def _galleries_html(e: dict) -> str:
 def _tile_html(r: dict, g: dict) -> str:
     bad = bool(r["is_corrupted"])
     tip = (f"example {r['example_id']} · {r['source']} · label {r['label']} (true {r['true_label']})"
-           + (f" · corrupted: {r['corruption']}" if bad else ""))
+           + (f" · corrupted: {r['corruption_kind']}" if bad else ""))
     src = (g["images"] or {}).get(int(r["example_id"]))
     img = f"<img alt='' src='{src}'>" if src else "<div style='width:48px;height:48px;background:#eee'></div>"
     return (f"<div class='tile{' bad' if bad else ''}' title='{escape(tip, quote=True)}'>{img}"

@@ -108,7 +108,7 @@ def examples_frame(prep: Prepared) -> pd.DataFrame:
         "example_id": prep.example_id.astype(np.int32),
         "label": prep.label.astype(np.int16),
         "true_label": prep.true_label.astype(np.int16),
-        "corruption": pd.array(prep.kind, dtype="string"),
+        "corruption_kind": pd.array(prep.kind, dtype="string"),
         "is_corrupted": prep.is_corrupted,
         "source": prep.source.astype(str),
         "role": prep.role.astype(str),

@@ -37,18 +37,8 @@ per_example as (
         example_id,
         count(*) as n_observations,
         string_agg(distinct mode, '+' order by mode) as modes,
-        sum(picked) as picks,
-        avg(loss) as mean_loss_score,
-        arg_max(loss, epoch) as final_loss_score,
-        avg(entropy) as mean_entropy_score,
-        -avg(margin) as aum_score,
-        case
-            when bool_or(correct) then count(*) filter (where was_correct and not correct)
-            else count(*)  -- never learned: as many forgetting events as observations
-        end as forgetting_score,
-        -avg(p_true) as confidence_score,
-        stddev_pop(p_true) as variability_score,
-        sum(picked)::double / count(*) as pick_frequency_score
+        -- @scores: one `expression as <x>_score,` line per registered score (audit/scores.py, audit/scores/*.sql)
+        sum(picked) as picks
     from ordered
     group by run_id, example_id
 ),
@@ -59,7 +49,7 @@ final as (
         e.label,
         e.true_label,
         e.is_corrupted,
-        e.corruption,
+        e.corruption_kind,
         e.label != e.true_label as label_changed,
         e.source,
         e.role

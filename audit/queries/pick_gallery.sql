@@ -18,7 +18,7 @@ ranked as (
         e.label,
         e.true_label,
         e.is_corrupted,
-        e.corruption,
+        e.corruption_kind,
         e.source,
         p.picks,
         p.n_observations,

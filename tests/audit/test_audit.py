@@ -60,7 +60,9 @@ def test_canaries_calibrate_but_are_never_suspects(planted):
     assert result.canary_recall["random_labels"] > 0.5
     assert result.score == result.score_table.score.iloc[0] and result.score_table.auroc_random_labels.iloc[0] > 0.8
     with connect_readonly(tmp / "a.duckdb") as con:
-        stored = con.execute("select config->'audit'->>'verdict', config->'audit'->>'n_suspects' from runs").fetchone()
+        stored = con.execute("select verdict, n_suspects::varchar from audits").fetchone()
+        listed = con.execute("select count(*), min(rank), max(rank) from suspects").fetchone()
+        assert listed == (len(result.suspects), 1, len(result.suspects))
         canaries = con.execute("select count(*) from examples where role = 'canary'").fetchone()[0]
     assert stored == (result.verdict, str(len(result.suspects))) and canaries == round(0.06 * 1797)
 

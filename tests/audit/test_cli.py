@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lossaudit.cli import app
-from lossaudit.audit.store import connect_readonly
+from lossaudit.audit.store import TABLES, connect_readonly
 
 runner = CliRunner()
 
@@ -124,8 +124,7 @@ def test_named_queries_analyses_and_export(digits_db, tmp_path):
     with connect_readonly(digits_db) as con:
         n_obs = con.execute("select count(*) from observations").fetchone()[0]
     assert len(pd.read_parquet(tmp_path / "parquet" / "observations.parquet")) == n_obs
-    assert {p.name for p in (tmp_path / "parquet").iterdir()} == {f"{t}.parquet" for t in
-                                                                  ("runs", "examples", "observations", "steps", "evals")}
+    assert {p.name for p in (tmp_path / "parquet").iterdir()} == {f"{t}.parquet" for t in TABLES}
 
 
 @pytest.mark.parametrize("args, message", [

@@ -5,6 +5,7 @@ with real digits grids, is tests/training/test_grids.py).
 """
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -34,7 +35,7 @@ RUNS = [
 def _write(path, runs):
     store = Store(path)
     examples = pd.DataFrame({"example_id": np.arange(2, dtype=np.int32), "label": np.int16([0, 1]),
-                             "true_label": np.int16([0, 0]), "corruption": pd.array(["random_labels", None], "string"),
+                             "true_label": np.int16([0, 0]), "corruption_kind": pd.array(["random_labels", None], "string"),
                              "is_corrupted": [True, False], "source": ["a", "b"]})
     for experiment, method, seed, status, backprops, errors, upfront in runs:
         loss_based, is_control, nominal = TRAITS[method]
@@ -141,7 +142,7 @@ def test_corrupted_share_counts_the_trained_population(tmp_path):
     n = len(roles)
     examples = pd.DataFrame({"example_id": np.arange(n, dtype=np.int32), "label": np.zeros(n, np.int16),
                              "true_label": np.zeros(n, np.int16),
-                             "corruption": pd.array(["gaussian" if c else None for c in corrupted], "string"),
+                             "corruption_kind": pd.array(["gaussian" if c else None for c in corrupted], "string"),
                              "is_corrupted": corrupted, "source": [str(i) for i in range(n)], "role": roles})
     run_id = store.start_run(dict(experiment_id="e", experiment="e", arm="sgd", method="sgd", dataset="x", model="mlp",
                                   corruption="gaussian:0.25", corruption_kind="gaussian", corrupt_frac=0.25, seed=0,
@@ -162,24 +163,34 @@ def test_corrupted_share_counts_the_trained_population(tmp_path):
 
 
 def test_a_database_of_an_older_schema_is_upgraded_on_first_read(tmp_path, capsys):
+    """A file as lossaudit 0.1 wrote it (its schema, kept in tests/audit/data): a run, its examples, an audit."""
+    import duckdb
+
     from lossaudit.training.config import RunConfig
     from lossaudit.training.identity import identify
 
     path = tmp_path / "old.duckdb"
-    store = Store(path)
     cfg = RunConfig(method="sb", params={"beta": 3.0}, epochs=5)
+    audit = {"verdict": "caution", "verdict_line": "caution: ...", "verdict_rule": "rule", "n_examples": 2,
+             "canaries": {"random_labels": 1}, "score": "aum", "score_table": [{"score": "aum", "auroc_mean": 0.9}],
+             "noise_share": 0.05, "noise_interval": [0.01, 0.09], "noise_method": "m", "n_suspects": 1,
+             "threshold": 0.5, "canary_recall": {"random_labels": 1.0}, "replay": [], "notes": [],
+             "top_suspects": [{"rank": 1, "example_id": 1, "path": "b.png", "given_label": "a",
+                               "suggested_label": "b", "suspicion_score": 0.9, "signals": "aum"}]}
     old = {k: v for k, v in cfg.to_dict().items() if k != "params"} | {  # lossaudit 0.1's flat method parameters
         "beta": 3.0, "floor": 0.0, "history_size": 1024, "warmup_epochs": 1, "staleness": 1, "selectivity": 0.5,
-        "max_selectivity": 0.5, "method_resolved": "sb",
+        "max_selectivity": 0.5, "method_resolved": "sb", "audit": audit,
         "irreducible_model": {"backprops": 7, "forwards": 9, "seconds": 1.5}}
-    with store.transaction() as con:  # as lossaudit 0.1 left it: no identity columns, schema 1
-        for column in ("experiment_id", "experiment", "arm"):
-            con.execute(f"alter table runs drop column {column}")
-        con.execute("update meta set value = '1' where key = 'schema_version'")
-        con.execute("""insert into runs (run_id, method, dataset, model, corruption, corrupt_frac, seed, n_train, n_test,
-                       n_classes, classes, epochs, epochs_done, config, version, started_at, status, device)
-                       values (1, 'sb', 'digits', 'resnet8', 'none', 0, 0, 4, 2, 10, ['a'], 5, 5, ?, '0.1.0', now(),
-                       'complete', 'cpu')""", [json.dumps(old)])
+    con = duckdb.connect(str(path))
+    con.execute((Path(__file__).parent / "data" / "schema_v1.sql").read_text())
+    con.execute("insert into meta values ('schema_version', '1')")
+    con.execute("""insert into runs (run_id, method, dataset, model, corruption, corrupt_frac, seed, n_train, n_test,
+                   n_classes, classes, epochs, epochs_done, config, version, started_at, status, device)
+                   values (1, 'sb', 'digits', 'resnet8', 'none', 0, 0, 2, 2, 10, ['a', 'b'], 5, 5, ?, '0.1.0', now(),
+                   'complete', 'cpu')""", [json.dumps(old)])
+    con.execute("insert into examples values (1, 0, 0, 0, null, false, 'a.png', 'train', null), "
+                "(1, 1, 0, 1, 'random_labels', true, 'b.png', 'train', null)")
+    con.close()
     with connect_readonly(path) as con:
         row = con.execute("select experiment_id, experiment, arm, config from runs").fetchone()
         version = con.execute("select value from meta where key = 'schema_version'").fetchone()[0]
@@ -190,3 +201,8 @@ def test_a_database_of_an_older_schema_is_upgraded_on_first_read(tmp_path, capsy
                                        "nominal_selectivity": pytest.approx(1 / 4)}
     assert config["upfront"]["backprops"] == 7
     assert "upgraded" in capsys.readouterr().err
+    with connect_readonly(path) as con:
+        assert con.execute("select corruption_kind from examples order by example_id").fetchall() == [
+            (None,), ("random_labels",)]
+        assert con.execute("select verdict, noise_low, n_suspects from audits").fetchone() == ("caution", 0.01, 1)
+        assert con.execute("select rank, path, suggested_label from suspects").fetchall() == [(1, "b.png", "b")]

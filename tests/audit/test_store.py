@@ -26,7 +26,7 @@ def test_schema_round_trip(tmp_path):
     store = Store(tmp_path / "r.duckdb")
     examples = pd.DataFrame({"example_id": np.arange(4, dtype=np.int32), "label": np.array([0, 1, 1, 0], np.int16),
                              "true_label": np.array([0, 1, 0, 0], np.int16),
-                             "corruption": pd.array(["random_labels", None, "random_labels", None], dtype="string"),
+                             "corruption_kind": pd.array(["random_labels", None, "random_labels", None], dtype="string"),
                              "is_corrupted": [True, False, True, False], "source": ["a/0.png", "b/1.png", "a/2.png", "b/3.png"]})
     run_id = store.start_run(_run_row(), examples)
     obs = pd.DataFrame({"step": np.array([0, 0, 1, 1], np.int32), "epoch": np.zeros(4, np.int32),
@@ -53,7 +53,7 @@ def test_schema_round_trip(tmp_path):
         back = con.execute("select * exclude (run_id) from observations order by example_id").df()
         pd.testing.assert_frame_equal(back, obs, check_dtype=False)
         assert con.execute("select state['tau'] from steps where step = 1").fetchone()[0] == 1.5
-        assert con.execute("select count(*) from examples where corruption is null").fetchone()[0] == 2
+        assert con.execute("select count(*) from examples where corruption_kind is null").fetchone()[0] == 2
         assert con.execute("select train_loss from evals where step = 0").fetchone()[0] is None
 
 
@@ -61,7 +61,7 @@ def test_every_column_is_documented_in_the_database(tmp_path):
     Store(tmp_path / "d.duckdb")
     with connect_readonly(tmp_path / "d.duckdb") as con:
         cols = con.execute("select table_name, column_name, comment from duckdb_columns() "
-                           "where table_name in ('runs','examples','observations','steps','evals')").fetchall()
+                           "where table_name in (select unnest(?::varchar[]))", [list(TABLES)]).fetchall()
     assert {t for t, _, _ in cols} == set(TABLES)
     undocumented = [(t, c) for t, c, comment in cols if not comment]
     assert undocumented == []
@@ -69,7 +69,7 @@ def test_every_column_is_documented_in_the_database(tmp_path):
 
 def test_run_ids_count_up_and_statuses_are_checked(tmp_path):
     store = Store(tmp_path / "c.duckdb")
-    empty = pd.DataFrame({"example_id": [], "label": [], "true_label": [], "corruption": pd.array([], dtype="string"),
+    empty = pd.DataFrame({"example_id": [], "label": [], "true_label": [], "corruption_kind": pd.array([], dtype="string"),
                           "is_corrupted": [], "source": []}).astype({"example_id": "int32", "is_corrupted": bool})
     assert [store.start_run(_run_row(), empty) for _ in range(3)] == [1, 2, 3]
     import duckdb
@@ -100,7 +100,7 @@ def test_readers_wait_for_a_writer_in_another_process(tmp_path):
 def test_orphaned_runs_are_marked_interrupted(tmp_path):
     store = Store(tmp_path / "o.duckdb")
     empty = pd.DataFrame({"example_id": pd.array([], "int32"), "label": pd.array([], "int16"),
-                          "true_label": pd.array([], "int16"), "corruption": pd.array([], dtype="string"),
+                          "true_label": pd.array([], "int16"), "corruption_kind": pd.array([], dtype="string"),
                           "is_corrupted": pd.array([], bool), "source": pd.array([], "string")})
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     orphan = store.start_run(_run_row(), empty)

@@ -135,7 +135,7 @@ def test_empty_databases_say_so(tmp_path, digits_db):
                          corrupt_frac=0.0, seed=0, n_train=1, n_test=1, n_classes=2, classes=["a", "b"], epochs=3,
                          config={}, command="", version="0", torch_version="", device="cpu"),
                     pd.DataFrame({"example_id": np.int32([0]), "label": np.int16([0]), "true_label": np.int16([0]),
-                                  "corruption": pd.array([None], "string"), "is_corrupted": [False],
+                                  "corruption_kind": pd.array([None], "string"), "is_corrupted": [False],
                                   "source": ["x"]}))
     build_report(store.path, html=tmp_path / "running.html")
     assert "No run in this selection has finished" in (tmp_path / "running.html").read_text()

@@ -62,7 +62,7 @@ def test_observation_statistics_match_their_definitions(digits_db):
 def test_examples_record_the_corruption(digits_db):
     with connect_readonly(digits_db) as con:
         rows = con.execute("select r.corruption, avg(is_corrupted::int), avg((label != true_label)::int), "
-                           "count(*) filter (where is_corrupted and e.corruption is null), "
+                           "count(*) filter (where is_corrupted and e.corruption_kind is null), "
                            "count(*) filter (where not is_corrupted and label != true_label) "
                            "from examples e join runs r using (run_id) group by 1 order by 1").fetchall()
     (c1, share1, changed1, bad1, bad1b), (c2, share2, changed2, bad2, bad2b) = rows

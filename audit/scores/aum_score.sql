@@ -1,0 +1,3 @@
+-- Area under the margin (Pleiss et al.), negated: mean of (logit of the label − largest other logit) × −1; higher = more suspect.
+-- audit: aum
+-avg(margin)

@@ -1,0 +1,3 @@
+-- Data-map confidence (Swayamdipta et al.), negated: mean probability of the label × −1; higher = more suspect.
+-- audit: confidence
+-avg(p_true)
