@@ -239,11 +239,6 @@ class Store:
                         [run_id, *values.values()])
             _insert_suspects(con, run_id, suspects)
 
-    def patch_config(self, run_id: int, patch: dict) -> None:
-        """Merge `patch` into runs.config (results computed after training: rho's irreducible-loss model, audits)."""
-        with self.transaction() as con:
-            _patch_config(con, run_id, patch)
-
     def finish(self, run_id: int, status: str, error: str | None = None) -> None:
         with self.transaction() as con:
             con.execute("update runs set status = ?, finished_at = ?, error = ? where run_id = ?",

@@ -24,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 
 from lossaudit.audit import metrics
+from lossaudit.audit.separability import separability
 from lossaudit.audit.store import Store, connect_readonly
 
 EPOCH_STEPS_B = 128
@@ -88,7 +89,7 @@ REPORT = {  # everything `lossaudit report` asks of the analysis layer
     "curves": lambda con: metrics.curves(con),
     "corrupted_share": lambda con: metrics.corrupted_share(con),
     "example_scores": lambda con: metrics.example_scores(con),
-    "separability": lambda con: metrics.separability(con),
+    "separability": lambda con: separability(con),
     "pick_gallery": lambda con: metrics.pick_gallery(con, k=8),
     "per_class": lambda con: metrics.per_class(con),
 }

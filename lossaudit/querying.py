@@ -13,7 +13,8 @@ FORMATS = ("table", "csv", "json", "parquet")
 
 def list_queries(db: Path, echo) -> None:
     """The named queries and analyses, then the experiments of the database when it exists."""
-    from lossaudit.audit.metrics import ANALYSES, experiments
+    from lossaudit.audit.analyses import ANALYSES
+    from lossaudit.audit.metrics import experiments
     from lossaudit.audit.queries import all_queries
     from lossaudit.audit.store import connect_readonly
 
@@ -49,7 +50,7 @@ def query_frame(db: Path, sql: str | None, name: str | None, params: dict):
     """The result of raw SQL, or of a named query or analysis, as a DataFrame."""
     import duckdb
 
-    from lossaudit.audit.metrics import ANALYSES
+    from lossaudit.audit.analyses import ANALYSES
     from lossaudit.audit.queries import all_queries, run_query
     from lossaudit.audit.store import connect_readonly
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from lossaudit import __version__
-from lossaudit.audit import metrics
+from lossaudit.audit import metrics, separability
 from lossaudit.audit import scores as score_registry
 from lossaudit.audit.queries import run_query
 from lossaudit.reports import figures
@@ -48,7 +48,7 @@ def gather(con, gallery_size: int, include_incomplete: bool = False) -> dict:
         "shares": metrics.corrupted_share(con, include_incomplete),
         "vr_switch": metrics.compared(metrics.vr_switch(con), standing),
         "scores": scores,
-        "separability": metrics.separability_of(scores, standing),
+        "separability": separability.separability_of(scores, standing),
         "gallery": metrics.compared(metrics.pick_gallery(con, k=gallery_size), standing),
         "per_class": metrics.compared(metrics.per_class(con), standing),
         "audits": audits,
@@ -178,11 +178,11 @@ def _separability(data: dict, chosen: dict, noisy: list[str]) -> dict:
         run = chosen["scores"].get(setting)
         if run is None:
             continue
-        curves = metrics.roc_points(data["scores"][data["scores"].run_id == run.run_id], ROC_POINTS)
+        curves = separability.roc_points(data["scores"][data["scores"].run_id == run.run_id], ROC_POINTS)
         if curves:
             rocs.append({"corruption": setting, "run_id": int(run.run_id), "method": run.method, "seed": int(run.seed),
                          "curves": curves})
-    return {"truth": metrics.TRUTH_RULE, "rows": records(data["separability"]), "roc": rocs}
+    return {"truth": separability.TRUTH_RULE, "rows": records(data["separability"]), "roc": rocs}
 
 
 def _gallery(data: dict, runs: pd.DataFrame, run: pd.Series, images: ImageSource | None) -> dict:
@@ -214,7 +214,7 @@ def _data_map(data: dict, chosen: dict[str, pd.Series], settings: list[str]) -> 
         if part.empty:
             continue
         pts = pd.DataFrame({"example_id": part.example_id, "confidence": -part.confidence_score,
-                            "variability": part.variability_score, "noisy": metrics.noisy_truth(part)})
+                            "variability": part.variability_score, "noisy": separability.noisy_truth(part)})
         if len(pts) > DATA_MAP_POINTS:
             pts = pts.sample(DATA_MAP_POINTS, random_state=0).sort_values("example_id")
         panels.append({"corruption": setting, "run_id": int(run.run_id), "method": run.method, "seed": int(run.seed),

@@ -1,4 +1,7 @@
-"""Figures as inline PNGs (matplotlib, Agg) and image tiles for the galleries."""
+"""Figures as inline PNGs and image tiles for the galleries, drawn from the report's content.
+
+matplotlib's object interface only (a Figure per picture, no pyplot): nothing global is switched or kept.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +9,17 @@ import base64
 import io
 
 import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-PALETTE = plt.get_cmap("tab10").colors
+PALETTE = matplotlib.colormaps["tab10"].colors
 DPI = 100
 
 
-def png_data_uri(fig) -> str:
+def png_data_uri(fig: Figure) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
@@ -27,7 +27,8 @@ def _panels(n: int, *, width: float = 4.2, height: float = 3.2, cols: int = 3):
     n = max(1, n)
     cols = min(n, cols)
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    fig = Figure(figsize=(width * cols, height * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat[n:]:
         ax.axis("off")
     return fig, list(axes.flat[:n])

@@ -6,6 +6,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+STATS_CHUNK = 4096  # images per chunk when computing the channel statistics
+
 
 def crop_flip(x: Tensor, *, pad: int, generator: torch.Generator) -> Tensor:
     """Random crop with zero padding `pad` and a horizontal flip with probability 1/2.
@@ -33,7 +35,7 @@ def channel_stats(x: Tensor) -> tuple[Tensor, Tensor]:
     """Per-channel mean and std in [0, 1] units of uint8 images (N, C, H, W), computed in chunks."""
     total = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
     total_sq = torch.zeros_like(total)
-    for chunk in torch.split(x, 4096):
+    for chunk in torch.split(x, STATS_CHUNK):
         v = chunk.double() / 255.0
         total += v.sum((0, 2, 3))
         total_sq += (v * v).sum((0, 2, 3))

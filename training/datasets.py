@@ -194,7 +194,7 @@ def load_npz(spec: str, path: Path, *, split_seed: int, test_fraction: float) ->
 
 
 # ---------------------------------------------------------------------------------------------
-# cifar10 (torchvision's cifar-10-batches-py)
+# cifar10 (the cifar-10-batches-py format torchvision downloads)
 
 
 def _cifar_dir(spec: str, path: Path) -> Path:

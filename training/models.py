@@ -78,12 +78,15 @@ def _init(module: nn.Module) -> nn.Module:
 # ---------------------------------------------------------------------------------------------
 
 
-@register_model("mlp", r"mlp", "two hidden layers of 256 ReLU units on the flattened image", "mlp")
+MLP_WIDTH = 256
+
+
+@register_model("mlp", r"mlp", f"two hidden layers of {MLP_WIDTH} ReLU units on the flattened image", "mlp")
 def mlp(*, in_channels: int, n_classes: int, image_size: int, check_only: bool = False) -> nn.Module | None:
     if check_only:
         return None
-    d = in_channels * image_size * image_size
-    return nn.Sequential(nn.Flatten(), nn.Linear(d, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, n_classes))
+    d, w = in_channels * image_size * image_size, MLP_WIDTH
+    return nn.Sequential(nn.Flatten(), nn.Linear(d, w), nn.ReLU(), nn.Linear(w, w), nn.ReLU(), nn.Linear(w, n_classes))
 
 
 class BasicBlock(nn.Module):

@@ -86,9 +86,13 @@ def wants_crop_flip(augment: str, image_shape: tuple[int, ...]) -> bool:
     return augment == "crop-flip" or (augment == "auto" and tuple(image_shape[1:]) == (32, 32))
 
 
+STREAM_STRIDE = 1_000_003  # a prime: the streams of seed s never collide with those of seed s + 1
+
+
 def _generator(device: torch.device, seed: int, stream: int) -> torch.Generator:
+    """One of a run's independent random streams (candidate order, augmentation, selection)."""
     g = torch.Generator(device=device)
-    g.manual_seed(seed * 1_000_003 + stream)
+    g.manual_seed(seed * STREAM_STRIDE + stream)
     return g
 
 

@@ -8,7 +8,8 @@ import pyarrow as pa
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from lossaudit.audit import metrics
+from lossaudit.audit import metrics, separability
+from lossaudit.audit.analyses import ANALYSES
 from lossaudit.audit import scores as score_registry
 from lossaudit.audit.queries import all_queries, run_query
 from lossaudit.audit.store import Store, connect_readonly
@@ -170,7 +171,7 @@ def test_example_scores_by_hand(con):
 
 
 def test_separability_by_hand_and_against_scikit_learn(con):
-    sep = metrics.separability(con).query("method == 'sgd'").set_index("score")
+    sep = separability.separability(con).query("method == 'sgd'").set_index("score")
     # one noisy example (2) among four: AUROC = share of clean examples it outranks
     assert sep.loc["forgetting_score", "auroc"] == 1.0 and sep.loc["forgetting_score", "precision_at_k"] == 1.0
     assert sep.loc["mean_entropy_score", "auroc"] == pytest.approx(2 / 3)  # 0.5 beats 0.2 and 0.1, not 0.9
@@ -207,9 +208,9 @@ def test_every_named_query_runs_on_the_fixture(con, name):
     assert len(frame) > 0 and len(frame.columns) > 1
 
 
-@pytest.mark.parametrize("name", sorted(metrics.ANALYSES))
+@pytest.mark.parametrize("name", sorted(ANALYSES))
 def test_every_analysis_runs_on_the_fixture(con, name):
-    assert len(metrics.ANALYSES[name].function(con)) > 0
+    assert len(ANALYSES[name].function(con)) > 0
 
 
 def test_run_summary_shows_realised_selectivity_and_vrs_switch(con):

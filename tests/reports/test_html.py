@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lossaudit.audit import metrics
+from lossaudit.audit.separability import separability
 from lossaudit.cli import app
 from lossaudit.audit.store import Store, connect_readonly
 from lossaudit.reports.report import build_report
@@ -64,7 +65,7 @@ def test_json_twin_equals_the_analysis_functions(report, grid_db):
     (experiment,) = twin["experiments"]
     with connect_readonly(grid_db) as con:
         table1 = metrics.table1(con)
-        sep = metrics.separability(con)
+        sep = separability(con)
         summary = metrics.run_summary(con)
     rows = {(r["corruption"], r["method"]): r for r in experiment["table1"]["rows"]}
     for r in table1.itertuples():

@@ -1,0 +1,27 @@
+"""The analyses `lossaudit sql --query NAME` runs by name, next to the named SQL queries: name → function."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import pandas as pd
+
+from lossaudit.audit.metrics import corrupted_share, curves, table1
+from lossaudit.audit.separability import separability
+
+
+@dataclass(frozen=True)
+class Analysis:
+    function: Callable[..., pd.DataFrame]
+    description: str
+
+
+ANALYSES: dict[str, Analysis] = {
+    "table1": Analysis(table1, "the paper's Table 1 per experiment: speedup to 1.2 × sgd's best error in backprops, "
+                               "seconds, passes"),
+    "curves": Analysis(curves, "test error vs x (backprops, seconds or passes): seed mean and band per experiment and "
+                               "method"),
+    "corrupted_share_mean": Analysis(corrupted_share, "corrupted share of backprops per epoch, mean over seeds"),
+    "separability": Analysis(separability, "AUROC, average precision and precision@k of every score, per method"),
+}
