@@ -26,7 +26,6 @@ from lossaudit.audit.queries import run_query
 TARGET_FACTOR = 1.2  # Table 1's target: this many times sgd's best test error (the paper's rule)
 AXES = ("backprops", "seconds", "passes")
 CONTROL_TOLERANCE = 0.01  # a uniform control matches a method whose nominal selectivity is this close
-BASELINE = "sgd"
 EXPERIMENT = ["experiment_id", "experiment"]
 AXIS_RULE = ("Axes, each counting the work of training only (evaluation on the test split and logging excluded): "
              "backprops = examples back-propagated (the paper's metric); passes = examples forwarded (scoring "
@@ -122,14 +121,16 @@ def compared(frame: pd.DataFrame, standing: pd.DataFrame) -> pd.DataFrame:
 
 
 def arms(standing: pd.DataFrame) -> pd.DataFrame:
-    """Per experiment and arm (`method`): loss_based, is_control, nominal_selectivity, first_run, and
+    """Per experiment and arm (`method`): loss_based, is_control, is_baseline, nominal_selectivity, first_run, and
     `control`: the uniform arm of the same experiment whose nominal selectivity matches (loss-based arms)."""
-    cols = ["experiment_id", "method", "loss_based", "is_control", "nominal_selectivity", "first_run", "control"]
+    cols = ["experiment_id", "method", "loss_based", "is_control", "is_baseline", "nominal_selectivity", "first_run",
+            "control"]
     if standing.empty:
         return pd.DataFrame(columns=cols)
     info = (standing.groupby(["experiment_id", "method"], sort=False)
             .agg(loss_based=("loss_based", "first"), is_control=("is_control", "first"),
-                 nominal_selectivity=("nominal_selectivity", "first"), first_run=("run_id", "min"))
+                 is_baseline=("is_baseline", "first"), nominal_selectivity=("nominal_selectivity", "first"),
+                 first_run=("run_id", "min"))
             .reset_index().sort_values("first_run", kind="stable"))
     control = []
     for r in info.itertuples():
@@ -144,11 +145,12 @@ def arms(standing: pd.DataFrame) -> pd.DataFrame:
 
 
 def arm_order(info: pd.DataFrame) -> list[str]:
-    """sgd first; then the methods in the order they first ran, each loss-based one followed by its control."""
+    """The baseline (sgd) first; then the methods in the order they first ran, each loss-based one followed by its
+    control."""
     methods = list(info.method)
     control = dict(zip(info.method, info.control))
     is_control = dict(zip(info.method, info.is_control))
-    order = [BASELINE] if BASELINE in methods else []
+    order = [m for m, base in zip(info.method, info.is_baseline) if base][:1]
     for m in methods:
         if m in order or is_control[m]:
             continue
@@ -227,18 +229,20 @@ def table1(con: duckdb.DuckDBPyConnection, include_incomplete: bool = False) -> 
     for (eid, name, corruption), setting in ev.groupby([*EXPERIMENT, "corruption"], sort=False):
         best = setting.groupby(["method", "seed"]).test_error.min()
         methods = set(setting.method)
-        target = TARGET_FACTOR * best[BASELINE].mean() if BASELINE in methods else math.nan
+        mine = info[info.experiment_id == eid]
+        baseline = next((m for m, b in zip(mine.method, mine.is_baseline) if b and m in methods), None)
+        target = TARGET_FACTOR * best[baseline].mean() if baseline else math.nan
         cost = {}
         for method, m_rows in setting.groupby("method", sort=False):
             cost[method] = {axis: _cost(m_rows, f"{axis}_total", target) for axis in AXES}
             cost[method]["selection_only"] = _cost(m_rows, "backprops", target)
             cost[method]["upfront"] = m_rows.upfront_backprops.max()
-        mine = info[info.experiment_id == eid]
         control = dict(zip(mine.method, mine.control))
         for method in [m for m in arm_order(mine) if m in methods]:
             b = best[method]
-            base = cost.get(BASELINE, {})
+            base = cost.get(baseline, {})
             row = dict(experiment_id=eid, experiment=name, corruption=corruption, method=method,
+                       baseline=method == baseline,
                        seeds=",".join(str(s) for s in sorted(b.index)), n_seeds=len(b), best_test_error=b.mean(),
                        best_test_error_std=b.std(ddof=1) if len(b) > 1 else 0.0, target_error=target)
             for axis in AXES:
@@ -252,7 +256,7 @@ def table1(con: duckdb.DuckDBPyConnection, include_incomplete: bool = False) -> 
             row["cell"] = _cell(row["speedup_backprops"], row["best_test_error"],
                                 row["speedup_backprops_selection_only"] if row["upfront_backprops"] else None)
             rows.append(row)
-    columns = [*EXPERIMENT, "corruption", "method", "seeds", "n_seeds", "best_test_error", "best_test_error_std",
+    columns = [*EXPERIMENT, "corruption", "method", "baseline", "seeds", "n_seeds", "best_test_error", "best_test_error_std",
                "target_error", *[c for a in AXES for c in (f"{a}_to_target", f"speedup_{a}")], "upfront_backprops",
                "backprops_to_target_selection_only", "speedup_backprops_selection_only", "control", "cell"]
     frame = pd.DataFrame(rows, columns=columns)

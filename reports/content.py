@@ -111,7 +111,7 @@ def _representatives(compared: pd.DataFrame, summary: pd.DataFrame) -> dict[str,
     selected = set(summary.run_id[~summary.never_selected.fillna(True).astype(bool)])
     rank_gallery = np.where(compared.loss_based & compared.run_id.isin(selected), 0,
                             np.where(compared.run_id.isin(selected), 1, 2))
-    rank_scores = np.where(compared.method == metrics.BASELINE, 0, rank_gallery + 1)
+    rank_scores = np.where(compared.is_baseline, 0, rank_gallery + 1)
     out: dict[str, dict[str, pd.Series]] = {"gallery": {}, "scores": {}}
     for key, rank in (("gallery", rank_gallery), ("scores", rank_scores)):
         ranked = compared.assign(_rank=rank).sort_values(["_rank", "seed", "run_id"], kind="stable")

@@ -71,7 +71,8 @@ def verdicts(table1: pd.DataFrame, summary: pd.DataFrame, standing: pd.DataFrame
         idle = set(runs[runs.never_selected.fillna(False).astype(bool)].method)
         lb = [m for m in rows.index if m in loss_based and m not in idle]
         never = [m for m in rows.index if m in loss_based and m in idle]
-        if metrics.BASELINE not in rows.index:
+        base = rows.index[rows.baseline].tolist()[:1]
+        if not base:
             out.append(Verdict(eid, corruption, "no-baseline", f"{corruption}: no sgd run, so no speedup can be measured.",
                                ()))
             continue
@@ -80,14 +81,15 @@ def verdicts(table1: pd.DataFrame, summary: pd.DataFrame, standing: pd.DataFrame
                    if never else "no loss-based method ran")
             out.append(Verdict(eid, corruption, "no-baseline", f"{corruption}: nothing to judge: {why}.", ()))
             continue
-        sgd_best = rows.loc[metrics.BASELINE, "best_test_error"]
+        (baseline,) = base
+        sgd_best = rows.loc[baseline, "best_test_error"]
         best = max(lb, key=lambda m: -1.0 if math.isnan(rows.loc[m, "speedup_backprops"])
                    else rows.loc[m, "speedup_backprops"])
         speed = rows.loc[best, "speedup_backprops"]
         control = rows.loc[best, "control"] if isinstance(rows.loc[best, "control"], str) else None
         control_speed = rows.loc[control, "speedup_backprops"] if control else math.nan
-        details = [f"target: {_pct(rows.loc[metrics.BASELINE, 'target_error'])} test error "
-                   f"({metrics.TARGET_FACTOR} × sgd's best {_pct(sgd_best)})"]
+        details = [f"target: {_pct(rows.loc[baseline, 'target_error'])} test error "
+                   f"({metrics.TARGET_FACTOR} × {baseline}'s best {_pct(sgd_best)})"]
         for m in lb:  # each loss-based method against the random subset of its own size
             line = f"{m}: {_speed(rows.loc[m, 'speedup_backprops'])}, best error {_pct(rows.loc[m, 'best_test_error'])}"
             c = rows.loc[m, "control"]
@@ -146,11 +148,12 @@ def alerts(table1: pd.DataFrame, summary: pd.DataFrame, standing: pd.DataFrame) 
             if have != seeds:
                 lines[eid].append(f"{method} ({corruption}) has seed(s) {', '.join(map(str, have))} of the "
                                   f"experiment's {', '.join(map(str, seeds))}: its means are over fewer seeds")
-        if metrics.BASELINE not in rows.index:
+        if not rows.baseline.any():
             continue
-        sgd_best = rows.loc[metrics.BASELINE, "best_test_error"]
+        baseline = rows.index[rows.baseline][0]
+        sgd_best = rows.loc[baseline, "best_test_error"]
         for method, r in rows.iterrows():
-            if method == metrics.BASELINE:
+            if method == baseline:
                 continue
             if math.isnan(r.speedup_backprops):
                 lines[eid].append(f"{method} never reached the target error {_pct(r.target_error)} ({corruption})")

@@ -34,6 +34,7 @@ final as (
         coalesce(r.config->>'method_resolved', r.method) as method_resolved,
         coalesce((r.config->'method_traits'->>'loss_based')::boolean, false) as loss_based,
         coalesce((r.config->'method_traits'->>'is_control')::boolean, false) as is_control,
+        coalesce((r.config->'method_traits'->>'is_baseline')::boolean, false) as is_baseline,
         (r.config->'method_traits'->>'nominal_selectivity')::double as nominal_selectivity,
         coalesce((r.config->>'audit_proxy')::boolean, (r.config->'audit') is not null) as audit_proxy,
         r.corruption,

@@ -39,7 +39,7 @@ def _write(path, runs):
                              "is_corrupted": [True, False], "source": ["a", "b"]})
     for experiment, method, seed, status, backprops, errors, upfront in runs:
         loss_based, is_control, nominal = TRAITS[method]
-        config = {"method_traits": {"loss_based": loss_based, "is_control": is_control,
+        config = {"method_traits": {"loss_based": loss_based, "is_control": is_control, "is_baseline": method == "sgd",
                                     "nominal_selectivity": nominal}}
         if upfront:
             config["upfront"] = {"backprops": upfront, "forwards": 3 * upfront, "seconds": 5.0}

@@ -57,7 +57,8 @@ VR_STEPS = pa.table({"step": [0, 1, 2, 3], "epoch": [0, 0, 1, 1], "lr": [0.1] * 
 
 def _run_row(method, seed, experiment="e1"):
     loss_based, nominal = TRAITS[method]
-    config = {"method_traits": {"loss_based": loss_based, "is_control": False, "nominal_selectivity": nominal},
+    config = {"method_traits": {"loss_based": loss_based, "is_control": False, "is_baseline": method == "sgd",
+                                "nominal_selectivity": nominal},
               "method_params": {"tau_th": 2.0} if method == "vr" else {}}
     return dict(experiment_id=experiment, experiment=f"npz:x · mlp · 4 epochs ({experiment})", arm=method, method=method,
                 dataset="npz:x", model="mlp", corruption="random_labels:0.5", corruption_kind="random_labels",
