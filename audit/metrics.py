@@ -215,7 +215,9 @@ def curves(con: duckdb.DuckDBPyConnection, x: str = "backprops", include_incompl
 TABLE1_RULE = (f"Within one experiment and corruption setting: target = {TARGET_FACTOR} × sgd's best test error (mean "
                "over seeds of each seed's best); a method's cost = the x at which its seed-mean test error curve first "
                "reaches the target, interpolated linearly between evaluations; speedup = sgd's cost ÷ the method's "
-               "cost; — where never reached. Best test error = mean over seeds of each seed's best (± std over seeds). "
+               "cost; — where never reached. A target at or above the untrained model's error (sgd's first evaluation) "
+               "measures nothing: then no cost is given (target_usable false). Best test error = mean over seeds of "
+               "each seed's best (± std over seeds). "
                "Costs include upfront work (rho's irreducible-loss model); the selection-only column leaves it out. "
                "control = the uniform random-subset arm at the method's nominal selectivity. " + AXIS_RULE)
 
@@ -232,17 +234,20 @@ def table1(con: duckdb.DuckDBPyConnection, include_incomplete: bool = False) -> 
         mine = info[info.experiment_id == eid]
         baseline = next((m for m, b in zip(mine.method, mine.is_baseline) if b and m in methods), None)
         target = TARGET_FACTOR * best[baseline].mean() if baseline else math.nan
+        untrained = setting[setting.method == baseline].sort_values("backprops").groupby("seed").test_error.first().mean()
+        usable = not (target >= untrained)  # a target the untrained model already meets measures nothing
+        goal = target if usable else math.nan
         cost = {}
         for method, m_rows in setting.groupby("method", sort=False):
-            cost[method] = {axis: _cost(m_rows, f"{axis}_total", target) for axis in AXES}
-            cost[method]["selection_only"] = _cost(m_rows, "backprops", target)
+            cost[method] = {axis: _cost(m_rows, f"{axis}_total", goal) for axis in AXES}
+            cost[method]["selection_only"] = _cost(m_rows, "backprops", goal)
             cost[method]["upfront"] = m_rows.upfront_backprops.max()
         control = dict(zip(mine.method, mine.control))
         for method in [m for m in arm_order(mine) if m in methods]:
             b = best[method]
             base = cost.get(baseline, {})
             row = dict(experiment_id=eid, experiment=name, corruption=corruption, method=method,
-                       baseline=method == baseline,
+                       baseline=method == baseline, target_usable=usable,
                        seeds=",".join(str(s) for s in sorted(b.index)), n_seeds=len(b), best_test_error=b.mean(),
                        best_test_error_std=b.std(ddof=1) if len(b) > 1 else 0.0, target_error=target)
             for axis in AXES:
@@ -256,7 +261,7 @@ def table1(con: duckdb.DuckDBPyConnection, include_incomplete: bool = False) -> 
             row["cell"] = _cell(row["speedup_backprops"], row["best_test_error"],
                                 row["speedup_backprops_selection_only"] if row["upfront_backprops"] else None)
             rows.append(row)
-    columns = [*EXPERIMENT, "corruption", "method", "baseline", "seeds", "n_seeds", "best_test_error", "best_test_error_std",
+    columns = [*EXPERIMENT, "corruption", "method", "baseline", "target_usable", "seeds", "n_seeds", "best_test_error", "best_test_error_std",
                "target_error", *[c for a in AXES for c in (f"{a}_to_target", f"speedup_{a}")], "upfront_backprops",
                "backprops_to_target_selection_only", "speedup_backprops_selection_only", "control", "cell"]
     frame = pd.DataFrame(rows, columns=columns)

@@ -47,7 +47,8 @@ JUDGED_MODE = "pick rule"  # the replay the verdict rests on
 
 
 def verdict_rule(reference: str) -> str:
-    return (f"unsafe: estimated noise share >= {UNSAFE_SHARE:.0%} and {reference}'s pick rule would spend >= "
+    return (f"unknown: the noise share cannot be estimated (fewer than {MIN_LABEL_CANARIES} random-label canaries); "
+            f"unsafe: estimated noise share >= {UNSAFE_SHARE:.0%} and {reference}'s pick rule would spend >= "
             f"{UNSAFE_OVERPICK}x the suspects' share of the data on them; caution: estimated noise share >= "
             f"{CAUTION_SHARE:.0%}; safe: otherwise")
 
@@ -159,14 +160,9 @@ def bootstrap_noise_share(user: np.ndarray, label_canaries: np.ndarray, *, seed:
 
 
 def estimate(scored: Scored) -> tuple[float, float, float]:
-    """(share, 5%, 95%) of the estimated noise share; 0 with a note when too few label canaries."""
+    """(share, 5%, 95%) of the estimated noise share; NaN when there are too few label canaries to tell."""
     label = scored.is_canary & (scored.kind == "random_labels")
-    share, lo, hi = bootstrap_noise_share(scored.values[scored.user], scored.values[label])
-    if math.isnan(share):
-        scored.notes.append(f"fewer than {MIN_LABEL_CANARIES} label canaries: the noise share could not be "
-                            "estimated; raise --canaries")
-        return 0.0, 0.0, 0.0
-    return share, lo, hi
+    return bootstrap_noise_share(scored.values[scored.user], scored.values[label])
 
 
 # -- 3. suspects ---------------------------------------------------------------------------------
@@ -185,7 +181,7 @@ def find_suspects(con: duckdb.DuckDBPyConnection, run_id: int, scored: Scored, s
     """The `share` of the user's examples that score highest, with the class the model predicts for them and the
     signals that put each among the top as well."""
     user, rows, values = scored.user, scored.rows, scored.values
-    n_suspects = int(round(share * int(user.sum())))
+    n_suspects = 0 if math.isnan(share) else int(round(share * int(user.sum())))
     ranked = rows[user].assign(suspicion_score=values[user]).sort_values("suspicion_score", ascending=False,
                                                                          kind="stable")
     top = ranked.head(n_suspects)
@@ -234,8 +230,13 @@ def overpicking(example_id: np.ndarray, replays: dict, suspects: set[int]) -> pd
                   "selecting_share"]]
 
 
-def judge(noise_share: float, n_suspects: int, replay: pd.DataFrame, reference: str) -> tuple[str, str]:
-    """safe / caution / unsafe by `verdict_rule(reference)`, and the line that says why."""
+def judge(noise_share: float, n_suspects: int, replay: pd.DataFrame, reference: str, *, n_label_canaries: int,
+          advice: str) -> tuple[str, str]:
+    """unknown / safe / caution / unsafe by `verdict_rule(reference)`, and the line that says why (for unknown, with
+    `advice`: what would make the estimate possible)."""
+    if math.isnan(noise_share):
+        return "unknown", (f"unknown: the noise share cannot be estimated from {n_label_canaries} random-label "
+                           f"canaries (at least {MIN_LABEL_CANARIES} are needed); {advice}")
     if not n_suspects:
         verdict = "safe" if noise_share < CAUTION_SHARE else "caution"
         return verdict, f"{verdict}: estimated noise share {noise_share:.1%}; no example is listed as a suspect"
@@ -297,17 +298,20 @@ def _finite(obj):
 
 
 def analyse(con: duckdb.DuckDBPyConnection, run_id: int, *, classes: list[str],
-            replay: Callable[[pd.DataFrame], dict], reference: str) -> AuditResult:
+            replay: Callable[[pd.DataFrame], dict], reference: str,
+            advice: str = "raise --canaries or audit more images") -> AuditResult:
     """The audit of one proxy run: score → estimate → suspects → verdict (see the module docstring). `replay`
     replays the selection methods' pick rules on the run's logged losses, keyed by (method, replay mode)
-    (training.replay.replay_both); `reference` is the replayed method the verdict rests on."""
+    (training.replay.replay_both); `reference` is the replayed method the verdict rests on; `advice` says what
+    would make an impossible estimate possible."""
     scored = score(con, run_id)
     share, lo, hi = estimate(scored)
     found = find_suspects(con, run_id, scored, share, classes)
     order = run_query(con, "proxy_losses", run_id=run_id)
     replays = overpicking(order.example_id.to_numpy(), replay(order), set(found.frame.example_id.tolist()))
-    verdict, line = judge(share, len(found.frame), replays, reference)
     counts = {k: int((scored.is_canary & (scored.kind == k)).sum()) for k in CANARY_KINDS}
+    verdict, line = judge(share, len(found.frame), replays, reference, n_label_canaries=counts["random_labels"],
+                          advice=advice)
     return AuditResult(run_id, int(scored.user.sum()), counts, scored.table, scored.choice, share, (lo, hi),
                        found.frame, found.ranking, found.threshold, found.canary_recall, replays, verdict, line,
                        verdict_rule(reference), scored.notes)

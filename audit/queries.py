@@ -1,7 +1,8 @@
 """Named SQL: each file in audit/queries/ answers one question.
 
 A file opens with two comment lines: what it answers, and its parameters with their defaults
-(``-- params: k=8, run_id=null`` or ``-- params: none``). Parameters are written ``$name`` in the
+(``-- params: k=8, run_id=null`` or ``-- params: none``; ``mode=any|score|train`` lists a parameter's valid
+values, the first its default). Parameters are written ``$name`` in the
 SQL and always bound, never formatted in. A line ``-- @scores`` is a slot: it becomes one select-list
 line per registered per-example score (lossaudit.audit.scores), code of this package, never input.
 """
@@ -27,6 +28,7 @@ class Query:
     description: str
     defaults: dict
     sql: str
+    choices: dict  # parameter → its valid values, for parameters declared as `name=a|b|c` (a is the default)
 
 
 def _dir():
@@ -65,15 +67,17 @@ def _parse(name: str, text: str) -> Query:
     if not header.startswith("params:"):
         raise ValueError(f"query {name}: second line must be '-- params: ...'")
     spec = header[len("params:"):].strip()
-    defaults = {}
+    defaults, choices_ = {}, {}
     if spec != "none":
         for item in spec.split(","):
             key, _, value = item.partition("=")
-            defaults[key.strip()] = parse_value(value)
+            if "|" in value:
+                choices_[key.strip()] = [parse_value(v) for v in value.split("|")]
+            defaults[key.strip()] = parse_value(value.split("|")[0])
     used = set(_PARAM.findall(text))
     if used != set(defaults):
         raise ValueError(f"query {name}: declares {sorted(defaults)} but uses {sorted(used)}")
-    return Query(name, description, defaults, text)
+    return Query(name, description, defaults, text, choices_)
 
 
 def all_queries() -> dict[str, Query]:
@@ -98,6 +102,9 @@ def run_query(con: duckdb.DuckDBPyConnection, name: str, **params) -> pd.DataFra
     if extra:
         raise UserError(f"query {name!r} takes no parameter(s) {', '.join(extra)}; "
                         f"it takes: {', '.join(query.defaults) or 'none'}")
+    for key, valid in query.choices.items():
+        if key in params and params[key] not in valid:
+            raise UserError(f"query {name!r}: {key}={params[key]!r} is not valid; valid: {', '.join(map(str, valid))}")
     bound = {**query.defaults, **params}
     try:
         return con.execute(query.sql, bound).df() if bound else con.execute(query.sql).df()

@@ -103,7 +103,7 @@ create table if not exists evals (
 
 create table if not exists audits (
     run_id        integer primary key,
-    verdict       varchar not null check (verdict in ('safe', 'caution', 'unsafe')),
+    verdict       varchar not null check (verdict in ('safe', 'caution', 'unsafe', 'unknown')),
     verdict_line  varchar not null,
     verdict_rule  varchar not null,
     n_examples    integer not null,
@@ -178,13 +178,13 @@ comment on column examples.role is 'train = a candidate for training; holdout = 
 comment on column examples.irreducible_loss is 'rho: loss of the irreducible-loss model on this example (eval mode, no augmentation); NULL for other methods.';
 
 comment on column audits.run_id is 'The proxy run of a `lossaudit audit` (its examples and observations are in the other tables).';
-comment on column audits.verdict is 'safe, caution or unsafe, by verdict_rule.';
+comment on column audits.verdict is 'safe, caution, unsafe, or unknown when the noise share could not be estimated; by verdict_rule.';
 comment on column audits.verdict_line is 'The verdict with the numbers behind it, as printed.';
 comment on column audits.verdict_rule is 'The rule that turned the numbers into the verdict.';
 comment on column audits.n_examples is 'User examples audited (canaries and the originals label canaries replaced not counted).';
 comment on column audits.canaries is 'Canaries added, by kind (random_labels, shuffle_pixels, gaussian).';
 comment on column audits.score is 'The suspicion score: the candidate that found the random-label canaries best.';
-comment on column audits.noise_share is 'Estimated share of mislabeled examples (median over bootstrap resamples of the canaries).';
+comment on column audits.noise_share is 'Estimated share of mislabeled examples (median over bootstrap resamples of the canaries); NULL when it could not be estimated.';
 comment on column audits.noise_low is '5th percentile of the noise share over the bootstrap resamples.';
 comment on column audits.noise_high is '95th percentile of the noise share over the bootstrap resamples.';
 comment on column audits.noise_method is 'How the noise share was estimated.';

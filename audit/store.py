@@ -31,13 +31,24 @@ def _is_lock_error(err: Exception) -> bool:
     return "lock" in text and ("conflicting" in text or "could not set" in text)
 
 
-def _connect(path: str | Path, *, read_only: bool, timeout: float) -> duckdb.DuckDBPyConnection:
-    """Open `path`, retrying while another process holds the file."""
+# A reader is a query tool over one log database, not a file-system tool: no file read or written outside it,
+# no other database attached, no extension installed or loaded, and the setting locked against change.
+SANDBOX = {"enable_external_access": False, "autoinstall_known_extensions": False,
+           "autoload_known_extensions": False}
+NOT_ALLOWED = ("not allowed: lossaudit reads only its own database (no files, other databases or extensions); "
+               "save results with --output and --format")
+
+
+def _connect(path: str | Path, *, read_only: bool, timeout: float, sandbox: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open `path`, retrying while another process holds the file; `sandbox` locks external access off."""
     deadline = time.monotonic() + timeout
     delay = 0.02
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            con = duckdb.connect(str(path), read_only=read_only, config=SANDBOX if sandbox else {})
+            if sandbox:
+                con.execute("set lock_configuration = true")
+            return con
         except duckdb.IOException as err:
             if not _is_lock_error(err) or time.monotonic() > deadline:
                 raise
@@ -45,68 +56,71 @@ def _connect(path: str | Path, *, read_only: bool, timeout: float) -> duckdb.Duc
         delay = min(delay * 2, 1.0)
 
 
+def refused(err: duckdb.Error) -> bool:
+    """Whether a query failed because the sandbox refused it (a file, an attach, an extension, a setting)."""
+    return isinstance(err, duckdb.PermissionException) or (
+        isinstance(err, duckdb.InvalidInputException) and "configuration has been locked" in str(err))
+
+
 @contextmanager
 def connect_readonly(path: str | Path, *, timeout: float = 60.0, where: str | None = None,
                      run_ids: list[int] | None = None):
-    """Read-only connection to an existing lossaudit database (waits while a writer flushes).
+    """Sandboxed read-only connection to an existing lossaudit database (waits while a writer flushes).
 
     With `where` (a SQL condition on runs columns) or `run_ids`, the connection sees only those runs:
-    every table is a view over the file, restricted to the selected runs.
+    every table is shadowed by a temporary view of the selected runs.
     """
     path = Path(path).expanduser()
     if not path.is_file():
         raise UserError(f"database {str(path)!r} does not exist; create one with `lossaudit run --db {path}`")
     try:
-        con = _connect(path, read_only=True, timeout=timeout)
-        version = _schema_version(con)
-        if version is None:
-            con.close()
-            raise UserError(f"{str(path)!r} is not a lossaudit database (it has no lossaudit tables)")
-        if version == "1":  # written by lossaudit 0.1: upgrade it once, then read
-            con.close()
-            Store(path, lock_timeout=timeout)
-            print(f"lossaudit: upgraded {path} to database schema {SCHEMA_VERSION}", file=sys.stderr)
-            con = _connect(path, read_only=True, timeout=timeout)
+        con = _open_current(path, timeout)
     except duckdb.Error as err:
         raise UserError(f"cannot open database {str(path)!r}: {str(err).splitlines()[0]}") from None
     try:
         if where is not None or run_ids is not None:
-            con = _restricted(con, path, where, run_ids, timeout)
+            _restrict(con, path, where, run_ids)
         yield con
     finally:
         con.close()
 
 
-def _restricted(con, path: Path, where: str | None, run_ids: list[int] | None, timeout: float):
-    """An in-memory connection whose tables are views of `path` limited to the selected runs."""
-    selected = con.execute("select run_id from runs").fetchall() if where is None else None
+def _open_current(path: Path, timeout: float) -> duckdb.DuckDBPyConnection:
+    """A sandboxed reader of a database in the current schema (one from lossaudit 0.1 is upgraded first)."""
+    con = _connect(path, read_only=True, timeout=timeout, sandbox=True)
+    version = _schema_version(con)
+    if version == SCHEMA_VERSION:
+        return con
+    con.close()
+    if version != "1":
+        raise UserError(f"{str(path)!r} is not a lossaudit database (it has no lossaudit tables)" if version is None
+                        else f"database {str(path)!r} has schema {version}, newer than this lossaudit's "
+                             f"{SCHEMA_VERSION}; upgrade lossaudit to read it")
+    Store(path, lock_timeout=timeout)  # written by lossaudit 0.1: upgrade it once, then read
+    print(f"lossaudit: upgraded {path} to database schema {SCHEMA_VERSION}", file=sys.stderr)
+    return _connect(path, read_only=True, timeout=timeout, sandbox=True)
+
+
+def _restrict(con, path: Path, where: str | None, run_ids: list[int] | None) -> None:
+    """Shadow every table of `con` by a temporary view of the runs selected by `where` and `run_ids`."""
+    every = [int(r) for r, in con.execute("select run_id from runs").fetchall()]
+    ids = every
     if where is not None:
         try:
-            selected = con.execute(f"select run_id from runs where {where}").fetchall()
+            ids = [int(r[0]) for r in con.execute(f"select run_id from runs where {where}").fetchall()]
         except duckdb.Error as err:
+            if refused(err):
+                raise UserError(f"--where {where!r}: {NOT_ALLOWED}") from None
             raise UserError(f"--where {where!r} is not a valid condition on runs: {str(err).splitlines()[0]}") from None
-    ids = [int(r[0]) for r in selected]
     if run_ids is not None:
-        missing = sorted(set(run_ids) - set(r for r, in con.execute("select run_id from runs").fetchall()))
+        missing = sorted(set(run_ids) - set(every))
         if missing:
             raise UserError(f"--run {', '.join(map(str, missing))}: no such run in {str(path)!r}")
         ids = [i for i in ids if i in set(run_ids)]
-    con.close()
-    mem = duckdb.connect()
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            mem.execute(f"attach '{_sql_string(path)}' as src (read_only)")
-            break
-        except duckdb.IOException as err:
-            if not _is_lock_error(err) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-    id_list = ", ".join(map(str, ids)) or "null"  # integers from the database itself
-    mem.execute("create view meta as select * from src.meta")
+    catalog = con.execute("select current_database()").fetchone()[0].replace('"', '""')
+    id_list = ", ".join(map(str, ids)) or "null"  # integers read from the database itself
     for table in TABLES:
-        mem.execute(f"create view {table} as select * from src.{table} where run_id in ({id_list})")
-    return mem
+        con.execute(f'create temp view {table} as select * from "{catalog}".main.{table} where run_id in ({id_list})')
 
 
 def _schema_version(con) -> str | None:
@@ -328,22 +342,34 @@ def _patch_config(con, run_id: int, patch: dict) -> None:
                 [json.dumps(patch, allow_nan=False, default=str), run_id])
 
 
-def export_parquet(db: str | Path, folder: str | Path) -> list[tuple[Path, int]]:
-    """Write each table of `db` to folder/<table>.parquet (zstd); returns (path, rows) per table."""
+EXPORT_BATCH = 1 << 20  # rows per record batch when streaming a table into Parquet
+
+
+def export_parquet(db: str | Path, folder: str | Path, *, force: bool = False) -> list[tuple[Path, int]]:
+    """Write each table of `db` to folder/<table>.parquet (zstd), streamed in record batches through the sandboxed
+    reader; returns (path, rows) per table. Existing files are kept unless `force`."""
+    import pyarrow.parquet as pq
+
     folder = Path(folder).expanduser()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"--to {str(folder)!r}: cannot create the folder ({err.strerror})") from None
-    out = []
-    with connect_readonly(db) as con:
-        for table in TABLES:
-            path = folder / f"{table}.parquet"
-            con.execute(f"copy {table} to '{_sql_string(path)}' (format parquet, compression zstd)")
-            out.append((path, con.execute(f"select count(*) from {table}").fetchone()[0]))
+    targets = [folder / f"{table}.parquet" for table in TABLES]
+    existing = [str(p) for p in targets if p.exists()]
+    if existing and not force:
+        raise UserError(f"--to {str(folder)!r}: {len(existing)} file(s) would be overwritten (e.g. {existing[0]!r}); "
+                        "add --force to replace them")
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"--to {str(folder)!r} is a file, not a folder")
+    with connect_readonly(db) as con:  # opened before anything is created, so a bad database leaves no folder
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(f"--to {str(folder)!r}: cannot create the folder ({err.strerror})") from None
+        out = []
+        for table, path in zip(TABLES, targets):
+            reader = con.cursor().sql(f"select * from {table}").to_arrow_reader(EXPORT_BATCH)
+            rows = 0
+            with pq.ParquetWriter(path, reader.schema, compression="zstd") as writer:
+                for batch in reader:
+                    writer.write_batch(batch)
+                    rows += batch.num_rows
+            out.append((path, rows))
     return out
-
-
-def _sql_string(path: Path) -> str:
-    """A path as the inside of a SQL string literal (COPY takes no bound parameters)."""
-    return str(path).replace("'", "''")

@@ -12,42 +12,67 @@ import math
 from pathlib import Path
 
 from lossaudit.errors import UserError
-from lossaudit.audit.noise import REPLAY_MODES, AuditResult, analyse
+from lossaudit.audit.noise import MIN_LABEL_CANARIES, REPLAY_MODES, AuditResult, analyse
 from lossaudit.audit.store import Store, connect_readonly
 
 PROXY_IMAGE_SIZE = 32
+CANARY_SHARE = 0.02  # of the data, by default ...
+MIN_CANARIES = 40  # ... but at least this many (half of them label canaries: 20 samples of a mislabeled example)
+MAX_CANARY_SHARE = 0.49  # canaries stay fewer than half the data
 
 
-def proxy_config(dataset: str, *, model: str, epochs: int, canaries: float, image_size: int | None, train_size: int,
-                 seed: int, device: str, cache: dict):
+def canary_share(n: int, requested: float | None) -> float:
+    """The canaries' share of n examples: as requested, or by default 2%, raised to MIN_CANARIES on small data."""
+    if requested is not None:
+        return requested
+    return min(MAX_CANARY_SHARE, max(CANARY_SHARE, MIN_CANARIES / max(n, 1)))
+
+
+def canary_advice(n: int, share: float) -> str:
+    """What would give the noise estimate its minimum of label canaries: a larger --canaries, or more images."""
+    need = 2 * MIN_LABEL_CANARIES  # half of the canaries carry a wrong label
+    if need / n < MAX_CANARY_SHARE:
+        return (f"give --canaries {math.ceil(100 * need / n) / 100:g} or more (at {n} images), or audit at least "
+                f"{math.ceil(need / share)} images at --canaries {share:g}")
+    return f"audit at least {math.ceil(need / MAX_CANARY_SHARE)} images"
+
+
+def proxy_config(dataset: str, *, model: str, epochs: int, canaries: float | None, image_size: int | None,
+                 train_size: int, seed: int, device: str, cache: dict):
     """The proxy run: plain SGD with the paper's recipe but a constant learning rate (no decay, so the model
     does not get to memorise the noise), every example trained (no test split unless the dataset has one)."""
     from lossaudit.training.config import Grid, RunConfig, validate
     from lossaudit.training.prepare import prepare
+    from lossaudit.training.trainer import resolve_device
 
-    if canaries <= 0:
+    if canaries is not None and canaries <= 0:
         raise UserError(f"--canaries must be > 0 for an audit (they calibrate it), got {canaries}")
     cfg = RunConfig(dataset=dataset, model=model, method="sgd", epochs=epochs, lr_milestones=(), test_fraction=0.0,
-                    canaries=canaries, train_size=train_size, seed=seed, device=device, image_size=image_size or 0)
+                    canaries=0.0, train_size=train_size, seed=seed, device=device, image_size=image_size or 0)
+    validate(Grid(cfg, ("sgd",), ("none",), (seed,)))
+    resolve_device(device)  # no CUDA, no database: fail before anything is written
+    x = prepare(cfg, cache).x
+    cfg = dataclasses.replace(cfg, canaries=canary_share(len(x), canaries))
     validate(Grid(cfg, ("sgd",), ("none",), (seed,)))
     if image_size is None:  # the default depends on the data: keep up to 32×32, shrink anything larger
-        h, w = prepare(cfg, cache).x.shape[2:]
-        cfg = dataclasses.replace(cfg, image_size=PROXY_IMAGE_SIZE if max(h, w) > PROXY_IMAGE_SIZE else 0)
+        cfg = dataclasses.replace(cfg, image_size=PROXY_IMAGE_SIZE if max(x.shape[2:]) > PROXY_IMAGE_SIZE else 0)
     return cfg
 
 
-def run_audit(dataset: str, *, db: Path, out: Path, model: str = "resnet8", epochs: int = 25, canaries: float = 0.02,
-              image_size: int | None = None, train_size: int = 0, seed: int = 0, device: str = "auto",
-              command: str = "", quiet: bool = False) -> AuditResult:
+def run_audit(dataset: str, *, db: Path, out: Path, model: str = "resnet8", epochs: int = 25,
+              canaries: float | None = None, image_size: int | None = None, train_size: int = 0, seed: int = 0,
+              device: str = "auto", command: str = "", quiet: bool = False) -> AuditResult:
     from rich.console import Console
 
-    from lossaudit.terminal import progress_bar, sigterm_interrupts
+    from lossaudit.terminal import check_output, progress_bar, sigterm_interrupts
     from lossaudit.training.methods import AUDIT_REFERENCE
     from lossaudit.training.replay import replay_both
     from lossaudit.running import run_one
     from lossaudit.training.prepare import candidates, prepare
 
     console = Console(stderr=True, quiet=quiet)
+    csv, parquet = Path(f"{out}.csv"), Path(f"{out}.parquet")
+    check_output(csv, "--out")
     cache: dict = {}
     cfg = proxy_config(dataset, model=model, epochs=epochs, canaries=canaries, image_size=image_size,
                        train_size=train_size, seed=seed, device=device, cache=cache)
@@ -66,8 +91,7 @@ def run_audit(dataset: str, *, db: Path, out: Path, model: str = "resnet8", epoc
                          extra_config={"audit_proxy": True})
     with connect_readonly(db) as con:
         result = analyse(con, run_id, classes=list(prep.dataset.classes), replay=replay_both,
-                         reference=AUDIT_REFERENCE)
-    csv, parquet = Path(f"{out}.csv"), Path(f"{out}.parquet")
+                         reference=AUDIT_REFERENCE, advice=canary_advice(n_user + n_replaced, cfg.canaries))
     try:
         result.suspects.to_csv(csv, index=False)
         result.suspects.to_parquet(parquet, index=False)
@@ -91,8 +115,11 @@ def print_summary(console, result: AuditResult, csv: Path, parquet: Path) -> Non
     console.print(scores)
     console.print(f"chosen score: {result.score} (finds the random-label canaries best)")
     lo, hi = result.noise_interval
-    console.print(f"estimated noise share: {result.noise_share:.1%} (bootstrap 5-95%: {lo:.1%} to {hi:.1%}) → "
-                  f"{len(result.suspects)} suspects")
+    if math.isnan(result.noise_share):
+        console.print("estimated noise share: cannot be estimated (too few random-label canaries) → no suspects")
+    else:
+        console.print(f"estimated noise share: {result.noise_share:.1%} (bootstrap 5-95%: {lo:.1%} to {hi:.1%}) → "
+                      f"{len(result.suspects)} suspects")
     console.print("canary recall at the suspect threshold: "
                   + ", ".join(f"{k} {v:.0%}" for k, v in result.canary_recall.items()))
     replay = Table(title="if you trained with loss-based selection: share of its backprops on the suspects")

@@ -125,9 +125,10 @@ class RunCommand:
         values.update({k: v for k, v in options.items() if v is not None})
         try:
             status = train_grid(values, db=db, command=command_line(), default_corruptions=DEFAULT_CORRUPTIONS)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
+            from lossaudit.terminal import exit_status
             typer.echo(f"interrupted: the current run is marked interrupted; its finished epochs are in {db}", err=True)
-            raise typer.Exit(130) from None
+            raise typer.Exit(exit_status(stop)) from None
         if status:
             raise typer.Exit(status)
 
@@ -164,11 +165,12 @@ def sql_command(
 def export_command(
     to: Path = typer.Option(..., "--to", help="folder to write one Parquet file per table into"),
     db: Path = _db_option(),
+    force: bool = typer.Option(False, "--force", help="replace Parquet files already in the folder"),
 ) -> None:
     """Export every table as Parquet (for Spark, Trino, pandas, ...)."""
     from lossaudit.audit.store import export_parquet
 
-    for path, rows in export_parquet(db, to):
+    for path, rows in export_parquet(db, to, force=force):
         typer.echo(f"wrote {path} ({rows} rows)")
 
 
@@ -194,9 +196,12 @@ def report_command(
 ) -> None:
     """Render the runs as one offline HTML page with the paper's table and figures (and/or its JSON twin)."""
     from lossaudit.reports.report import build_report
+    from lossaudit.terminal import check_output
 
     if html is None and json is None:
         raise UserError("give --html PATH and/or --json PATH")
+    check_output(html, "--html")
+    check_output(json, "--json")
     if gallery_size < 1:
         raise UserError(f"--gallery-size must be >= 1, got {gallery_size}")
     written = build_report(db, html=html, json_path=json, where=where, run_ids=run or None, experiment=experiment,
@@ -233,13 +238,14 @@ def audit_command(
     out: Path = typer.Option(Path("suspects"), "--out", help="write the ranked suspects to OUT.csv and OUT.parquet"),
     model: str = typer.Option("resnet8", "--model", help="proxy model"),
     epochs: int = typer.Option(25, "--epochs", help="proxy training epochs (constant learning rate)"),
-    canaries: float = typer.Option(0.02, "--canaries", help="share of corrupted copies added as known positives"),
+    canaries: Optional[float] = typer.Option(None, "--canaries", help="share of corrupted copies added as known "
+                                             "positives  [default: 2%, at least 40 canaries]"),
     image_size: Optional[int] = typer.Option(None, "--image-size",
                                              help="resize images to S×S; default: keep up to 32×32, else 32"),
     train_size: int = typer.Option(0, "--train-size", help="audit a stratified subset of this many examples; 0 = all"),
     seed: int = typer.Option(0, "--seed", help="seed of the proxy run and the canaries"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N"),
-    strict: bool = typer.Option(False, "--strict", help="exit 3 on caution and 4 on unsafe"),
+    strict: bool = typer.Option(False, "--strict", help="exit 3 on caution, 4 on unsafe, 5 when the audit cannot tell"),
 ) -> None:
     """Audit your own dataset for label noise before using loss-based selection: suspects, an estimated
     noise share calibrated by canaries, and a safe / caution / unsafe verdict."""
@@ -249,11 +255,12 @@ def audit_command(
         result = run_audit(dataset, db=db, out=out, model=model, epochs=epochs, canaries=canaries,
                            image_size=image_size, train_size=train_size, seed=seed, device=device,
                            command=command_line())
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
+        from lossaudit.terminal import exit_status
         typer.echo(f"interrupted: the proxy run is marked interrupted in {db}; nothing was audited", err=True)
-        raise typer.Exit(130) from None
+        raise typer.Exit(exit_status(stop)) from None
     if strict and result.verdict != "safe":
-        raise typer.Exit(3 if result.verdict == "caution" else 4)
+        raise typer.Exit({"caution": 3, "unsafe": 4, "unknown": 5}[result.verdict])
 
 
 def main() -> None:

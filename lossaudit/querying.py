@@ -19,7 +19,8 @@ def list_queries(db: Path, echo) -> None:
     from lossaudit.audit.store import connect_readonly
 
     for name, q in all_queries().items():
-        params = ", ".join(f"{k}={'null' if v is None else v}" for k, v in q.defaults.items())
+        params = ", ".join(f"{k}={'|'.join(map(str, q.choices[k])) if k in q.choices else 'null' if v is None else v}"
+                           for k, v in q.defaults.items())
         echo(f"{name:26} {q.description}" + (f"  [params: {params}]" if params else ""))
     for name, a in ANALYSES.items():
         takes = ", ".join(f"{k}={v.default}" for k, v in list(inspect.signature(a.function).parameters.items())[1:])
@@ -52,9 +53,11 @@ def query_frame(db: Path, sql: str | None, name: str | None, params: dict):
 
     from lossaudit.audit.analyses import ANALYSES
     from lossaudit.audit.queries import all_queries, run_query
-    from lossaudit.audit.store import connect_readonly
+    from lossaudit.audit.store import NOT_ALLOWED, connect_readonly, refused
 
     named = [*all_queries(), *ANALYSES]
+    if sql is not None and not sql.strip():
+        raise UserError("the SQL is empty; give a query, e.g. lossaudit sql \"select * from runs\"")
     if sql is not None and sql.strip() in named:
         raise UserError(f"{sql.strip()!r} is the name of a named query; run it with --query {sql.strip()}")
     if name is not None and name not in named:
@@ -62,9 +65,14 @@ def query_frame(db: Path, sql: str | None, name: str | None, params: dict):
     with connect_readonly(db) as con:
         if sql is not None:
             try:
-                return con.execute(sql).df()
+                result = con.execute(sql)
             except duckdb.Error as err:
+                if refused(err):
+                    raise UserError(NOT_ALLOWED) from None
                 raise UserError(f"query failed: {str(err).splitlines()[0]}") from None
+            if result.description is None:  # a statement that returns no rows (SET, PRAGMA, ...)
+                raise UserError("the SQL returned no result table; lossaudit sql runs queries (select ...)")
+            return result.df()
         if name in ANALYSES:
             takes = list(inspect.signature(ANALYSES[name].function).parameters)[1:]
             extra = [p for p in params if p not in takes]
@@ -76,6 +84,9 @@ def query_frame(db: Path, sql: str | None, name: str | None, params: dict):
 
 
 def check_format(format: str, output: Path | None) -> None:
+    from lossaudit.terminal import check_output
+
+    check_output(output, "--output")
     if format not in FORMATS:
         raise UserError(f"unknown --format {format!r}; valid: {', '.join(FORMATS)}")
     if format == "parquet" and output is None:

@@ -44,6 +44,8 @@ def coerce(field: dataclasses.Field, value: Any, *, name: str | None = None) -> 
     field's own), when impossible."""
     default = field.default
     try:
+        if isinstance(value, bool) and not isinstance(default, bool):
+            raise ValueError  # YAML's `epochs: true` is not a number
         if isinstance(default, bool):
             if isinstance(value, str):
                 if value.lower() not in ("true", "false", "1", "0", "yes", "no"):

@@ -1,9 +1,12 @@
-"""Terminal plumbing of the commands: a progress bar, SIGTERM as Ctrl-C, and tables that never squeeze."""
+"""Plumbing of the commands: a progress bar, SIGTERM as a stop, tables that never squeeze, output paths checked."""
 
 from __future__ import annotations
 
 import math
 import signal
+from pathlib import Path
+
+from lossaudit.errors import UserError
 
 MAX_ROWS = 200  # rows printed of a result; the rest with --format csv or json
 
@@ -15,13 +18,33 @@ def progress_bar(console):
                     TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False)
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be, so the run is marked interrupted; the command exits 143 for it."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated
 
 
 def sigterm_interrupts() -> None:
     """Make SIGTERM stop training like Ctrl-C does, so the run is marked interrupted."""
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def exit_status(stop: KeyboardInterrupt) -> int:
+    """130 after Ctrl-C, 143 after SIGTERM (128 + the signal's number, as shells report them)."""
+    return 128 + (signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT)
+
+
+def check_output(path: Path | None, flag: str) -> None:
+    """One line, before any work, when a file cannot be written at `path`: a folder, or in a missing folder."""
+    if path is None:
+        return
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise UserError(f"{flag} {str(path)!r} is a folder; give a file name in it")
+    if not path.parent.is_dir():
+        raise UserError(f"{flag} {str(path)!r}: folder {str(path.parent)!r} does not exist")
 
 
 def print_frame(frame, *, title: str | None = None, max_rows: int = MAX_ROWS, numeric: tuple[str, ...] = ()) -> None:

@@ -83,6 +83,12 @@ def verdicts(table1: pd.DataFrame, summary: pd.DataFrame, standing: pd.DataFrame
             continue
         (baseline,) = base
         sgd_best = rows.loc[baseline, "best_test_error"]
+        if not rows.target_usable.all():
+            out.append(Verdict(eid, corruption, "no-baseline", (
+                f"{corruption}: nothing to judge: the target, {metrics.TARGET_FACTOR} × {baseline}'s best error "
+                f"{_pct(sgd_best)} = {_pct(rows.loc[baseline, 'target_error'])}, is not below the untrained model's "
+                f"error, so reaching it measures nothing; train {baseline} longer or on cleaner data"), ()))
+            continue
         best = max(lb, key=lambda m: -1.0 if math.isnan(rows.loc[m, "speedup_backprops"])
                    else rows.loc[m, "speedup_backprops"])
         speed = rows.loc[best, "speedup_backprops"]
@@ -153,7 +159,7 @@ def alerts(table1: pd.DataFrame, summary: pd.DataFrame, standing: pd.DataFrame) 
         baseline = rows.index[rows.baseline][0]
         sgd_best = rows.loc[baseline, "best_test_error"]
         for method, r in rows.iterrows():
-            if method == baseline:
+            if method == baseline or not r.target_usable:
                 continue
             if math.isnan(r.speedup_backprops):
                 lines[eid].append(f"{method} never reached the target error {_pct(r.target_error)} ({corruption})")

@@ -127,19 +127,24 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     if path.suffix == ".toml":
         import tomllib
         try:
-            return tomllib.loads(text)
+            values = tomllib.loads(text)
         except tomllib.TOMLDecodeError as err:
             raise UserError(f"config file {str(path)!r} is not valid TOML: {err}") from None
-    if path.suffix in (".yaml", ".yml"):
+    elif path.suffix in (".yaml", ".yml"):
         try:
             import yaml
         except ImportError:
             raise UserError(f"config file {str(path)!r}: reading YAML needs PyYAML (pip install pyyaml); or use TOML") from None
         try:
-            return yaml.safe_load(text) or {}
+            values = yaml.safe_load(text) or {}
         except yaml.YAMLError as err:
             raise UserError(f"config file {str(path)!r} is not valid YAML: {str(err).splitlines()[0]}") from None
-    raise UserError(f"config file {str(path)!r}: unknown format; valid: .toml, .yaml, .yml")
+    else:
+        raise UserError(f"config file {str(path)!r}: unknown format; valid: .toml, .yaml, .yml")
+    if not isinstance(values, dict):
+        raise UserError(f"config file {str(path)!r} must map keys to values (e.g. `epochs: 10`), not hold a "
+                        f"{type(values).__name__}")
+    return values
 
 
 def build_grid(values: dict[str, Any], *, default_methods: tuple[str, ...], extra_keys: tuple[str, ...] = ()) -> Grid:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
 from lossaudit import __version__
+from lossaudit.errors import UserError
 from lossaudit.training.canaries import KINDS, make_canaries
 from lossaudit.training.config import RunConfig
 from lossaudit.training.corruptions import corrupt, parse_corruption
@@ -57,9 +58,10 @@ def prepare(cfg: RunConfig, cache: dict | None = None) -> Prepared:
     if key not in cache:
         cache[key] = load_dataset(cfg.dataset, split_seed=cfg.split_seed, test_fraction=cfg.test_fraction)
     dataset = cache[key]
-    train = stratified_subset(dataset.train, cfg.train_size, cfg.split_seed)
-    test = stratified_subset(dataset.test, cfg.test_size, cfg.split_seed)
+    train = stratified_subset(dataset.train, cfg.train_size, cfg.split_seed, what="--train-size")
+    test = stratified_subset(dataset.test, cfg.test_size, cfg.split_seed, what="--test-size")
     if cfg.image_size:
+        _check_memory(cfg.image_size, len(train) + len(test), train.x.shape[1])
         train = dataclasses.replace(train, x=resize(train.x, cfg.image_size))
         test = dataclasses.replace(test, x=resize(test.x, cfg.image_size))
     c = corrupt(train.x, train.y, dataset.n_classes, cfg.corruption, cfg.seed)
@@ -88,6 +90,31 @@ def prepare(cfg: RunConfig, cache: dict | None = None) -> Prepared:
         record["canaries"] = {k: int((can.kind == k).sum()) for k in KINDS}
         record["replaced_by_label_canaries"] = int(len(can.replaces))
     return Prepared(dataset, train, test, x, label, true, bad, kind, role, ids, src, record)
+
+
+MEMORY_SHARE = 0.5  # of the memory available, the most the resized images (and their copies) may take
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux's MemAvailable), or None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _check_memory(size: int, n: int, channels: int) -> None:
+    """One line instead of a crash when resizing to `size` would not fit: the images are held as uint8 on the host
+    and again on the training device, and each chunk passes through float32 while it is resized."""
+    need = n * channels * size * size * 2 + RESIZE_CHUNK * channels * size * size * 4 * 2
+    available = _available_memory()
+    if available is not None and need > MEMORY_SHARE * available:
+        raise UserError(f"--image-size {size}: {n} images of {channels}×{size}×{size} would need about "
+                        f"{need / 1e9:.1f} GB, more than half of the {available / 1e9:.1f} GB available; use a smaller "
+                        "--image-size (or --train-size)")
 
 
 def resize(x: np.ndarray, size: int) -> np.ndarray:

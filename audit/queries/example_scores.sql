@@ -1,5 +1,5 @@
 -- Per-example noise scores of every run, higher = more suspect, from the observations of one forward mode.
--- params: mode=any, max_epoch=null, run_id=null
+-- params: mode=any|score|train, max_epoch=null, run_id=null
 -- mode: any = every observation row (train-mode rows for sgd and warm-up epochs, scoring rows after);
 --       score = only no-grad eval-mode scoring rows; train = only train-mode rows of training steps.
 -- max_epoch: only observations of epochs up to this one (null = all), e.g. to score early training.
