@@ -253,6 +253,21 @@ class Store:
                         [run_id, *values.values()])
             _insert_suspects(con, run_id, suspects)
 
+    def cells(self) -> list[tuple]:
+        """Every run as (run_id, experiment_id, arm, corruption, seed, status, host, pid), oldest first."""
+        with self.transaction() as con:
+            return con.execute("select run_id, experiment_id, arm, corruption, seed, status, host, pid from runs "
+                               "order by run_id").fetchall()
+
+    def rewind(self, run_id: int, epochs_done: int) -> None:
+        """Take up an unfinished run again from the end of epoch `epochs_done`: rows of later epochs (written after
+        the checkpoint it resumes from) go, and the run is running again in this process."""
+        with self.transaction() as con:
+            for table in ("observations", "steps", "evals"):
+                con.execute(f"delete from {table} where run_id = ? and epoch >= ?", [run_id, epochs_done])
+            con.execute("update runs set status = 'running', epochs_done = ?, finished_at = null, error = null, "
+                        "host = ?, pid = ? where run_id = ?", [epochs_done, socket.gethostname(), os.getpid(), run_id])
+
     def finish(self, run_id: int, status: str, error: str | None = None) -> None:
         with self.transaction() as con:
             con.execute("update runs set status = ?, finished_at = ?, error = ? where run_id = ?",

@@ -72,6 +72,8 @@ class RunCommand:
 
     With no options: digits, every method, corruptions none and random_labels:0.25, seed 0. Method
     parameters apply to every method of the grid that has them; a preset (sb50, ...) keeps its own.
+    Rerunning a command skips the cells already complete in the database and resumes interrupted ones
+    from their last finished epoch.
     """
 
     __name__ = "run"
@@ -90,6 +92,12 @@ class RunCommand:
                                                           "options override it")),
             P("db", P.KEYWORD_ONLY, annotation=Optional[Path],
               default=typer.Option(None, "--db", help=f"DuckDB file to write  [default: {DEFAULT_DB}]")),
+            P("restart", P.KEYWORD_ONLY, annotation=bool,
+              default=typer.Option(False, "--restart", help="train every cell anew, even those with a complete or "
+                                                            "interrupted run in the database")),
+            P("keep_checkpoints", P.KEYWORD_ONLY, annotation=bool,
+              default=typer.Option(False, "--keep-checkpoints", help="keep each run's last checkpoint (DB.checkpoints/) "
+                                                                     "when it completes")),
         ]
         grid_help = {"method": "comma-separated methods  [default: every method]",
                      "corruption": f"comma-separated corruptions: none or KIND:SHARE  [default: {DEFAULT_CORRUPTIONS}]",
@@ -122,9 +130,11 @@ class RunCommand:
 
         values = load_config_file(options.pop("config")) if options.get("config") else {}
         db = Path(options.pop("db") or values.pop("db", DEFAULT_DB))
+        restart, keep = options.pop("restart"), options.pop("keep_checkpoints")
         values.update({k: v for k, v in options.items() if v is not None})
         try:
-            status = train_grid(values, db=db, command=command_line(), default_corruptions=DEFAULT_CORRUPTIONS)
+            status = train_grid(values, db=db, command=command_line(), default_corruptions=DEFAULT_CORRUPTIONS,
+                                restart=restart, keep_checkpoints=keep)
         except KeyboardInterrupt as stop:
             from lossaudit.terminal import exit_status
             typer.echo(f"interrupted: the current run is marked interrupted; its finished epochs are in {db}", err=True)

@@ -7,6 +7,10 @@ its reason and the next cell goes on.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -17,14 +21,15 @@ from lossaudit.audit.store import Store
 from lossaudit.errors import TrainingFailed
 from lossaudit.training.config import Grid, RunConfig
 from lossaudit.training.prepare import Prepared, candidates, examples_frame, prepare, run_row, train_data
-from lossaudit.training.trainer import Trainer
+from lossaudit.training.trainer import Trainer, resolve_device
 
 
 class StoreSink:
-    """Hands each finished epoch to the store as one transaction."""
+    """Hands each finished epoch to the store as one transaction, and keeps a checkpoint of the run after it
+    (in `checkpoints`, a folder next to the database; None: no checkpoints)."""
 
-    def __init__(self, store: Store, run_id: int):
-        self.store, self.run_id = store, run_id
+    def __init__(self, store: Store, run_id: int, checkpoints: Path | None = None):
+        self.store, self.run_id, self.checkpoints = store, run_id, checkpoints
 
     def write_epoch(self, epoch: int, *, observations, steps, evals) -> None:
         self.store.append(self.run_id, observations=observations, steps=steps, evals=evals, epochs_done=epoch + 1)
@@ -35,6 +40,28 @@ class StoreSink:
         self.store.set_irreducible(self.run_id, pd.DataFrame({"example_id": example_id.astype(np.int32),
                                                               "irreducible_loss": loss.astype(np.float32)}),
                                    {"irreducible_model": summary, "upfront": upfront})
+
+    def checkpoint(self, epochs_done: int, state: Callable[[], dict]) -> None:
+        """Written after the epoch's rows are committed, atomically: a kill at any moment leaves the previous
+        checkpoint or this one, never half of one."""
+        if self.checkpoints is None:
+            return
+        import torch
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        path = checkpoint_path(self.checkpoints, self.run_id)
+        tmp = path.with_suffix(".tmp")
+        torch.save(state(), tmp)
+        os.replace(tmp, path)
+
+
+def checkpoint_folder(db: Path) -> Path:
+    """Where the runs of database `db` keep their checkpoints: `<db>.checkpoints/` beside it."""
+    db = Path(db).expanduser().absolute()
+    return db.with_name(db.name + ".checkpoints")
+
+
+def checkpoint_path(folder: Path, run_id: int) -> Path:
+    return folder / f"run-{run_id}.pt"
 
 
 class RunFailed(TrainingFailed):
@@ -47,18 +74,32 @@ class RunFailed(TrainingFailed):
 
 def run_one(cfg: RunConfig, store: Store, *, command: str = "", cache: dict | None = None,
             progress: Callable[[int], None] | None = None, prep: Prepared | None = None,
-            extra_config: dict | None = None) -> int:
+            extra_config: dict | None = None, checkpoints: Path | None = None, resume: int | None = None,
+            keep_checkpoint: bool = False) -> int:
     """Train one config into `store`; returns its run_id. The run ends complete, failed or interrupted.
 
     A run whose training fails (TrainingFailed: diverged, non-finite scores) is marked failed with the
     one-line reason and raises RunFailed; any other error is marked failed and re-raised as it is.
     `prep` is the config's prepared data when the caller already has it; `extra_config` is merged into
-    the stored config (e.g. the audit marks its proxy runs)."""
+    the stored config (e.g. the audit marks its proxy runs). With `checkpoints` (a folder) the run keeps
+    a checkpoint after every epoch, deleted when it completes unless `keep_checkpoint`; `resume` is the
+    run_id of an unfinished run of this config to continue from its checkpoint there."""
     prep = prepare(cfg, cache) if prep is None else prep
     trainer = Trainer(cfg, train_data(prep), progress=progress)
-    run_id = store.start_run(run_row(cfg, prep, trainer, command=command, extra=extra_config), examples_frame(prep))
+    start = 0
+    if resume is None:
+        run_id = store.start_run(run_row(cfg, prep, trainer, command=command, extra=extra_config), examples_frame(prep))
+    else:
+        import torch
+        run_id = resume
+        state = torch.load(checkpoint_path(checkpoints, run_id), map_location=trainer.device, weights_only=True)
+        trainer.load_state_dict(state)
+        start = state["epochs_done"]
+        store.rewind(run_id, start)
+        if progress:
+            progress(int(prep.trained.sum()) * start + int((prep.role == "holdout").sum()) * cfg.epochs)
     try:
-        trainer.fit(StoreSink(store, run_id))
+        trainer.fit(StoreSink(store, run_id, checkpoints), start_epoch=start)
     except KeyboardInterrupt:
         store.finish(run_id, "interrupted", "stopped by Ctrl-C or SIGTERM")
         raise
@@ -69,35 +110,85 @@ def run_one(cfg: RunConfig, store: Store, *, command: str = "", cache: dict | No
         store.finish(run_id, "failed", " ".join(f"{type(err).__name__}: {err}".split()))
         raise
     store.finish(run_id, "complete")
+    if checkpoints is not None and not keep_checkpoint:
+        checkpoint_path(checkpoints, run_id).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            checkpoints.rmdir()  # only when no other run keeps one there
     return run_id
 
 
+@dataclass(frozen=True)
+class Cell:
+    """What a grid cell needs this time: trained, resumed from its unfinished run, or skipped (and why)."""
+
+    cfg: RunConfig
+    action: str  # train, resume or skip
+    run_id: int | None = None
+    reason: str = ""
+
+
+def plan(cells: list[RunConfig], store: Store, checkpoints: Path | None, *, restart: bool = False) -> list[Cell]:
+    """For each cell: skip it if a complete run of it is in the store; resume its latest unfinished run if that run
+    has a checkpoint; otherwise train it. `restart` trains every cell anew (earlier runs become superseded)."""
+    from lossaudit.training.identity import identify
+
+    device_type = resolve_device(cells[0].device).type if cells else "cpu"
+    runs: dict[tuple, list[tuple]] = {}
+    for row in store.cells():
+        runs.setdefault(row[1:5], []).append(row)
+    out = []
+    for cfg in cells:
+        who = identify(cfg, device_type)
+        mine = [] if restart else runs.get((who.experiment_id, who.arm, cfg.corruption, cfg.seed), [])
+        done = [r for r in mine if r[5] == "complete"]
+        alive = [r for r in mine if r[5] == "running"]  # still running after mark_orphans: another process has it
+        unfinished = [r for r in mine if r[5] == "interrupted"]
+        if done:
+            out.append(Cell(cfg, "skip", done[-1][0], "complete"))
+        elif alive:
+            out.append(Cell(cfg, "skip", alive[-1][0], f"being trained by process {alive[-1][7]} on {alive[-1][6]}"))
+        elif unfinished and checkpoints is not None and checkpoint_path(checkpoints, unfinished[-1][0]).is_file():
+            out.append(Cell(cfg, "resume", unfinished[-1][0]))
+        else:
+            out.append(Cell(cfg, "train"))
+    return out
+
+
 def run_grid(cells: Grid | list[RunConfig], store: Store, *, command: str = "", cache: dict | None = None,
-             on_start: Callable[[int, RunConfig, int], Callable[[int], None]] | None = None,
-             on_failed: Callable[[RunFailed, RunConfig], None] | None = None) -> list[int]:
-    """Run every cell (a grid's expanded configs, or a list of them) in order; returns their run_ids.
+             on_start: Callable[[int, Cell, int], Callable[[int], None]] | None = None,
+             on_failed: Callable[[RunFailed, RunConfig], None] | None = None, checkpoints: Path | None = None,
+             restart: bool = False, keep_checkpoints: bool = False) -> list[Cell]:
+    """Run every cell (a grid's expanded configs, or a list of them) in order, skipping the complete ones and
+    resuming the interrupted ones with a checkpoint (see `plan`); returns what was done, with each run_id.
 
     A cell whose training fails is marked failed and reported to `on_failed(err, cfg)`; the next cell
-    goes on. `on_start(i, cfg, n_candidates)` returns that run's progress callback; `cache` holds loaded
+    goes on. `on_start(i, cell, n_candidates)` returns that run's progress callback; `cache` holds loaded
     datasets (pass the one used to check the grid, to load them once)."""
     store.mark_orphans()
     cache = {} if cache is None else cache
-    run_ids = []
-    for i, cfg in enumerate(cells.runs() if isinstance(cells, Grid) else cells):
-        prep = prepare(cfg, cache)
-        progress = on_start(i, cfg, candidates(cfg, prep)) if on_start else None
+    done = []
+    for i, cell in enumerate(plan(cells.runs() if isinstance(cells, Grid) else list(cells), store, checkpoints,
+                                  restart=restart)):
+        if cell.action == "skip":
+            done.append(cell)
+            continue
+        prep = prepare(cell.cfg, cache)
+        progress = on_start(i, cell, candidates(cell.cfg, prep)) if on_start else None
         try:
-            run_ids.append(run_one(cfg, store, command=command, progress=progress, prep=prep))
+            run_id = run_one(cell.cfg, store, command=command, progress=progress, prep=prep, checkpoints=checkpoints,
+                             resume=cell.run_id, keep_checkpoint=keep_checkpoints)
         except RunFailed as err:
-            run_ids.append(err.run_id)
+            run_id = err.run_id
             if on_failed:
-                on_failed(err, cfg)
-    return run_ids
+                on_failed(err, cell.cfg)
+        done.append(dataclasses.replace(cell, run_id=run_id))
+    return done
 
 
-def train_grid(values: dict, *, db: Path, command: str, default_corruptions: str) -> int:
-    """`lossaudit run`: build and check the grid from config values, train every cell with a progress bar,
-    print a line per failed run and the summary table; returns the exit status (0, or 1 if a run failed)."""
+def train_grid(values: dict, *, db: Path, command: str, default_corruptions: str, restart: bool = False,
+               keep_checkpoints: bool = False) -> int:
+    """`lossaudit run`: build and check the grid from config values; train, resume or skip every cell with a progress
+    bar; print a line per failed run and the summary table; returns the exit status (0, or 1 if a run failed)."""
     from rich.console import Console
 
     from lossaudit.terminal import progress_bar, sigterm_interrupts
@@ -105,8 +196,9 @@ def train_grid(values: dict, *, db: Path, command: str, default_corruptions: str
     from lossaudit.training.methods import DEFAULT_METHODS
 
     values.setdefault("corruption", default_corruptions)
-    grid = build_grid(values, default_methods=DEFAULT_METHODS, extra_keys=("db",))
+    grid = build_grid(values, default_methods=DEFAULT_METHODS, extra_keys=("db", "restart", "keep_checkpoints"))
     cells = grid.runs()
+    resolve_device(cells[0].device)  # no CUDA: one line, and no database left behind
     cache: dict = {}
     prepare(cells[0], cache)  # load the data before the progress bars, so loader warnings print cleanly
     store = Store(db)
@@ -115,35 +207,43 @@ def train_grid(values: dict, *, db: Path, command: str, default_corruptions: str
     sigterm_interrupts()
     failed: list[str] = []
     with progress_bar(console) as bar:
-        def on_start(i, cfg, total):
-            task = bar.add_task(f"run {i + 1}/{len(cells)} {cfg.method} {cfg.corruption} seed {cfg.seed}", total=total)
+        def on_start(i, cell, total):
+            what = f"run {i + 1}/{len(cells)} {cell.cfg.method} {cell.cfg.corruption} seed {cell.cfg.seed}"
+            task = bar.add_task(what + (" (resumed)" if cell.action == "resume" else ""), total=total)
             return lambda n: bar.advance(task, n)
 
         def on_failed(err, cfg):
             failed.append(f"run {err.run_id} ({cfg.method}, {cfg.corruption}, seed {cfg.seed}) failed: {err}")
             console.print(failed[-1], markup=False, highlight=False, soft_wrap=True)  # one line, never wrapped
 
-        run_ids = run_grid(cells, store, command=command, cache=cache, on_start=on_start, on_failed=on_failed)
-    print_summary(db, run_ids)
+        done = run_grid(cells, store, command=command, cache=cache, on_start=on_start, on_failed=on_failed,
+                        checkpoints=checkpoint_folder(db), restart=restart, keep_checkpoints=keep_checkpoints)
+    print_summary(db, done)
+    counts = {a: sum(c.action == a for c in done) for a in ("train", "resume", "skip")}
+    console.print(f"{counts['train']} cell(s) trained, {counts['resume']} resumed, {counts['skip']} skipped "
+                  "(already complete, or being trained elsewhere)" + ("; --restart trains every cell anew"
+                                                                        if counts["skip"] else ""), soft_wrap=True)
     if failed:
         console.print(f"{len(failed)} of {len(cells)} run(s) failed; their finished epochs and the reason are in {db}",
                       soft_wrap=True)
     return 1 if failed else 0
 
 
-def print_summary(db: Path, run_ids: list[int]) -> None:
-    """The runs just written, one row each, in percent where a share; vr's switch, rho's upfront work, seeds and
-    experiments only when they say something."""
+def print_summary(db: Path, done: list[Cell]) -> None:
+    """The grid's runs, one row each (what was done with it this time, when not simply trained), in percent where a
+    share; vr's switch, rho's upfront work, seeds and experiments only when they say something."""
     from lossaudit.audit.metrics import run_summary
     from lossaudit.audit.store import connect_readonly
     from lossaudit.terminal import print_frame
 
     with connect_readonly(db) as con:
         summary = run_summary(con)
-    s = summary[summary.run_id.isin(run_ids)]
+    this_time = {c.run_id: {"train": "", "resume": "resumed", "skip": f"skipped: {c.reason}"}[c.action] for c in done}
+    s = summary[summary.run_id.isin(this_time)]
     pct = lambda v: "" if pd.isna(v) else f"{v:.1%}"  # noqa: E731  (missing: not measured)
     num = lambda v, f: "" if pd.isna(v) else format(v, f)  # noqa: E731
-    table = {"run": s.run_id, "experiment": s.experiment, "method": s.method, "corruption": s.corruption,
+    table = {"run": s.run_id, "this time": s.run_id.map(this_time), "experiment": s.experiment, "method": s.method,
+             "corruption": s.corruption,
              "seed": s.seed, "status": s.status,
              "best err": s.best_test_error.map(pct), "final err": s.final_test_error.map(pct),
              "backprops": s.backprops.map(lambda v: num(v, ",.0f")),
@@ -157,7 +257,8 @@ def print_summary(db: Path, run_ids: list[int]) -> None:
              "corrupt share": s.corrupted_share.where(s.base_rate > 0).map(pct),
              "base rate": s.base_rate.where(s.base_rate > 0).map(pct),
              "train s": s.seconds.map(lambda v: num(v, ".1f"))}
-    drop = {"experiment": s.experiment_id.nunique() < 2, "seed": s.seed.nunique() < 2,
+    drop = {"this time": not any(this_time.values()), "experiment": s.experiment_id.nunique() < 2,
+            "seed": s.seed.nunique() < 2,
             "status": (s.status == "complete").all(),
             "+ upfront": not (s.upfront_backprops > 0).any(), "vr on": s.vr_on_share.isna().all(),
             "τ range (threshold)": s.vr_on_share.isna().all(), "corrupt share": not (s.base_rate > 0).any(),

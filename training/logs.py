@@ -1,11 +1,12 @@
-"""What a run keeps while it trains: counters, the queue of picks waiting for a training step, and one
-epoch's observations and steps in preallocated columns that reach the host once per epoch.
+"""What a run keeps while it trains: counters, the queue of picks waiting for a training step, one epoch's
+observations and steps in preallocated columns that reach the host once per epoch, and the sink they go to.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable, Protocol
 
 import numpy as np
 import pandas as pd
@@ -136,3 +137,24 @@ class StepLog:
         maps = [[(k, values[k][i]) for k in keys if k in s] for i, s in enumerate(self.states)]
         table = pa.Table.from_pandas(frame, preserve_index=False)
         return table.append_column("state", pa.array(maps, type=pa.map_(pa.string(), pa.float64())))
+
+
+class Sink(Protocol):
+    def write_epoch(self, epoch: int, *, observations: pd.DataFrame, steps: pa.Table, evals: pd.DataFrame) -> None: ...
+
+    def write_irreducible(self, example_id: np.ndarray, loss: np.ndarray, summary: dict) -> None: ...
+
+    def checkpoint(self, epochs_done: int, state: Callable[[], dict]) -> None: ...
+
+
+class NullSink:
+    """Keeps nothing (the irreducible-loss model's own run is summarised, not logged per example)."""
+
+    def write_epoch(self, epoch, **tables) -> None:
+        pass
+
+    def write_irreducible(self, example_id, loss, summary) -> None:
+        pass
+
+    def checkpoint(self, epochs_done, state) -> None:
+        pass

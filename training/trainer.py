@@ -13,11 +13,10 @@ import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import torch
 from torch import Tensor
 from torch.nn import functional as F
@@ -25,7 +24,7 @@ from torch.nn import functional as F
 from lossaudit.errors import TrainingFailed, UserError
 from lossaudit.training.augment import channel_stats, crop_flip, normalise
 from lossaudit.training.config import RunConfig
-from lossaudit.training.logs import SCORE, TRAIN, Batch, Counters, ObservationLog, PickQueue, StepLog
+from lossaudit.training.logs import SCORE, TRAIN, Batch, Counters, NullSink, ObservationLog, PickQueue, Sink, StepLog
 from lossaudit.training.methods import Forward, create_method
 from lossaudit.training.models import create_model
 
@@ -49,22 +48,6 @@ class TrainData:
     holdout_x: np.ndarray | None = None
     holdout_y: np.ndarray | None = None
     holdout_id: np.ndarray | None = None
-
-
-class Sink(Protocol):
-    def write_epoch(self, epoch: int, *, observations: pd.DataFrame, steps: pa.Table, evals: pd.DataFrame) -> None: ...
-
-    def write_irreducible(self, example_id: np.ndarray, loss: np.ndarray, summary: dict) -> None: ...
-
-
-class NullSink:
-    """Keeps nothing (the irreducible-loss model's own run is summarised, not logged per example)."""
-
-    def write_epoch(self, epoch, **tables) -> None:
-        pass
-
-    def write_irreducible(self, example_id, loss, summary) -> None:
-        pass
 
 
 def resolve_device(name: str) -> torch.device:
@@ -133,14 +116,15 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------------------
 
-    def fit(self, sink: Sink) -> None:
-        """Train for cfg.epochs, handing each finished epoch to `sink`."""
+    def fit(self, sink: Sink, *, start_epoch: int = 0) -> None:
+        """Train for cfg.epochs (from `start_epoch` after `load_state_dict`), handing each finished epoch to `sink`."""
         self.sink = sink
         n, B = len(self.y), self.cfg.batch_size
-        self.method.setup(self)  # work before training, e.g. rho's irreducible-loss model
-        self.t0 = time.perf_counter()
-        self.maybe_evaluate(epoch=0)
-        for epoch in range(self.cfg.epochs):
+        if start_epoch == 0:
+            self.method.setup(self)  # work before training, e.g. rho's irreducible-loss model
+            self.t0 = time.perf_counter()
+            self.maybe_evaluate(epoch=0)
+        for epoch in range(start_epoch, self.cfg.epochs):
             order, queue = self.start_epoch(epoch)
             size = self.method.candidate_size()
             for start in range(0, n, size):
@@ -164,6 +148,8 @@ class Trainer:
             self.maybe_evaluate(epoch, final=epoch == self.cfg.epochs - 1)
             self.check_finite()
             self.log_epoch(epoch, order)
+            if epoch + 1 < self.cfg.epochs:
+                self.sink.checkpoint(epoch + 1, self.state_dict)
 
     def start_epoch(self, epoch: int) -> tuple[Tensor, PickQueue]:
         """All per-epoch state, made here: the lr, a fresh permutation, empty log buffers, an empty pick queue."""
@@ -356,6 +342,35 @@ class Trainer:
     def set_lr(self, lr: float) -> None:
         for group in self.opt.param_groups:
             group["lr"] = lr
+
+    # -- checkpoints ----------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        """Everything that decides what happens after this epoch: weights, optimizer, the method's state, every
+        random generator, the counters and the evaluation schedule (tensors and plain values only)."""
+        return {"epochs_done": len(self.epoch_starts), "model": self.model.state_dict(),
+                "optimizer": self.opt.state_dict(), "method": self.method.state_dict(),
+                "generators": {name: g.get_state() for name, g in self.gen.items()},
+                "counters": dataclasses.asdict(self.counters), "next_eval": self.next_eval,
+                "last_eval_backprops": self.last_eval_backprops, "epoch_starts": list(self.epoch_starts),
+                "best_test_error": self.best_test_error, "bad_step": self.bad_step.clone(),
+                "losses_since_eval": [t.detach().clone() for t in self.losses_since_eval],
+                "seconds": self.train_seconds()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from a checkpoint: `fit(start_epoch=state["epochs_done"])` then repeats an unbroken run."""
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.method.load_state_dict(state["method"])
+        for name, g in self.gen.items():
+            g.set_state(state["generators"][name])
+        self.counters = Counters(**state["counters"])
+        self.next_eval, self.last_eval_backprops = state["next_eval"], state["last_eval_backprops"]
+        self.epoch_starts, self.best_test_error = list(state["epoch_starts"]), state["best_test_error"]
+        self.bad_step = state["bad_step"].to(self.device)
+        self.losses_since_eval = [t.to(self.device) for t in state["losses_since_eval"]]
+        self.untimed_seconds = 0.0
+        self.t0 = time.perf_counter() - state["seconds"]  # the seconds axis goes on where it stopped
 
     def check_finite(self) -> None:
         """Raise TrainingFailed if a training loss has been non-finite (a host sync: called at evaluations,

@@ -36,7 +36,9 @@ def test_two_experiments_and_a_repeated_cell_in_one_database_equal_their_own(tmp
     shared = tmp_path / "shared.duckdb"
     _run(shared, "--epochs", 2)
     _run(shared, "--epochs", 3)
-    _run(shared, "--epochs", 2, "--method", "sb50")  # the same cell again: the later run stands for it
+    again = _run(shared, "--epochs", 2, "--method", "sb50")  # complete already: skipped
+    assert "0 cell(s) trained, 0 resumed, 1 skipped" in again.output
+    _run(shared, "--epochs", 2, "--method", "sb50", "--restart")  # trained anew: the later run stands for the cell
     _run(tmp_path / "two.duckdb", "--epochs", 2)
     _run(tmp_path / "three.duckdb", "--epochs", 3)
 
@@ -56,8 +58,8 @@ def test_a_diverging_cell_fails_with_its_reason_and_the_next_cell_completes(tmp_
     store = Store(tmp_path / "d.duckdb")
     good = RunConfig(method="sb50", epochs=2, train_size=300, model="mlp", device="cpu")
     failures = []
-    ids = run_grid([dataclasses.replace(good, lr=1e6), good], store,
-                   on_failed=lambda err, cfg: failures.append((err.run_id, str(err))))
+    ids = [c.run_id for c in run_grid([dataclasses.replace(good, lr=1e6), good], store,
+                                      on_failed=lambda err, cfg: failures.append((err.run_id, str(err))))]
     with connect_readonly(store.path) as con:
         runs = con.execute("select run_id, status, error, epochs_done from runs order by run_id").fetchall()
         observed = con.execute("select run_id, count(*) from observations group by 1 order by 1").fetchall()

@@ -173,6 +173,13 @@ class Method:
         """Scalars describing the method's state after a step, stored in steps.state."""
         return {}
 
+    def state_dict(self) -> dict:
+        """Everything that decides the method's next picks, for a checkpoint (tensors and plain values only)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore `state_dict()`, so that a resumed run picks exactly what an unbroken one would."""
+
     @staticmethod
     def picks_for(n: int, full: int, batch_size: int) -> int:
         """Picks from a round of n candidates when a full round of `full` yields `batch_size` (an epoch's last round)."""

@@ -7,6 +7,8 @@ from torch import Tensor
 
 from lossaudit.training.methods.base import Forward
 
+FIELDS = ("loss", "entropy", "margin", "p_true", "pred")
+
 
 class ScoreCache:
     """The last statistics seen for each example (from a scoring forward or a training forward).
@@ -30,8 +32,16 @@ class ScoreCache:
         v = self.values
         return Forward(v.loss[index], v.entropy[index], v.margin[index], v.p_true[index], v.pred[index])
 
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch.clone()} | {f: getattr(self.values, f).clone() for f in FIELDS}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch.copy_(state["epoch"])
+        for f in FIELDS:
+            getattr(self.values, f).copy_(state[f])
+
     def store(self, index: Tensor, fwd: Forward, epoch: int) -> None:
-        for name in ("loss", "entropy", "margin", "p_true", "pred"):
+        for name in FIELDS:
             column = getattr(self.values, name)
             column[index] = getattr(fwd, name).to(column.dtype)
         self.epoch[index] = epoch

@@ -68,3 +68,10 @@ class RhoLoss(Method):
 
     def state(self) -> dict:
         return dict(self.last)
+
+    def state_dict(self) -> dict:
+        return {"irreducible": self.irreducible, "last": dict(self.last)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.irreducible = state["irreducible"].to(self.device)
+        self.last = dict(state["last"])

@@ -84,6 +84,17 @@ class SelectiveBackprop(Method):
     def state(self) -> dict:
         return {"history_size": float(self.history.count)}
 
+    def state_dict(self) -> dict:
+        h = self.history
+        out = {"history": h.values.clone(), "history_count": h.count, "history_pos": h.pos}
+        return out | ({"cache": self.cache.state_dict()} if self.cache is not None else {})
+
+    def load_state_dict(self, state: dict) -> None:
+        self.history.values.copy_(state["history"])
+        self.history.count, self.history.pos = state["history_count"], state["history_pos"]
+        if self.cache is not None:
+            self.cache.load_state_dict(state["cache"])
+
 
 class EntropySelectiveBackprop(SelectiveBackprop):
     name = "sbe"

@@ -83,3 +83,9 @@ class ImportanceSampling(Method):
 
     def state(self) -> dict:
         return {"tau": self.tau, "is_on": float(self.on)}
+
+    def state_dict(self) -> dict:
+        return {"tau": self.tau.clone(), "on": self.on}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.tau, self.on = state["tau"].to(self.device), state["on"]
