@@ -98,7 +98,7 @@ def run_audit(dataset: str, *, db: Path, out: Path, model: str = "resnet8", epoc
     except OSError as err:
         raise UserError(f"--out {str(out)!r}: cannot write the suspects ({err.strerror})") from None
     store.write_audit(run_id, result.row() | {"suspects_file": str(csv.resolve())}, result.suspects)
-    print_summary(Console(quiet=quiet), result, csv, parquet)
+    print_summary(Console(quiet=quiet, soft_wrap=True), result, csv, parquet)
     return result
 
 

@@ -142,3 +142,37 @@ def test_strict_exit_code_reflects_the_verdict(tmp_path):
     assert relaxed.exit_code == 0 and "verdict: unsafe" in relaxed.output
     strict = CliRunner().invoke(app, [*args, "--strict"])
     assert strict.exit_code == 4
+
+
+def _small(tmp_path, n, share, seed=0):
+    """The first n digits as an npz, `share` of their labels flipped to another class."""
+    ds = load_dataset("digits")
+    x, y = ds.train.x[:n, 0], ds.train.y[:n]
+    rng = np.random.default_rng(seed)
+    flipped = rng.choice(n, int(round(share * n)), replace=False)
+    noisy = y.copy()
+    noisy[flipped] = (y[flipped] + rng.integers(1, 10, len(flipped))) % 10
+    path = tmp_path / f"small_{n}.npz"
+    np.savez(path, x=x, y=noisy)
+    return path
+
+
+def test_a_hundred_images_with_40_percent_noise_are_never_called_safe(tmp_path):
+    path = _small(tmp_path, 100, 0.4)
+    result = run_audit(f"npz:{path}", db=tmp_path / "a.duckdb", out=tmp_path / "s", device="cpu", quiet=True)
+    assert result.canaries["random_labels"] == 20  # the default raises the canaries to 40 on small data
+    assert result.verdict in ("unsafe", "unknown"), result.verdict_line
+
+
+def test_an_audit_that_cannot_tell_says_unknown_and_what_would_work(tmp_path):
+    path = _small(tmp_path, 60, 0.4)
+    args = ["audit", f"npz:{path}", "--db", str(tmp_path / "u.duckdb"), "--out", str(tmp_path / "u"), "--epochs", "2",
+            "--canaries", "0.05", "--device", "cpu", "--model", "mlp"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.output.splitlines() if line.startswith("verdict:"))
+    assert line.startswith("verdict: unknown: the noise share cannot be estimated from 2 random-label canaries")
+    assert "give --canaries 0.17 or more (at 60 images), or audit at least 200 images at --canaries 0.05" in line
+    assert CliRunner().invoke(app, [*args, "--strict"]).exit_code == 5
+    with connect_readonly(tmp_path / "u.duckdb") as con:
+        assert con.execute("select verdict, noise_share, n_suspects from audits").fetchall()[-1] == ("unknown", None, 0)
