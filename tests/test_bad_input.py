@@ -209,3 +209,10 @@ def test_a_database_beside_the_one_read_is_untouched(files, tmp_path):
     assert other.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["other.duckdb"]
     assert json.loads(CliRunner().invoke(app, ["sql", "select count(*) as n from runs", "--format", "json",
                                                "--db", str(files["db"])]).output) == [{"n": 2}]
+
+
+def test_a_run_that_cannot_start_leaves_no_database_behind(tmp_path):
+    for args in (["--device", "cuda"], ["--train-size", "99999"], ["--beta", "0", "--method", "sb"]):
+        fresh = tmp_path / "fresh.duckdb"
+        result = CliRunner().invoke(app, [*RUN, *args, "--db", str(fresh)])
+        assert result.exit_code == 2 and not fresh.exists(), (args, result.output)

@@ -206,3 +206,16 @@ def test_a_database_of_an_older_schema_is_upgraded_on_first_read(tmp_path, capsy
             (None,), ("random_labels",)]
         assert con.execute("select verdict, noise_low, n_suspects from audits").fetchone() == ("caution", 0.01, 1)
         assert con.execute("select rank, path, suggested_label from suspects").fetchall() == [(1, "b.png", "b")]
+
+
+def test_a_target_the_untrained_model_meets_gives_no_speedup_anywhere(tmp_path):
+    """sgd never gets below 90% error: 1.2 × 90% = 108% is met before any training, so no cost is measured and the
+    verdict says why, instead of a table with 0 backprops to target next to a verdict of "never reached"."""
+    db = _write(tmp_path / "t.duckdb", [("C", "sgd", 0, "complete", [0, 100, 200], [0.95, 0.9, 0.92], 0),
+                                        ("C", "sb", 0, "complete", [0, 50, 100], [0.95, 0.93, 0.91], 0)])
+    t = _table1(db).set_index("method")
+    assert not t.target_usable.any() and t.target_error.iloc[0] == pytest.approx(1.08)
+    assert t.backprops_to_target.isna().all() and t.speedup_backprops.isna().all()
+    with connect_readonly(db) as con:
+        (verdict,) = verdicts(metrics.table1(con), metrics.run_summary(con), metrics.run_standing(con))
+    assert verdict.level == "no-baseline" and "is not below the untrained model's error" in verdict.headline
