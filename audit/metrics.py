@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from lossaudit.errors import UserError, choices
+from lossaudit.audit import scores as score_registry
 from lossaudit.audit.queries import run_query
 
 TARGET_FACTOR = 1.2  # Table 1's target: this many times sgd's best test error (the paper's rule)
@@ -99,7 +100,24 @@ def example_scores(con: duckdb.DuckDBPyConnection, mode: str = "any", max_epoch:
     """
     if mode not in ("any", "score", "train"):
         raise UserError(f"unknown score mode {mode!r}; valid: any, score, train")
-    return run_query(con, "example_scores", mode=mode, max_epoch=max_epoch)
+    names = score_registry.names()
+    if mode != "any" or max_epoch is not None:
+        return _as_float(run_query(con, "example_scores", mode=mode, max_epoch=max_epoch), names)
+    # complete runs stored their scores when they completed; the others are computed from their observations
+    stored = run_query(con, "stored_score_names")
+    ready = [int(r) for r, keys in zip(stored.run_id, stored.names) if set(names) <= set(keys)]
+    parts = [run_query(con, "stored_scores").query("run_id in @ready")] if ready else []
+    for run_id in (r for r, in con.execute("select run_id from runs order by run_id").fetchall() if r not in ready):
+        parts.append(run_query(con, "example_scores", mode="any", run_id=run_id))
+    parts = [_as_float(p, names) for p in parts if len(p)]
+    if not parts:
+        return _as_float(run_query(con, "example_scores", mode="any", run_id=-1), names)
+    return pd.concat(parts, ignore_index=True).sort_values(["run_id", "example_id"], ignore_index=True)
+
+
+def _as_float(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """Scores as float64 whether computed now or stored (forgetting events count in integers when computed)."""
+    return frame.astype({n: "float64" for n in names})
 
 
 def pick_gallery(con: duckdb.DuckDBPyConnection, k: int = 8, run_id: int | None = None) -> pd.DataFrame:

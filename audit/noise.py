@@ -93,7 +93,7 @@ def candidate_scores(rows: pd.DataFrame) -> pd.DataFrame:
 
 def canary_auroc(candidates: pd.DataFrame, is_canary: np.ndarray, kind: np.ndarray) -> pd.DataFrame:
     """AUROC of each candidate for ranking each canary kind above the user's examples."""
-    from sklearn.metrics import roc_auc_score
+    from lossaudit.audit.separability import auroc
     rows = []
     user = ~is_canary
     kinds = [k for k in CANARY_KINDS if np.any(is_canary & (kind == k))]
@@ -102,7 +102,7 @@ def canary_auroc(candidates: pd.DataFrame, is_canary: np.ndarray, kind: np.ndarr
         row = {"score": name}
         for k in kinds:
             pick = user | (is_canary & (kind == k))
-            row[f"auroc_{k}"] = roc_auc_score(is_canary[pick], s[pick])
+            row[f"auroc_{k}"] = auroc(is_canary[pick], s[pick])
         row["auroc_mean"] = float(np.mean([row[f"auroc_{k}"] for k in kinds])) if kinds else math.nan
         rows.append(row)
     key = "auroc_random_labels" if "random_labels" in kinds else "auroc_mean"

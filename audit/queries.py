@@ -48,7 +48,8 @@ def parse_value(text: str):
     return t.strip("'\"")
 
 
-SLOTS = {"-- @scores": lambda: scores.select_list()}  # a line starting so is replaced by the registered scores
+SLOTS = {"-- @scores": lambda: scores.select_list(),  # a line starting so is replaced by the registered scores
+         "-- @stored_scores": lambda: scores.stored_list()}
 
 
 def _fill(text: str) -> str:

@@ -101,6 +101,15 @@ create table if not exists evals (
     train_loss        double
 );
 
+create table if not exists example_summaries (
+    run_id         integer not null,
+    example_id     integer not null,
+    n_observations integer not null,
+    modes          varchar,
+    picks          bigint,
+    scores         map(varchar, double) not null
+);
+
 create table if not exists audits (
     run_id        integer primary key,
     verdict       varchar not null check (verdict in ('safe', 'caution', 'unsafe', 'unknown')),
@@ -176,6 +185,13 @@ comment on column examples.is_corrupted is 'True if the example was selected for
 comment on column examples.source is 'Where the example came from: a file path, or dataset:index.';
 comment on column examples.role is 'train = a candidate for training; holdout = kept out of training to fit an irreducible-loss model (rho); canary = a corrupted copy of a training example added as a known positive (--canaries, lossaudit audit); replaced = an original that a random-label canary stands in for, not trained.';
 comment on column examples.irreducible_loss is 'rho: loss of the irreducible-loss model on this example (eval mode, no augmentation); NULL for other methods.';
+
+comment on column example_summaries.run_id is 'A complete run: its per-example scores are computed once, when it completes.';
+comment on column example_summaries.example_id is 'The example.';
+comment on column example_summaries.n_observations is 'Observations of the example in the run (every forward mode, every epoch).';
+comment on column example_summaries.modes is 'Forward modes the observations came from, e.g. score+train.';
+comment on column example_summaries.picks is 'Times the example was back-propagated.';
+comment on column example_summaries.scores is 'Every per-example score registered when the run completed (lossaudit.audit.scores), by name; higher = more suspect. A score registered later is computed from the observations instead.';
 
 comment on column audits.run_id is 'The proxy run of a `lossaudit audit` (its examples and observations are in the other tables).';
 comment on column audits.verdict is 'safe, caution, unsafe, or unknown when the noise share could not be estimated; by verdict_rule.';

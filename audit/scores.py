@@ -58,3 +58,8 @@ def audit_signals() -> dict[str, str]:
 def select_list(indent: str = "        ") -> str:
     """The scores as lines of an SQL select list (`expr as name,`), for the `-- @scores` slot of a query."""
     return "\n".join(f"{indent}{' '.join(s.sql.split())} as {s.name}," for s in SCORES.values())
+
+
+def stored_list(indent: str = "        ") -> str:
+    """The scores as select-list lines reading a stored summary's map (`scores['x'] as x,`)."""
+    return "\n".join(f"{indent}s.scores['{s.name}'] as {s.name}," for s in SCORES.values())

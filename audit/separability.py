@@ -30,20 +30,48 @@ def precision_at_k(y: np.ndarray, score: np.ndarray, k: int) -> float:
     return float(y[top].mean())
 
 
+def auroc(y: np.ndarray, score: np.ndarray) -> float:
+    """Area under the ROC curve: the chance that a random positive outscores a random negative, ties counting one
+    half (Mann-Whitney, from average ranks). y: (n,) bool with both classes; score: (n,) float."""
+    ranks = pd.Series(score).rank(method="average").to_numpy()
+    pos = int(y.sum())
+    return float((ranks[y].sum() - pos * (pos + 1) / 2) / (pos * (len(y) - pos)))
+
+
+def _cumulative(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """True and false positives above each distinct threshold, from the highest score down."""
+    order = np.argsort(-score, kind="stable")
+    s, hits = score[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # the last position of each group of equal scores
+    tps = np.cumsum(hits)[last]
+    return tps, last + 1 - tps
+
+
+def average_precision(y: np.ndarray, score: np.ndarray) -> float:
+    """Σ over distinct thresholds (from the highest) of (recall gained) × (precision there), as scikit-learn's."""
+    tps, fps = _cumulative(y, score)
+    recall = tps / tps[-1]
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * tps / (tps + fps)))
+
+
+def roc_curve(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(false positive rates, true positive rates) at every distinct threshold, starting at (0, 0)."""
+    tps, fps = _cumulative(y, score)
+    return np.r_[0.0, fps / fps[-1]], np.r_[0.0, tps / tps[-1]]
+
+
 def roc_points(scores_of_run: pd.DataFrame, max_points: int = 200) -> dict[str, dict]:
     """ROC curve of every score on one run's examples against TRUTH_RULE, thinned to at most max_points points:
     {score: {"fpr": [...], "tpr": [...], "auroc": float}}; empty when the run has only clean or only noisy ones."""
-    from sklearn.metrics import roc_auc_score, roc_curve
-
     truth = noisy_truth(scores_of_run)
     if scores_of_run.empty or truth.all() or not truth.any():
         return {}
     out = {}
     for name in score_registry.names():
         s = _filled(scores_of_run[name].to_numpy(dtype=float))
-        fpr, tpr, _ = roc_curve(truth, s)
+        fpr, tpr = roc_curve(truth, s)
         keep = np.unique(np.linspace(0, len(fpr) - 1, min(len(fpr), max_points)).astype(int))
-        out[name] = {"fpr": fpr[keep].tolist(), "tpr": tpr[keep].tolist(), "auroc": float(roc_auc_score(truth, s))}
+        out[name] = {"fpr": fpr[keep].tolist(), "tpr": tpr[keep].tolist(), "auroc": auroc(truth, s)}
     return out
 
 
@@ -63,8 +91,6 @@ def separability(con: duckdb.DuckDBPyConnection, mode: str = "any", include_inco
 def separability_of(scores: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """`separability` on already computed example scores (runs: run_id, experiment_id, experiment, method,
     corruption, corruption_kind, seed)."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
     rows = []
     for run_id, group in scores.groupby("run_id"):
         y = noisy_truth(group)
@@ -73,7 +99,7 @@ def separability_of(scores: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
         for name in score_registry.names():
             s = _filled(group[name].to_numpy(dtype=float))
             rows.append(dict(run_id=run_id, score=name, n_examples=len(y), n_corrupted=int(y.sum()),
-                             auroc=roc_auc_score(y, s), average_precision=average_precision_score(y, s),
+                             auroc=auroc(y, s), average_precision=average_precision(y, s),
                              precision_at_k=precision_at_k(y, s, int(y.sum()))))
     columns = [*EXPERIMENT, "corruption", "corruption_kind", "method", "score", "n_seeds", "auroc", "auroc_std",
                "average_precision", "precision_at_k", "base_rate", "best"]

@@ -23,7 +23,7 @@ import duckdb
 from lossaudit.errors import UserError
 
 SCHEMA_VERSION = "2"
-TABLES = ("runs", "examples", "observations", "steps", "evals", "audits", "suspects")
+TABLES = ("runs", "examples", "observations", "steps", "evals", "example_summaries", "audits", "suspects")
 
 
 def _is_lock_error(err: Exception) -> bool:
@@ -269,9 +269,12 @@ class Store:
                         "host = ?, pid = ? where run_id = ?", [epochs_done, socket.gethostname(), os.getpid(), run_id])
 
     def finish(self, run_id: int, status: str, error: str | None = None) -> None:
+        """Mark how a run ended; a complete run gets its per-example summary in the same transaction."""
         with self.transaction() as con:
             con.execute("update runs set status = ?, finished_at = ?, error = ? where run_id = ?",
                         [status, _now(), error, run_id])
+            if status == "complete":
+                _summarise(con, run_id)
 
     def mark_orphans(self) -> list[int]:
         """Mark as interrupted the runs left `running` by processes on this host that no longer exist."""
@@ -310,6 +313,27 @@ def _fill_identity(con) -> None:
             il = values["irreducible_model"]
             _patch_config(con, run_id, {"upfront": {k: il.get(k, 0) for k in ("backprops", "forwards", "seconds")}
                                         | {"for": "the irreducible-loss model"}})
+
+
+def _summarise(con, run_id: int) -> None:
+    """Store a complete run's per-example scores (every registered score, every observation), so that reports over
+    tens of millions of observations read one row per example instead of aggregating them again."""
+    import pyarrow as pa
+
+    from lossaudit.audit import scores
+    from lossaudit.audit.queries import run_query
+    rows = run_query(con, "example_scores", mode="any", run_id=run_id)
+    names = scores.names()
+    table = pa.table({"run_id": pa.array(rows.run_id, pa.int32()), "example_id": pa.array(rows.example_id, pa.int32()),
+                      "n_observations": pa.array(rows.n_observations, pa.int32()),
+                      "modes": pa.array(rows.modes.astype(str), pa.string()), "picks": pa.array(rows.picks, pa.int64()),
+                      "keys": pa.array([names] * len(rows), pa.list_(pa.string())),
+                      "vals": pa.array(rows[names].astype(float).values.tolist(), pa.list_(pa.float64()))})
+    con.execute("delete from example_summaries where run_id = ?", [run_id])
+    con.register("summary", table)
+    con.execute("insert into example_summaries select run_id, example_id, n_observations, modes, picks, "
+                "map(keys, vals) from summary")
+    con.unregister("summary")
 
 
 SUSPECT_COLUMNS = ("rank", "example_id", "path", "given_label", "suggested_label", "suspicion_score", "signals")
@@ -355,36 +379,3 @@ def _move_audits(con) -> None:
 def _patch_config(con, run_id: int, patch: dict) -> None:
     con.execute("update runs set config = json_merge_patch(config, ?) where run_id = ?",
                 [json.dumps(patch, allow_nan=False, default=str), run_id])
-
-
-EXPORT_BATCH = 1 << 20  # rows per record batch when streaming a table into Parquet
-
-
-def export_parquet(db: str | Path, folder: str | Path, *, force: bool = False) -> list[tuple[Path, int]]:
-    """Write each table of `db` to folder/<table>.parquet (zstd), streamed in record batches through the sandboxed
-    reader; returns (path, rows) per table. Existing files are kept unless `force`."""
-    import pyarrow.parquet as pq
-
-    folder = Path(folder).expanduser()
-    targets = [folder / f"{table}.parquet" for table in TABLES]
-    existing = [str(p) for p in targets if p.exists()]
-    if existing and not force:
-        raise UserError(f"--to {str(folder)!r}: {len(existing)} file(s) would be overwritten (e.g. {existing[0]!r}); "
-                        "add --force to replace them")
-    if folder.exists() and not folder.is_dir():
-        raise UserError(f"--to {str(folder)!r} is a file, not a folder")
-    with connect_readonly(db) as con:  # opened before anything is created, so a bad database leaves no folder
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise UserError(f"--to {str(folder)!r}: cannot create the folder ({err.strerror})") from None
-        out = []
-        for table, path in zip(TABLES, targets):
-            reader = con.cursor().sql(f"select * from {table}").to_arrow_reader(EXPORT_BATCH)
-            rows = 0
-            with pq.ParquetWriter(path, reader.schema, compression="zstd") as writer:
-                for batch in reader:
-                    writer.write_batch(batch)
-                    rows += batch.num_rows
-            out.append((path, rows))
-    return out

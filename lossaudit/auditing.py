@@ -61,13 +61,13 @@ def proxy_config(dataset: str, *, model: str, epochs: int, canaries: float | Non
 
 def run_audit(dataset: str, *, db: Path, out: Path, model: str = "resnet8", epochs: int = 25,
               canaries: float | None = None, image_size: int | None = None, train_size: int = 0, seed: int = 0,
-              device: str = "auto", command: str = "", quiet: bool = False) -> AuditResult:
+              device: str = "auto", threads: int = 0, command: str = "", quiet: bool = False) -> AuditResult:
     from rich.console import Console
 
     from lossaudit.terminal import check_output, progress_bar, sigterm_interrupts
     from lossaudit.training.methods import AUDIT_REFERENCE
     from lossaudit.training.replay import replay_both
-    from lossaudit.running import run_one
+    from lossaudit.running import run_one, use_threads
     from lossaudit.training.prepare import candidates, prepare
 
     console = Console(stderr=True, quiet=quiet)
@@ -76,12 +76,13 @@ def run_audit(dataset: str, *, db: Path, out: Path, model: str = "resnet8", epoc
     cache: dict = {}
     cfg = proxy_config(dataset, model=model, epochs=epochs, canaries=canaries, image_size=image_size,
                        train_size=train_size, seed=seed, device=device, cache=cache)
+    n_threads = use_threads(threads)
     prep = prepare(cfg, cache)
     n_user, n_replaced = int((prep.role == "train").sum()), int((prep.role == "replaced").sum())
     console.print(f"lossaudit audit: {n_user} examples of {prep.dataset.n_classes} classes "
                   f"({' x '.join(map(str, prep.x.shape[1:]))}), {int((prep.role == 'canary').sum())} canaries "
                   f"({n_replaced} of them stand in for their originals, which are not audited), "
-                  f"proxy {cfg.model} for {cfg.epochs} epochs, logged into {db}")
+                  f"proxy {cfg.model} for {cfg.epochs} epochs with {n_threads} CPU thread(s), logged into {db}")
     store = Store(db)
     store.mark_orphans()
     sigterm_interrupts()

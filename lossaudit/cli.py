@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from typer.core import TyperGroup
 from lossaudit.errors import UserError
 
 DEFAULT_DB = Path("lossaudit.duckdb")
+OMP_SPIN = 1000  # rounds an idle OpenMP thread spins before it sleeps (see main)
 DEFAULT_CORRUPTIONS = "none,random_labels:0.25"
 SETTINGS = dict(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 
@@ -95,6 +97,9 @@ class RunCommand:
             P("restart", P.KEYWORD_ONLY, annotation=bool,
               default=typer.Option(False, "--restart", help="train every cell anew, even those with a complete or "
                                                             "interrupted run in the database")),
+            P("threads", P.KEYWORD_ONLY, annotation=int,
+              default=typer.Option(0, "--threads", help="CPU threads for training; 0 = every core this process may "
+                                                        "use")),
             P("keep_checkpoints", P.KEYWORD_ONLY, annotation=bool,
               default=typer.Option(False, "--keep-checkpoints", help="keep each run's last checkpoint (DB.checkpoints/) "
                                                                      "when it completes")),
@@ -130,11 +135,11 @@ class RunCommand:
 
         values = load_config_file(options.pop("config")) if options.get("config") else {}
         db = Path(options.pop("db") or values.pop("db", DEFAULT_DB))
-        restart, keep = options.pop("restart"), options.pop("keep_checkpoints")
+        restart, keep, threads = options.pop("restart"), options.pop("keep_checkpoints"), options.pop("threads")
         values.update({k: v for k, v in options.items() if v is not None})
         try:
             status = train_grid(values, db=db, command=command_line(), default_corruptions=DEFAULT_CORRUPTIONS,
-                                restart=restart, keep_checkpoints=keep)
+                                restart=restart, keep_checkpoints=keep, threads=threads)
         except KeyboardInterrupt as stop:
             from lossaudit.terminal import exit_status
             typer.echo(f"interrupted: the current run is marked interrupted; its finished epochs are in {db}", err=True)
@@ -178,7 +183,7 @@ def export_command(
     force: bool = typer.Option(False, "--force", help="replace Parquet files already in the folder"),
 ) -> None:
     """Export every table as Parquet (for Spark, Trino, pandas, ...)."""
-    from lossaudit.audit.store import export_parquet
+    from lossaudit.audit.export import export_parquet
 
     for path, rows in export_parquet(db, to, force=force):
         typer.echo(f"wrote {path} ({rows} rows)")
@@ -229,7 +234,7 @@ def run_images():
 
     def images(run, example_ids):
         if "source" not in state:
-            from lossaudit.training.prepare import RunImages
+            from lossaudit.training.examples import RunImages
             state["source"] = RunImages()
         return state["source"](run, example_ids)
     return images
@@ -255,6 +260,7 @@ def audit_command(
     train_size: int = typer.Option(0, "--train-size", help="audit a stratified subset of this many examples; 0 = all"),
     seed: int = typer.Option(0, "--seed", help="seed of the proxy run and the canaries"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N"),
+    threads: int = typer.Option(0, "--threads", help="CPU threads for the proxy run; 0 = every core this process may use"),
     strict: bool = typer.Option(False, "--strict", help="exit 3 on caution, 4 on unsafe, 5 when the audit cannot tell"),
 ) -> None:
     """Audit your own dataset for label noise before using loss-based selection: suspects, an estimated
@@ -263,7 +269,7 @@ def audit_command(
 
     try:
         result = run_audit(dataset, db=db, out=out, model=model, epochs=epochs, canaries=canaries,
-                           image_size=image_size, train_size=train_size, seed=seed, device=device,
+                           image_size=image_size, train_size=train_size, seed=seed, device=device, threads=threads,
                            command=command_line())
     except KeyboardInterrupt as stop:
         from lossaudit.terminal import exit_status
@@ -274,6 +280,11 @@ def audit_command(
 
 
 def main() -> None:
+    """The console entry point. OpenMP threads that wait spin for 300,000 rounds by default (libgomp), which is
+    what makes two torch processes on the same cores run many times slower than each alone; 1,000 rounds keep
+    a run alone as fast (measured in benchmarks/threads.py). Set here, before torch is imported; a value the
+    user set wins."""
+    os.environ.setdefault("GOMP_SPINCOUNT", str(OMP_SPIN))
     app()
 
 

@@ -185,8 +185,21 @@ def run_grid(cells: Grid | list[RunConfig], store: Store, *, command: str = "", 
     return done
 
 
+def use_threads(threads: int) -> int:
+    """Train with `threads` CPU threads (0: every core this process may use); returns the number set."""
+    import torch
+
+    from lossaudit.errors import UserError
+    if threads < 0:
+        raise UserError(f"--threads must be >= 0 (0 = every core), got {threads}")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    n = threads or cores
+    torch.set_num_threads(n)
+    return n
+
+
 def train_grid(values: dict, *, db: Path, command: str, default_corruptions: str, restart: bool = False,
-               keep_checkpoints: bool = False) -> int:
+               keep_checkpoints: bool = False, threads: int = 0) -> int:
     """`lossaudit run`: build and check the grid from config values; train, resume or skip every cell with a progress
     bar; print a line per failed run and the summary table; returns the exit status (0, or 1 if a run failed)."""
     from rich.console import Console
@@ -198,12 +211,13 @@ def train_grid(values: dict, *, db: Path, command: str, default_corruptions: str
     values.setdefault("corruption", default_corruptions)
     grid = build_grid(values, default_methods=DEFAULT_METHODS, extra_keys=("db", "restart", "keep_checkpoints"))
     cells = grid.runs()
-    resolve_device(cells[0].device)  # no CUDA: one line, and no database left behind
+    device = resolve_device(cells[0].device)  # no CUDA: one line, and no database left behind
+    n_threads = use_threads(threads)
     cache: dict = {}
     prepare(cells[0], cache)  # load the data before the progress bars, so loader warnings print cleanly
     store = Store(db)
     console = Console(stderr=True)
-    console.print(f"lossaudit: {len(cells)} run(s) into {db}")
+    console.print(f"lossaudit: {len(cells)} run(s) into {db}, on {device.type} with {n_threads} CPU thread(s)")
     sigterm_interrupts()
     failed: list[str] = []
     with progress_bar(console) as bar:

@@ -24,6 +24,7 @@ from lossaudit.settings import setting
 from lossaudit.training import methods
 
 AUGMENTS = ("auto", "crop-flip", "none")
+SCORE_PRECISIONS = ("same", "bf16")
 SEED_LIMIT = 2 ** 32  # numpy and torch seeds
 
 
@@ -67,6 +68,11 @@ class RunConfig:
     canaries: float = setting(0.0, "add this share of corrupted copies of training examples, split over the three "
                                    "corruption kinds, as known positives for calibration", check=lambda v: 0 <= v < 0.5,
                               rule="in [0, 0.5)")
+    score_precision: str = setting("same", "precision of the no-grad scoring forward: same (as training's forward: "
+                                           "float32 on a CPU, bf16 autocast on a GPU) or bf16 (about 1.8x faster "
+                                           "on CPUs with bf16 units; scores differ slightly, see "
+                                           "benchmarks/selection_cost.py)", check=lambda v: v in SCORE_PRECISIONS,
+                                   rule=f"one of {', '.join(SCORE_PRECISIONS)}")
     device: str = setting("auto", "auto (cuda if available), cpu, cuda or cuda:N",
                           check=lambda v: re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", v) is not None,
                           rule="auto, cpu, cuda, cuda:N or mps")

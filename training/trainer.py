@@ -103,6 +103,8 @@ class Trainer:
         self.method = create_method(cfg.method, cfg.params, batch_size=cfg.batch_size, n_train=len(data.y),
                                     device=device, generator=self.gen["select"])
         self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext())
+        self.score_autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if cfg.score_precision == "bf16"
+                               else self.autocast)
         self.counters = Counters()
         self.eval_interval = max(1, round(cfg.eval_every * len(data.y)))
         self.next_eval = 0
@@ -213,11 +215,11 @@ class Trainer:
             fwd = fwd.scatter(fresh, fresh_fwd)
         return fwd, stale
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def score(self, x: Tensor, y: Tensor) -> Forward:
         """No-grad eval-mode forward: BatchNorm uses (and never updates) its running statistics."""
         self.model.eval()
-        with self.autocast:
+        with self.score_autocast:
             logits = self.model(x)
         self.counters.forwards_scoring += len(y)
         self.counters.scored_since_step += len(y)
@@ -322,7 +324,7 @@ class Trainer:
             self.next_eval += self.eval_interval
         self.untimed_seconds += time.perf_counter() - started
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def evaluate(self) -> tuple[float, float]:
         """Mean test cross-entropy and error over the whole (never corrupted, never augmented) test split."""
         self.model.eval()

@@ -223,3 +223,31 @@ def test_run_summary_shows_realised_selectivity_and_vrs_switch(con):
     switch = metrics.vr_switch(con)
     assert switch.tau.tolist() == TAU and switch.is_on.tolist() == [0, 0, 1, 1] and (switch.tau_th == 2.0).all()
     assert len(metrics.vr_switch(con, max_points=2)) == 2  # evenly spaced steps when there are many
+
+
+def test_scores_stored_at_completion_equal_the_scores_computed_from_observations(digits_db):
+    with connect_readonly(digits_db) as con:
+        stored = metrics.example_scores(con)
+        live = pd.concat([run_query(con, "example_scores", run_id=r) for r in (1, 2)], ignore_index=True)
+        held = con.execute("select count(distinct run_id), count(*) from example_summaries").fetchone()
+    assert held == (2, len(live))  # both complete runs were summarised when they finished
+    names = score_registry.names()
+    plain = lambda f: f.drop(columns=names).astype(object).where(f.drop(columns=names).notna(), None)  # noqa: E731
+    assert plain(stored).values.tolist() == plain(live).values.tolist()
+    assert np.allclose(stored[names].to_numpy(), live[names].to_numpy(dtype=float), equal_nan=True)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_auroc_average_precision_and_roc_curve_equal_scikit_learn(seed):
+    from sklearn.metrics import roc_curve
+
+    from lossaudit.audit.separability import auroc, average_precision
+    from lossaudit.audit.separability import roc_curve as ours
+    rng = np.random.default_rng(seed)
+    y = rng.random(500) < 0.3
+    s = np.round(rng.normal(y * 0.8, 1.0), 1)  # rounded: many ties, as forgetting counts have
+    assert auroc(y, s) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    assert average_precision(y, s) == pytest.approx(average_precision_score(y, s), abs=1e-12)
+    fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
+    mine = ours(y, s)
+    assert np.allclose(mine[0], fpr) and np.allclose(mine[1], tpr)

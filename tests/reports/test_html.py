@@ -16,7 +16,7 @@ from lossaudit.audit.store import Store, connect_readonly
 from lossaudit.reports.report import build_report
 from lossaudit.training.config import RunConfig
 from lossaudit.running import run_one
-from lossaudit.training.prepare import RunImages
+from lossaudit.training.examples import RunImages
 
 SECTIONS = ("verdict", "alerts", "table1", "curves", "corrupted-share", "separability", "galleries", "data-map",
             "per-class")

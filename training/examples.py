@@ -1,0 +1,162 @@
+"""A run's examples, prepared from its settings: the dataset loaded, the subsets taken, the images resized,
+corrupted, canaries added, a holdout kept out — and the images of a stored run reproduced as they were trained.
+
+numpy only (torch just to resize images), so that the report can show the images without importing torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lossaudit.errors import UserError
+from lossaudit.training.canaries import KINDS, make_canaries
+from lossaudit.training.corruptions import corrupt
+from lossaudit.training.datasets import Dataset, Split, load_dataset, stratified_subset
+
+RESIZE_CHUNK = 4096  # images resized per interpolation call
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A run's data, one row per training example (canaries appended last).
+
+    x, label, true_label, is_corrupted, kind: the examples as trained; role: train, holdout (kept
+    out of training for rho's irreducible-loss model), canary, or replaced (an original a label canary
+    stands in for, not trained); example_id, source: identity.
+    """
+
+    dataset: Dataset
+    train: Split  # the user's training examples before corruption
+    test: Split
+    x: np.ndarray
+    label: np.ndarray
+    true_label: np.ndarray
+    is_corrupted: np.ndarray
+    kind: np.ndarray
+    role: np.ndarray
+    example_id: np.ndarray
+    source: np.ndarray
+    record: dict
+
+    @property
+    def trained(self) -> np.ndarray:
+        return (self.role != "holdout") & (self.role != "replaced")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """The settings that decide a run's examples (a RunConfig's, or a stored run's config)."""
+
+    dataset: str
+    split_seed: int = 0
+    test_fraction: float = 0.2
+    train_size: int = 0
+    test_size: int = 0
+    image_size: int = 0
+    corruption: str = "none"
+    seed: int = 0
+    canaries: float = 0.0
+    holdout: float = 0.0  # share of the training examples the method keeps out of training
+
+    @classmethod
+    def of(cls, values, holdout: float = 0.0) -> "DataSpec":
+        """From a RunConfig or a stored config mapping."""
+        get = values.get if isinstance(values, dict) else lambda k, d=None: getattr(values, k, d)
+        names = [f.name for f in dataclasses.fields(cls) if f.name != "holdout"]
+        return cls(**{k: get(k) for k in names if get(k) is not None}, holdout=holdout)
+
+
+def prepare_examples(cfg: DataSpec, cache: dict | None = None) -> Prepared:
+    """Load (or reuse) the dataset, take the configured subsets, resize, corrupt, add canaries, hold out."""
+    key = (cfg.dataset, cfg.split_seed, cfg.test_fraction)
+    cache = {} if cache is None else cache
+    if key not in cache:
+        cache[key] = load_dataset(cfg.dataset, split_seed=cfg.split_seed, test_fraction=cfg.test_fraction)
+    dataset = cache[key]
+    train = stratified_subset(dataset.train, cfg.train_size, cfg.split_seed, what="--train-size")
+    test = stratified_subset(dataset.test, cfg.test_size, cfg.split_seed, what="--test-size")
+    if cfg.image_size:
+        _check_memory(cfg.image_size, len(train) + len(test), train.x.shape[1])
+        train = dataclasses.replace(train, x=resize(train.x, cfg.image_size))
+        test = dataclasses.replace(test, x=resize(test.x, cfg.image_size))
+    c = corrupt(train.x, train.y, dataset.n_classes, cfg.corruption, cfg.seed)
+    kind = np.where(c.is_corrupted, c.kind or "", None).astype(object)
+    role = np.full(len(train), "train", dtype=object)
+    if cfg.holdout:
+        from sklearn.model_selection import train_test_split
+        _, held = train_test_split(np.arange(len(train)), test_size=cfg.holdout, stratify=train.y,
+                                   random_state=cfg.split_seed)
+        role[held] = "holdout"
+    x, label, true, bad, ids, src = c.x, c.label, c.true_label, c.is_corrupted, train.example_id, train.source
+    record = dict(c.record)
+    if cfg.canaries:
+        can = make_canaries(c.x, c.label, dataset.n_classes, cfg.canaries, cfg.seed)
+        role[can.replaces] = "replaced"  # a label canary stands in for its original (see training.canaries)
+        first = len(dataset.train)  # canary ids follow every id of the full training split
+        x, label = np.concatenate([x, can.x]), np.concatenate([label, can.label])
+        true = np.concatenate([true, c.true_label[can.origin]])
+        bad = np.concatenate([bad, np.ones(len(can), bool)])
+        kind = np.concatenate([kind, can.kind])
+        role = np.concatenate([role, np.full(len(can), "canary", dtype=object)])
+        ids = np.concatenate([ids, first + np.arange(len(can))])
+        src = np.concatenate([src, np.array([f"canary:{k}:{s}" for k, s in zip(can.kind, train.source[can.origin])],
+                                            dtype=object)])
+        record["canaries"] = {k: int((can.kind == k).sum()) for k in KINDS}
+        record["replaced_by_label_canaries"] = int(len(can.replaces))
+    return Prepared(dataset, train, test, x, label, true, bad, kind, role, ids, src, record)
+
+
+MEMORY_SHARE = 0.5  # of the memory available, the most the resized images (and their copies) may take
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux's MemAvailable), or None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _check_memory(size: int, n: int, channels: int) -> None:
+    """One line instead of a crash when resizing to `size` would not fit: the images are held as uint8 on the host
+    and again on the training device, and each chunk passes through float32 while it is resized."""
+    need = n * channels * size * size * 2 + RESIZE_CHUNK * channels * size * size * 4 * 2
+    available = _available_memory()
+    if available is not None and need > MEMORY_SHARE * available:
+        raise UserError(f"--image-size {size}: {n} images of {channels}×{size}×{size} would need about "
+                        f"{need / 1e9:.1f} GB, more than half of the {available / 1e9:.1f} GB available; use a smaller "
+                        "--image-size (or --train-size)")
+
+
+def resize(x: np.ndarray, size: int) -> np.ndarray:
+    """(N, C, H, W) uint8 → (N, C, size, size): bilinear with antialiasing, aspect ratio not kept."""
+    if x.shape[2:] == (size, size) or len(x) == 0:
+        return x
+    import torch  # only here: everything else in this module is numpy
+    out = np.empty((len(x), x.shape[1], size, size), dtype=np.uint8)
+    for start in range(0, len(x), RESIZE_CHUNK):
+        chunk = torch.from_numpy(x[start:start + RESIZE_CHUNK]).float()
+        small = torch.nn.functional.interpolate(chunk, size=(size, size), mode="bilinear", antialias=True,
+                                                align_corners=False)
+        out[start:start + RESIZE_CHUNK] = small.round().clamp(0, 255).to(torch.uint8).numpy()
+    return out
+
+
+class RunImages:
+    """The training images of stored runs as they were trained (dataset, subset, size, corruption and canaries
+    reproduced from runs.config), for the report's galleries; without torch unless the images were resized."""
+
+    def __init__(self):
+        self.cache: dict = {}
+
+    def __call__(self, run: dict, example_ids) -> np.ndarray:
+        prep = prepare_examples(DataSpec.of(run["config"]), self.cache)  # the trained examples: holdout not needed
+        position = {int(e): i for i, e in enumerate(prep.example_id)}
+        return prep.x[[position[int(e)] for e in example_ids]]
