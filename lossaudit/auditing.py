@@ -40,7 +40,9 @@ def canary_advice(n: int, share: float) -> str:
 def proxy_config(dataset: str, *, model: str, epochs: int, canaries: float | None, image_size: int | None,
                  train_size: int, seed: int, device: str, cache: dict):
     """The proxy run: plain SGD with the paper's recipe but a constant learning rate (no decay, so the model
-    does not get to memorise the noise), every example trained (no test split unless the dataset has one)."""
+    does not get to memorise the noise), every example trained (no test split unless the dataset has one). No audit
+    output reads the test split, so it is evaluated only before the first and after the last epoch (a check that
+    training did not diverge), not every quarter epoch."""
     from lossaudit.training.config import Grid, RunConfig, validate
     from lossaudit.training.prepare import prepare
     from lossaudit.training.trainer import resolve_device
@@ -48,7 +50,8 @@ def proxy_config(dataset: str, *, model: str, epochs: int, canaries: float | Non
     if canaries is not None and canaries <= 0:
         raise UserError(f"--canaries must be > 0 for an audit (they calibrate it), got {canaries}")
     cfg = RunConfig(dataset=dataset, model=model, method="sgd", epochs=epochs, lr_milestones=(), test_fraction=0.0,
-                    canaries=0.0, train_size=train_size, seed=seed, device=device, image_size=image_size or 0)
+                    canaries=0.0, train_size=train_size, seed=seed, device=device, image_size=image_size or 0,
+                    eval_every=float(max(1, epochs)))
     validate(Grid(cfg, ("sgd",), ("none",), (seed,)))
     resolve_device(device)  # no CUDA, no database: fail before anything is written
     x = prepare(cfg, cache).x
@@ -99,12 +102,14 @@ def run_audit(dataset: str, *, db: Path, out: Path, model: str = "resnet8", epoc
     except OSError as err:
         raise UserError(f"--out {str(out)!r}: cannot write the suspects ({err.strerror})") from None
     store.write_audit(run_id, result.row() | {"suspects_file": str(csv.resolve())}, result.suspects)
-    print_summary(Console(quiet=quiet, soft_wrap=True), result, csv, parquet)
+    print_summary(Console(quiet=quiet, soft_wrap=True), result, csv, parquet, quiet=quiet)
     return result
 
 
-def print_summary(console, result: AuditResult, csv: Path, parquet: Path) -> None:
+def print_summary(console, result: AuditResult, csv: Path, parquet: Path, *, quiet: bool = False) -> None:
     from rich.table import Table
+
+    from lossaudit.terminal import print_table
 
     console.print(f"\naudited {result.n_examples} examples (run {result.run_id}); canaries: "
                   + ", ".join(f"{n} {k}" for k, n in result.canaries.items()))
@@ -113,7 +118,7 @@ def print_summary(console, result: AuditResult, csv: Path, parquet: Path) -> Non
         scores.add_column(col.replace("auroc_", ""), justify="left" if col == "score" else "right")
     for row in result.score_table.itertuples(index=False):
         scores.add_row(*(v if isinstance(v, str) else f"{v:.3f}" for v in row))
-    console.print(scores)
+    print_table(scores, quiet=quiet)
     console.print(f"chosen score: {result.score} (finds the random-label canaries best)")
     lo, hi = result.noise_interval
     if math.isnan(result.noise_share):
@@ -130,7 +135,7 @@ def print_summary(console, result: AuditResult, csv: Path, parquet: Path) -> Non
         ratio = "—" if math.isnan(r.overpick_ratio) else f"{r.overpick_ratio:.2f}x"  # no suspects, no ratio
         replay.add_row(r.method, r.replay, f"{r.share_of_picks_on_suspects:.1%}", f"{r.suspects_share_of_data:.1%}",
                        ratio, f"{r.selecting_share:.0%}")
-    console.print(replay)
+    print_table(replay, quiet=quiet)
     console.print("replay: " + "; ".join(f"{k} = {v}" for k, v in REPLAY_MODES.items()))
     for note in result.notes:
         console.print(f"note: {note}")

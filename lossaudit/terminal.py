@@ -11,8 +11,63 @@ from lossaudit.errors import UserError
 MAX_ROWS = 200  # rows printed of a result; the rest with --format csv or json
 
 
+PLAIN_PERCENT, PLAIN_SECONDS = 5, 60  # a plain progress line at every 5% done, or after a minute without one ...
+PLAIN_GAP = 10  # ... but never within 10 s of the last (short runs: a line when they start and when they end)
+
+
+class PlainProgress:
+    """Progress for a console that is not a terminal (a log file, a batch job, CI): a line when a task starts, at
+    every PLAIN_PERCENT done (at least PLAIN_GAP seconds after its last line) or PLAIN_SECONDS since its last line,
+    and when it finishes; the interface of the parts
+    of rich's Progress the commands use."""
+
+    def __init__(self, console, clock=None):
+        import time
+        self.console, self.clock = console, clock or time.monotonic
+        self.tasks: dict[int, dict] = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def add_task(self, description: str, total: int) -> int:
+        task = len(self.tasks)
+        now = self.clock()
+        self.tasks[task] = {"what": description, "total": max(int(total), 1), "done": 0, "start": now, "said": now,
+                            "step": 0}
+        self._say(self.tasks[task], "started")
+        return task
+
+    def advance(self, task: int, n: int) -> None:
+        t = self.tasks[task]
+        t["done"] += n
+        step, now = t["done"] * 100 // (PLAIN_PERCENT * t["total"]), self.clock()
+        quiet_for = now - t["said"]
+        if t["done"] >= t["total"] or (step > t["step"] and quiet_for >= PLAIN_GAP) or quiet_for >= PLAIN_SECONDS:
+            t["step"], t["said"] = step, now
+            self._say(t, "done" if t["done"] >= t["total"] else "")
+
+    def _say(self, t: dict, state: str) -> None:
+        elapsed = self.clock() - t["start"]
+        left = elapsed * (t["total"] - t["done"]) / t["done"] if t["done"] else math.nan
+        eta = "" if state or math.isnan(left) else f", about {_clock(left)} left"
+        self.console.print(f"{t['what']}: {t['done']:,}/{t['total']:,} candidates ({t['done'] / t['total']:.0%}), "
+                           f"{_clock(elapsed)} elapsed{eta}" + (f" — {state}" if state else ""),
+                           markup=False, highlight=False, soft_wrap=True)
+
+
+def _clock(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
 def progress_bar(console):
-    """A rich progress bar counting candidates, with elapsed and remaining time."""
+    """A rich progress bar counting candidates, with elapsed and remaining time; plain lines when the console is not
+    a terminal (rich would print nothing until the end)."""
+    if not console.is_terminal:
+        return PlainProgress(console)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("candidates"),
                     TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False)
@@ -61,8 +116,17 @@ def print_frame(frame, *, title: str | None = None, max_rows: int = MAX_ROWS, nu
     for row in frame.head(max_rows).itertuples(index=False):
         table.add_row(*(("" if v is None or (isinstance(v, float) and math.isnan(v)) else
                          f"{v:.4g}" if isinstance(v, float) else str(v)) for v in row))
-    natural = Console(width=1000).measure(table).maximum
-    console = Console(width=max(Console().width, min(natural, 400)))  # never squeeze a column
-    console.print(table)
+    print_table(table)
     if len(frame) > max_rows:
-        console.print(f"({len(frame) - max_rows} more rows; use --format csv or json for all)")
+        Console(soft_wrap=True).print(f"({len(frame) - max_rows} more rows; use --format csv or json for all)")
+
+
+def print_table(table, *, quiet: bool = False) -> None:
+    """A rich table on stdout at its natural width: never squeezed to the terminal's 80 columns, and never cut when
+    stdout is a file (up to 400 columns in a terminal, unbounded in a file)."""
+    from rich.console import Console
+
+    natural = Console(width=10_000).measure(table).maximum
+    probe = Console()
+    width = max(probe.width, natural if not probe.is_terminal else min(natural, 400))
+    Console(width=width, quiet=quiet).print(table)
