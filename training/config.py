@@ -37,7 +37,10 @@ class RunConfig:
     dataset: str = setting("digits", "dataset spec: digits, imagefolder:PATH, csv:PATH, cifar10:PATH or npz:PATH")
     model: str = setting("resnet8", "model name: mlp, resnetD (D = 6n+2) or wrn-D-W (D = 6n+4)")
     method: str = setting("sgd", "selection method (a registry name or preset)")
-    corruption: str = setting("none", "none or KIND:SHARE, KIND in random_labels, shuffle_pixels, gaussian")
+    corruption: str = setting("none", "none or KIND:SHARE, KIND in random_labels, confusable_labels, shuffle_pixels, "
+                                      "gaussian")
+    confusion: str = setting("", "confusable_labels: a CSV of class pairs true,given[,weight] (class names); empty = "
+                                 "the clean proxy's confusions (see training.confusions)")
     seed: int = _seed("seed for initialisation, candidate order, augmentation, selection and corruption")
     epochs: int = setting(20, "passes of the training set as candidates", unit="epochs", check=lambda v: v > 0,
                           rule="> 0")

@@ -1,8 +1,9 @@
-"""Corruptions of the training split (the paper's Section 3.1), a registry keyed by kind.
+"""Corruptions of the training split (the paper's Section 3.1, and realistic label noise), a registry keyed by kind.
 
 A spec is ``none`` or ``KIND:SHARE`` with 0 < SHARE <= 1. Exactly round(SHARE · N) training
-examples are selected, seeded; test images are never corrupted. Every corruption returns the new
-images and labels plus the per-example ground truth that is stored with the run.
+examples are selected, seeded (for `confusable_labels`, among the examples of the classes that have a
+confusable class); test images are never corrupted. Every corruption returns the new images and labels
+plus the per-example ground truth that is stored with the run.
 """
 
 from __future__ import annotations
@@ -32,14 +33,16 @@ class Corrupted:
 class CorruptionEntry:
     apply: Callable[..., Corrupted]
     description: str
+    needs_confusion: bool = False  # apply takes `confusion`, W[true, given] (training.confusions), and selects only
+    # among the examples whose class has a confusable class
 
 
 CORRUPTIONS: dict[str, CorruptionEntry] = {}
 
 
-def register_corruption(name: str, description: str):
+def register_corruption(name: str, description: str, *, needs_confusion: bool = False):
     def wrap(fn):
-        CORRUPTIONS[name] = CorruptionEntry(fn, description)
+        CORRUPTIONS[name] = CorruptionEntry(fn, description, needs_confusion)
         return fn
     return wrap
 
@@ -61,15 +64,30 @@ def parse_corruption(spec: str) -> tuple[str | None, float]:
     return kind, share
 
 
-def corrupt(x: np.ndarray, y: np.ndarray, n_classes: int, spec: str, seed: int) -> Corrupted:
-    """Apply a corruption spec to training images x (N, C, H, W) uint8 and labels y (N,)."""
+def corrupt(x: np.ndarray, y: np.ndarray, n_classes: int, spec: str, seed: int, *,
+            confusion: np.ndarray | None = None) -> Corrupted:
+    """Apply a corruption spec to training images x (N, C, H, W) uint8 and labels y (N,); `confusion`, W[true, given]
+    (n_classes × n_classes, >= 0), for the kinds that need one."""
     kind, share = parse_corruption(spec)
     if kind is None:
         return Corrupted(x, y.copy(), y.copy(), np.zeros(len(y), dtype=bool), None, 0.0)
+    entry = CORRUPTIONS[kind]
     rng = np.random.default_rng([seed, 0xC0FFEE])
+    n = int(round(share * len(y)))
     selected = np.zeros(len(y), dtype=bool)
-    selected[rng.choice(len(y), size=int(round(share * len(y))), replace=False)] = True
-    return CORRUPTIONS[kind].apply(x, y, n_classes, selected, rng, share)
+    if not entry.needs_confusion:
+        selected[rng.choice(len(y), size=n, replace=False)] = True
+        return entry.apply(x, y, n_classes, selected, rng, share)
+    if confusion is None:
+        raise ValueError(f"corruption {kind} needs a confusion matrix")
+    confusion = np.where(np.eye(n_classes, dtype=bool), 0.0, confusion)  # a class is never confused with itself
+    eligible = np.flatnonzero(confusion[y].sum(1) > 0)
+    if n > len(eligible):
+        raise UserError(f"corruption {spec!r}: {n} examples asked for, but only {len(eligible)} belong to a class "
+                        f"with a confusable class; valid: a share up to {len(eligible) / len(y):.3f}, or more pairs "
+                        "in --confusion")
+    selected[rng.choice(eligible, size=n, replace=False)] = True
+    return entry.apply(x, y, n_classes, selected, rng, share, confusion=confusion)
 
 
 @register_corruption("random_labels", "selected examples get a label drawn uniformly from all K classes, "
@@ -104,3 +122,18 @@ def gaussian(x, y, n_classes, selected, rng, share) -> Corrupted:
     out[selected] = np.clip(np.round(noise), 0, 255).astype(np.uint8)
     return Corrupted(out, y.copy(), y.copy(), selected, "gaussian", share,
                      {"values_clipped": clipped, "values_total": int(noise.size)})
+
+
+@register_corruption("confusable_labels", "selected examples get the label of a class their own class is confused "
+                     "with: drawn from the other classes in proportion to W[true, ·] (--confusion pairs, or a clean "
+                     "proxy's confusion counts); always a label other than the original", needs_confusion=True)
+def confusable_labels(x, y, n_classes, selected, rng, share, *, confusion) -> Corrupted:
+    label = y.copy()
+    rows = np.flatnonzero(selected)
+    weights = confusion[y[rows]].astype(np.float64)
+    weights[np.arange(len(rows)), y[rows]] = 0.0  # never the original class
+    cumulative = np.cumsum(weights, axis=1)
+    draw = rng.random(len(rows)) * cumulative[:, -1]
+    label[rows] = (cumulative <= draw[:, None]).sum(1)  # the first class whose cumulative weight exceeds the draw
+    return Corrupted(x, label, y.copy(), selected, "confusable_labels", share,
+                     {"labels_changed": int((label != y).sum())})

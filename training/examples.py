@@ -14,7 +14,8 @@ import numpy as np
 
 from lossaudit.errors import UserError
 from lossaudit.training.canaries import KINDS, make_canaries
-from lossaudit.training.corruptions import corrupt
+from lossaudit.training.confusions import proxy_confusion, read_pairs
+from lossaudit.training.corruptions import CORRUPTIONS, corrupt, parse_corruption
 from lossaudit.training.datasets import Dataset, Split, load_dataset, stratified_subset
 
 RESIZE_CHUNK = 4096  # images resized per interpolation call
@@ -58,6 +59,7 @@ class DataSpec:
     test_size: int = 0
     image_size: int = 0
     corruption: str = "none"
+    confusion: str = ""
     seed: int = 0
     canaries: float = 0.0
     holdout: float = 0.0  # share of the training examples the method keeps out of training
@@ -83,7 +85,9 @@ def prepare_examples(cfg: DataSpec, cache: dict | None = None) -> Prepared:
         _check_memory(cfg.image_size, len(train) + len(test), train.x.shape[1])
         train = dataclasses.replace(train, x=resize(train.x, cfg.image_size))
         test = dataclasses.replace(test, x=resize(test.x, cfg.image_size))
-    c = corrupt(train.x, train.y, dataset.n_classes, cfg.corruption, cfg.seed)
+    confusion = confusion_of(cfg, dataset, train, cache)
+    c = corrupt(train.x, train.y, dataset.n_classes, cfg.corruption, cfg.seed,
+                confusion=None if confusion is None else confusion[0])
     kind = np.where(c.is_corrupted, c.kind or "", None).astype(object)
     role = np.full(len(train), "train", dtype=object)
     if cfg.holdout:
@@ -93,6 +97,8 @@ def prepare_examples(cfg: DataSpec, cache: dict | None = None) -> Prepared:
         role[held] = "holdout"
     x, label, true, bad, ids, src = c.x, c.label, c.true_label, c.is_corrupted, train.example_id, train.source
     record = dict(c.record)
+    if confusion is not None:
+        record["confusion"] = {"source": confusion[1], "weights": confusion[0].tolist()}
     if cfg.canaries:
         can = make_canaries(c.x, c.label, dataset.n_classes, cfg.canaries, cfg.seed)
         role[can.replaces] = "replaced"  # a label canary stands in for its original (see training.canaries)
@@ -108,6 +114,20 @@ def prepare_examples(cfg: DataSpec, cache: dict | None = None) -> Prepared:
         record["canaries"] = {k: int((can.kind == k).sum()) for k in KINDS}
         record["replaced_by_label_canaries"] = int(len(can.replaces))
     return Prepared(dataset, train, test, x, label, true, bad, kind, role, ids, src, record)
+
+
+def confusion_of(cfg: DataSpec, dataset: Dataset, train: Split, cache: dict) -> tuple[np.ndarray, str] | None:
+    """W[true, given] and where it came from, when the corruption needs one: the --confusion file's pairs, or the
+    clean proxy's confusions of the training examples (computed once per process and data)."""
+    kind, _ = parse_corruption(cfg.corruption)
+    if kind is None or not CORRUPTIONS[kind].needs_confusion:
+        return None
+    if cfg.confusion:
+        return read_pairs(cfg.confusion, list(dataset.classes)), str(Path(cfg.confusion).expanduser().resolve())
+    key = ("proxy_confusion", cfg.dataset, cfg.split_seed, cfg.test_fraction, cfg.train_size, cfg.image_size)
+    if key not in cache:
+        cache[key] = proxy_confusion(train.x, train.y, dataset.n_classes)
+    return cache[key], "proxy"
 
 
 MEMORY_SHARE = 0.5  # of the memory available, the most the resized images (and their copies) may take

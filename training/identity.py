@@ -37,6 +37,8 @@ def experiment_config(cfg: RunConfig, device_type: str) -> dict:
     values = cfg.to_dict()
     key = {k: values[k] for k in FIELDS if k not in GRID_AXES and k != "device"}
     key["dataset"] = _absolute(cfg.dataset)  # the same relative path from another folder is other data
+    if cfg.confusion:
+        key["confusion"] = str(Path(cfg.confusion).expanduser().absolute())
     key["device"] = device_type
     return key
 

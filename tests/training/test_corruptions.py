@@ -17,14 +17,15 @@ def _images(n, c=3, h=6, w=5, seed=0):
 @pytest.mark.parametrize("share", [0.25, 0.5, 1.0])
 def test_every_kind_selects_exactly_the_share_and_leaves_the_rest_alone(kind, share):
     x, y = _images(401), np.arange(401) % 10
-    out = corrupt(x, y, 10, f"{kind}:{share}", seed=3)
+    confusion = np.ones((10, 10)) if CORRUPTIONS[kind].needs_confusion else None  # every class confusable
+    out = corrupt(x, y, 10, f"{kind}:{share}", seed=3, confusion=confusion)
     assert out.is_corrupted.sum() == round(share * 401)
     clean = ~out.is_corrupted
     assert np.array_equal(out.x[clean], x[clean])
     assert np.array_equal(out.label[clean], y[clean])
     assert np.array_equal(out.true_label, y)
     assert out.kind == kind and out.share == share
-    again = corrupt(x, y, 10, f"{kind}:{share}", seed=3)
+    again = corrupt(x, y, 10, f"{kind}:{share}", seed=3, confusion=confusion)
     assert np.array_equal(again.x, out.x) and np.array_equal(again.label, out.label)
 
 
