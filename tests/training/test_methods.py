@@ -202,7 +202,7 @@ def test_score_cache_ages_and_assigns_by_example_id():
 
 
 def test_every_registry_entry_and_preset_is_described():
-    assert set(METHODS) == {"sgd", "sb", "sbe", "vr", "uniform", "rho"}
+    assert set(METHODS) == {"sgd", "sb", "sbe", "vr", "uniform", "rho", "sbp"}
     assert all(cls.description for cls in METHODS.values())
     assert all(method in METHODS and preset.description for method, preset in PRESETS.values())
     assert _method("sb33").beta == 2.0 and _method("sb50").beta == 1.0 and _method("sbe50").score_field == "entropy"

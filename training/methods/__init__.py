@@ -15,6 +15,7 @@ from lossaudit.errors import UserError, choices
 from lossaudit.training.methods.base import Forward, Method, Preset, Selection
 from lossaudit.training.methods.rho import RhoLoss
 from lossaudit.training.methods.sb import EntropySelectiveBackprop, SelectiveBackprop
+from lossaudit.training.methods.sbp import PlausibleSelectiveBackprop
 from lossaudit.training.methods.sgd import SGD
 from lossaudit.training.methods.uniform import UniformSubset
 from lossaudit.training.methods.vr import ImportanceSampling
@@ -34,7 +35,8 @@ def register(cls: type[Method]) -> type[Method]:
     return cls
 
 
-for _cls in (SGD, SelectiveBackprop, EntropySelectiveBackprop, ImportanceSampling, UniformSubset, RhoLoss):
+for _cls in (SGD, SelectiveBackprop, EntropySelectiveBackprop, ImportanceSampling, UniformSubset, RhoLoss,
+             PlausibleSelectiveBackprop):
     register(_cls)
 
 # What `lossaudit run` trains when no --method is given.

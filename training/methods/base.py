@@ -21,10 +21,12 @@ from lossaudit.settings import setting
 
 @dataclass(frozen=True)
 class Forward:
-    """Per-example statistics of one forward pass; every field is (n,) on the device.
+    """Per-example statistics of one forward pass, on the device; every field is (n,) but `logits`.
 
     loss: cross-entropy of the label as trained (nats); entropy: -sum p log p (nats); margin: logit
     of the label minus the largest other logit; p_true: softmax probability of the label; pred: argmax.
+    logits: (n, K) float32, detached; label: (n,) int64, the labels as trained. Both are set by
+    `from_logits` and may be None elsewhere (the score cache keeps neither).
     """
 
     loss: Tensor
@@ -32,6 +34,8 @@ class Forward:
     margin: Tensor
     p_true: Tensor
     pred: Tensor
+    logits: Tensor | None = None
+    label: Tensor | None = None
 
     @classmethod
     def from_logits(cls, logits: Tensor, y: Tensor) -> "Forward":
@@ -45,15 +49,20 @@ class Forward:
             margin=logits.gather(1, y[:, None]).squeeze(1) - others.max(1).values,
             p_true=logp_true.exp(),
             pred=logits.argmax(1),
+            logits=logits,
+            label=y,
         )
 
     def scatter(self, rows: Tensor, other: "Forward") -> "Forward":
-        """A copy with `rows` replaced by the values of `other` (len(other) == len(rows))."""
-        def put(mine: Tensor, theirs: Tensor) -> Tensor:
+        """A copy with `rows` replaced by the values of `other` (len(other) == len(rows)); an optional field
+        (logits, label) is None unless both have it."""
+        def put(mine: Tensor | None, theirs: Tensor | None) -> Tensor | None:
+            if mine is None or theirs is None:
+                return None
             out = mine.clone()
             out[rows] = theirs.to(out.dtype)
             return out
-        return Forward(*(put(getattr(self, f), getattr(other, f)) for f in ("loss", "entropy", "margin", "p_true", "pred")))
+        return Forward(*(put(getattr(self, f.name), getattr(other, f.name)) for f in dataclasses.fields(self)))
 
 
 @dataclass(frozen=True)
