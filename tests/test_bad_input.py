@@ -81,7 +81,7 @@ CASES = [
     (["--canaries", "0.6"], "--canaries must be in [0, 0.5)"),
     # run: method parameters
     (["--method", "sb", "--beta", "0"], "--beta must be > 0, got 0"),
-    (["--method", "sgd,uniform", "--beta", "2"], "--beta is a parameter of sb, sbe; no method of this grid"),
+    (["--method", "sgd,uniform", "--beta", "2"], "--beta is a parameter of sb, sbe, sbp; no method of this grid"),
     (["--method", "sb", "--floor", "2"], "--floor must be in [0, 1]"),
     (["--method", "sb", "--history-size", "0"], "--history-size must be >= 1"),
     (["--method", "sb", "--staleness", "0"], "--staleness must be >= 1"),

@@ -77,7 +77,7 @@ def test_yaml_config(tmp_path):
     (["run", "--device", "tpu"], "--device must be auto, cpu, cuda, cuda:N or mps, got tpu"),
     (["run", "--augment", "mixup"], "--augment must be one of auto, crop-flip, none, got mixup"),
     (["run", "--beta", "0", "--method", "sb"], "--beta must be > 0, got 0"),
-    (["run", "--beta", "2", "--method", "sgd,uniform"], "--beta is a parameter of sb, sbe; no method of this grid"),
+    (["run", "--beta", "2", "--method", "sgd,uniform"], "--beta is a parameter of sb, sbe, sbp; no method of this grid"),
     (["run", "--il-model", "resnet9", "--method", "rho"], "--il-model must be a model name"),
     (["sql", "select * from nowhere"], "does not exist"),
     (["report", "--html", "x.html"], "does not exist"),
