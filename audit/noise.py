@@ -1,15 +1,23 @@
-"""The own-dataset audit's analysis: from a proxy run with canaries to suspects, a noise estimate and a verdict.
+"""The own-dataset audit's analysis: from cross-fitted proxy runs with canaries to every example's suspicion score,
+the noise share (overall and per class, with its sensitivity to what noise is assumed to look like) and a verdict.
 
-Reads one run (a short SGD run over the user's data plus canaries, see `lossaudit audit`), in four steps:
-1. `score`: every example's per-example scores (lossaudit.audit.scores, those marked for the audit) and
-   rank averages of them; the suspicion score is the one that finds the random-label canaries best
-   (AUROC of those canaries against the user's examples: label noise is what loss-based selection
-   over-picks in practice and what the noise share measures); the AUROC for the shuffled-pixel and
-   Gaussian canaries is reported beside it;
-2. `estimate`: the share of mislabeled examples, by mixture-proportion estimation with the label canaries
-   as a sample of what a mislabeled example looks like (see `estimate_noise_share`);
-3. `find_suspects`: that share of the user's examples, ranked (never a canary);
-4. `judge`: with the selection methods' own pick rules replayed on the logged losses (injected), how much
+`lossaudit audit` trains one short SGD proxy per fold (two by default): each trains the other folds and predicts its
+own held-out fold after every epoch of its later half; canaries go with the fold of the example they copy. Every
+example, canaries included, so has in-sample training dynamics (mean loss, AUM, ... from the run that trains it)
+and out-of-sample class probabilities (from the run that holds it out). Five steps:
+1. `score`: candidate suspicion scores — the in-sample signals (lossaudit.audit.scores, those marked for the audit),
+   the out-of-sample ones (`OOS_SIGNALS`) and rank averages of them; the suspicion score is the candidate that
+   ranks the label canaries (uniform and confusable flips) highest among the user's examples;
+2. `estimate`: the share of mislabeled examples, by mixture-proportion estimation against the label canaries as
+   samples of what a mislabeled example looks like. Uniformly flipped labels stand out more than labels flipped to
+   a class the image is confused with, so the two canary kinds give an upper and a lower reading; which mix of
+   the two the user's noise is, is read off the label pairs of the examples that score high (`label_mix`): a
+   confusable flip lands on the classes the proxy confuses, a uniform one anywhere. Reported: the estimate at that
+   mix with a bootstrap interval, and the estimate under each canary kind alone (its sensitivity);
+3. `per_class`: the noise share per given label and the classes its suspects most likely are (both in
+   lossaudit.audit.noise_share);
+4. `find_suspects`: every user example ranked, the top `share` of them listed as suspects (never a canary);
+5. `judge`: with the selection methods' own pick rules replayed on the logged losses (injected), how much
    of their compute would land on the suspects, and the verdict.
 """
 
@@ -24,22 +32,19 @@ import numpy as np
 import pandas as pd
 
 from lossaudit.audit import scores as score_registry
+from lossaudit.audit.noise_share import (BOOTSTRAP, LABEL_KINDS, MIN_LABEL_CANARIES, NOISE_METHOD, Estimate,
+                                         confusion_table, estimate_share, per_class)
 from lossaudit.audit.queries import run_query
 from lossaudit.errors import UserError
 
-CANARY_KINDS = ("random_labels", "shuffle_pixels", "gaussian")  # as training.canaries.KINDS
-COMBINED = {"loss+aum+confidence": ("mean_loss", "aum", "confidence"),
-            "loss+aum+confidence+forgetting": ("mean_loss", "aum", "confidence", "forgetting"),
+CANARY_KINDS = (*LABEL_KINDS, "shuffle_pixels", "gaussian")
+OOS_SIGNALS = {"oos_margin": "out-of-sample: highest probability of another class minus that of the given label",
+               "oos_loss": "out-of-sample: cross-entropy of the given label"}
+COMBINED = {"oos_margin+mean_loss": ("oos_margin", "mean_loss"),
+            "oos_margin+aum": ("oos_margin", "aum"),
+            "loss+aum+confidence": ("mean_loss", "aum", "confidence"),
             "aum+forgetting": ("aum", "forgetting")}  # rank averages of the audit's signals, by short name
-FALLBACK_SCORE = "loss+aum+confidence"  # the suspicion score when no canary can choose one
-MIN_LABEL_CANARIES = 5
-NOISE_LEVELS = (0.3, 0.9, 25)  # thresholds keeping 30% .. 90% of the label canaries, 25 of them
-NOISE_METHOD = ("mixture-proportion estimate: share = min over thresholds t of P(user score >= t) / P(label-canary "
-                "score >= t), over the thresholds that keep 30% to 90% of the label canaries above them; the label "
-                "canaries stand in for the score distribution of mislabeled examples, so the ratio bounds the "
-                "mislabeled share from above and is tight where clean examples rarely reach. Reported: the median "
-                "and the 5-95% range over 200 bootstrap resamples of the label canaries")
-BOOTSTRAP = 200
+FALLBACK_SCORE = "oos_margin+mean_loss"  # the suspicion score when no canary can choose one
 UNSAFE_SHARE, CAUTION_SHARE, UNSAFE_OVERPICK = 0.10, 0.03, 1.5
 REPLAY_MODES = {"pick rule": "every round after warm-up selected from, a switch (vr's τ) forced on",
                 "as run": "warm-up and switch as in a real run; rounds not selected from train every candidate"}
@@ -47,7 +52,7 @@ JUDGED_MODE = "pick rule"  # the replay the verdict rests on
 
 
 def verdict_rule(reference: str) -> str:
-    return (f"unknown: the noise share cannot be estimated (fewer than {MIN_LABEL_CANARIES} random-label canaries); "
+    return (f"unknown: the noise share cannot be estimated (fewer than {MIN_LABEL_CANARIES} label canaries); "
             f"unsafe: estimated noise share >= {UNSAFE_SHARE:.0%} and {reference}'s pick rule would spend >= "
             f"{UNSAFE_OVERPICK}x the suspects' share of the data on them; caution: estimated noise share >= "
             f"{CAUTION_SHARE:.0%}; safe: otherwise")
@@ -58,12 +63,13 @@ def verdict_rule(reference: str) -> str:
 
 @dataclass
 class Scored:
-    """The run's examples (example_scores rows), which are canaries and of which kind, every candidate
-    suspicion score, their canary AUROC table, and the chosen one's values (higher = more suspect)."""
+    """The audited examples (example_scores rows of the fold runs, canaries included), their out-of-sample class
+    probabilities, every candidate suspicion score, the canary AUROC table, and the chosen score's values (higher =
+    more suspect)."""
 
     rows: pd.DataFrame
-    is_canary: np.ndarray
-    kind: np.ndarray
+    probs: np.ndarray  # (n, K) out-of-sample class probabilities, mean over the predicted epochs
+    confusion: np.ndarray  # (K, K) the confusable canaries' flip weights, W[true, given]
     candidates: pd.DataFrame
     table: pd.DataFrame
     choice: str
@@ -71,8 +77,36 @@ class Scored:
     notes: list[str] = field(default_factory=list)
 
     @property
+    def is_canary(self) -> np.ndarray:
+        return self.rows.role.eq("canary").to_numpy()
+
+    @property
+    def kind(self) -> np.ndarray:
+        return self.rows.corruption_kind.fillna("").to_numpy(dtype=object)
+
+    @property
     def user(self) -> np.ndarray:
         return ~self.is_canary
+
+    @property
+    def label(self) -> np.ndarray:
+        return self.rows.label.to_numpy(dtype=np.int64)
+
+    def of_kind(self, kind: str) -> np.ndarray:
+        return self.is_canary & (self.kind == kind)
+
+    @property
+    def suggested(self) -> np.ndarray:
+        """The class with the highest mean out-of-sample probability (deterministic; the lowest index on an exact
+        tie)."""
+        return self.probs.argmax(1)
+
+    @property
+    def other(self) -> np.ndarray:
+        """The most likely class other than the given label."""
+        p = self.probs.copy()
+        p[np.arange(len(p)), self.label] = -1.0
+        return p.argmax(1)
 
 
 def rank01(values: np.ndarray) -> np.ndarray:
@@ -80,135 +114,148 @@ def rank01(values: np.ndarray) -> np.ndarray:
     return (pd.Series(values).rank(method="average").to_numpy() - 1) / max(1, len(values) - 1)
 
 
-def candidate_scores(rows: pd.DataFrame) -> pd.DataFrame:
-    """Every candidate suspicion score per example (higher = more suspect): the audit's signals and rank averages."""
+def oos_signals(probs: np.ndarray, label: np.ndarray) -> dict[str, np.ndarray]:
+    """`OOS_SIGNALS` of each example from its out-of-sample probabilities (higher = more suspect)."""
+    rows = np.arange(len(label))
+    given = probs[rows, label]
+    other = probs.copy()
+    other[rows, label] = -1.0
+    return {"oos_margin": other.max(1) - given, "oos_loss": -np.log(np.clip(given, 1e-12, 1.0))}
+
+
+def candidate_scores(rows: pd.DataFrame, probs: np.ndarray) -> pd.DataFrame:
+    """Every candidate suspicion score per example (higher = more suspect): the audit's in-sample signals, the
+    out-of-sample ones and rank averages."""
     signals = score_registry.audit_signals()
     out = pd.DataFrame({name: rows[col].to_numpy(dtype=float) for name, col in signals.items()}, index=rows.index)
-    ranks = {name: rank01(out[name].to_numpy()) for name in signals}
+    for name, values in oos_signals(probs, rows.label.to_numpy(dtype=np.int64)).items():
+        out[name] = values
+    out = out.fillna(out.min())
+    ranks = {name: rank01(out[name].to_numpy()) for name in out.columns}
     for name, parts in COMBINED.items():
         if all(p in ranks for p in parts):
             out[name] = np.mean([ranks[p] for p in parts], axis=0)
-    return out.fillna(out.min())
+    return out
 
 
 def canary_auroc(candidates: pd.DataFrame, is_canary: np.ndarray, kind: np.ndarray) -> pd.DataFrame:
-    """AUROC of each candidate for ranking each canary kind above the user's examples."""
+    """AUROC of each candidate for ranking each canary kind above the user's examples, and the mean over the label
+    canary kinds present (the choice), sorted best first."""
     from lossaudit.audit.separability import auroc
     rows = []
     user = ~is_canary
     kinds = [k for k in CANARY_KINDS if np.any(is_canary & (kind == k))]
+    labels = [k for k in kinds if k in LABEL_KINDS] or kinds
     for name in candidates.columns:
         s = candidates[name].to_numpy()
         row = {"score": name}
         for k in kinds:
             pick = user | (is_canary & (kind == k))
             row[f"auroc_{k}"] = auroc(is_canary[pick], s[pick])
-        row["auroc_mean"] = float(np.mean([row[f"auroc_{k}"] for k in kinds])) if kinds else math.nan
+        row["auroc_labels"] = float(np.mean([row[f"auroc_{k}"] for k in labels])) if labels else math.nan
         rows.append(row)
-    key = "auroc_random_labels" if "random_labels" in kinds else "auroc_mean"
-    return pd.DataFrame(rows).sort_values(key, ascending=False, kind="stable").reset_index(drop=True)
+    return pd.DataFrame(rows).sort_values("auroc_labels", ascending=False, kind="stable").reset_index(drop=True)
 
 
-def score(con: duckdb.DuckDBPyConnection, run_id: int) -> Scored:
-    rows = run_query(con, "example_scores", mode="any", run_id=run_id)
+def load(con: duckdb.DuckDBPyConnection, run_ids: list[int]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The fold runs' examples (example_scores rows, each from the run that trained it), their out-of-sample class
+    probabilities (from the run that held it out) and the confusable canaries' flip weights."""
+    rows = pd.concat([run_query(con, "example_scores", mode="any", run_id=r) for r in run_ids], ignore_index=True)
     if rows.empty:
-        raise UserError(f"run {run_id} has no observations to audit")
+        raise UserError(f"run(s) {', '.join(map(str, run_ids))} have no observations to audit")
+    held = pd.concat([run_query(con, "heldout_probs", run_id=r) for r in run_ids], ignore_index=True)
+    confusion = run_query(con, "audit_runs", run_ids=",".join(map(str, run_ids)))
+    n_classes = int(held["class"].max()) + 1 if len(held) else int(rows.label.max()) + 1
+    probs = np.full((len(rows), n_classes), np.nan)
+    if len(held):
+        wide = held.pivot_table(index="example_id", columns="class", values="prob", aggfunc="mean")
+        probs = wide.reindex(index=rows.example_id, columns=range(n_classes)).to_numpy()
+    missing = np.isnan(probs).any(1)
+    if missing.any():
+        raise UserError(f"{int(missing.sum())} audited example(s) have no out-of-sample prediction: runs "
+                        f"{', '.join(map(str, run_ids))} are not the complete folds of one audit")
+    weights = next((np.stack([np.asarray(r, dtype=float) for r in w]) for w in confusion.canary_confusion
+                    if w is not None), None)
+    if weights is None or weights.shape != (n_classes, n_classes):
+        weights = np.ones((n_classes, n_classes))
+    return rows, probs, weights
+
+
+def score(con: duckdb.DuckDBPyConnection, run_ids: list[int]) -> Scored:
+    rows, probs, confusion = load(con, run_ids)
     is_canary = rows.role.eq("canary").to_numpy()
     kind = rows.corruption_kind.fillna("").to_numpy(dtype=object)
     notes = []
-    candidates = candidate_scores(rows)
+    candidates = candidate_scores(rows, probs)
     if is_canary.any():
         table = canary_auroc(candidates, is_canary, kind)
         choice = table.score.iloc[0]
     else:
         notes.append("no canaries: the score cannot be chosen or the noise share estimated; add --canaries")
-        table = pd.DataFrame({"score": list(candidates.columns), "auroc_mean": math.nan})
+        table = pd.DataFrame({"score": list(candidates.columns), "auroc_labels": math.nan})
         choice = FALLBACK_SCORE
-    return Scored(rows, is_canary, kind, candidates, table, choice, candidates[choice].to_numpy(), notes)
+    return Scored(rows, probs, confusion, candidates, table, choice, candidates[choice].to_numpy(), notes)
 
 
 # -- 2. estimate ---------------------------------------------------------------------------------
 
 
-def estimate_noise_share(user: np.ndarray, label_canaries: np.ndarray) -> float:
-    """Share of mislabeled examples among `user` scores, given scores of known mislabeled examples.
-
-    With q(t) the share of user examples scoring >= t and r(t) that of the label canaries,
-    q(t) = share · r_noisy(t) + (1 - share) · r_clean(t) >= share · r(t) when the canaries score like
-    the user's mislabeled examples; so share <= q(t) / r(t) for every t, with equality where clean
-    examples do not reach t. The estimate is the minimum over thresholds keeping 30%..90% of the canaries.
-    """
-    if len(label_canaries) < MIN_LABEL_CANARIES:
-        return math.nan
-    ratios = []
-    for level in np.linspace(*NOISE_LEVELS):
-        t = np.quantile(label_canaries, 1 - level)
-        ratios.append((user >= t).mean() / (label_canaries >= t).mean())
-    return float(min(1.0, max(0.0, min(ratios))))
+def estimate(scored: Scored, *, seed: int = 0, n_boot: int = BOOTSTRAP) -> Estimate | None:
+    """The noise share (lossaudit.audit.noise_share); None when there are too few label canaries to tell."""
+    user = scored.user
+    return estimate_share(scored.values[user], (scored.label[user], scored.other[user]), scored.confusion,
+                          {k: scored.values[scored.of_kind(k)] for k in LABEL_KINDS}, seed=seed, n_boot=n_boot)
 
 
-def bootstrap_noise_share(user: np.ndarray, label_canaries: np.ndarray, *, seed: int = 0,
-                          n: int = BOOTSTRAP) -> tuple[float, float, float]:
-    """(median, 5th, 95th percentile) of `estimate_noise_share` over bootstrap resamples of the canaries,
-    whose small number dominates the estimate's uncertainty."""
-    if len(label_canaries) < MIN_LABEL_CANARIES:
-        return math.nan, math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    boots = [estimate_noise_share(user, rng.choice(label_canaries, len(label_canaries))) for _ in range(n)]
-    lo, mid, hi = np.quantile(boots, [0.05, 0.5, 0.95])
-    return float(mid), float(lo), float(hi)
-
-
-def estimate(scored: Scored) -> tuple[float, float, float]:
-    """(share, 5%, 95%) of the estimated noise share; NaN when there are too few label canaries to tell."""
-    label = scored.is_canary & (scored.kind == "random_labels")
-    return bootstrap_noise_share(scored.values[scored.user], scored.values[label])
-
-
-# -- 3. suspects ---------------------------------------------------------------------------------
+# -- 4. suspects ---------------------------------------------------------------------------------
 
 
 @dataclass
 class Suspects:
     frame: pd.DataFrame  # ranked: rank, path, example_id, given/suggested label, suspicion_score, signals, scores
-    ranking: pd.DataFrame  # every user example: example_id, path, suspicion_score (higher = more suspect)
+    ranking: pd.DataFrame  # every user example, ranked: rank, path, example_id, given/suggested label, score, suspect, ...
     threshold: float
     canary_recall: dict[str, float]  # share of each canary kind at or above the suspect threshold
 
 
-def find_suspects(con: duckdb.DuckDBPyConnection, run_id: int, scored: Scored, share: float,
-                  classes: list[str]) -> Suspects:
-    """The `share` of the user's examples that score highest, with the class the model predicts for them and the
-    signals that put each among the top as well."""
+def find_suspects(scored: Scored, share: float, classes: list[str]) -> Suspects:
+    """Every user example ranked by suspicion, the top `share` of them suspects, each with the class the held-out
+    model suggests for it and the signals that put it among the top as well."""
     user, rows, values = scored.user, scored.rows, scored.values
     n_suspects = 0 if math.isnan(share) else int(round(share * int(user.sum())))
-    ranked = rows[user].assign(suspicion_score=values[user]).sort_values("suspicion_score", ascending=False,
-                                                                         kind="stable")
-    top = ranked.head(n_suspects)
-    threshold = float(top.suspicion_score.min()) if n_suspects else math.inf
-    recall = {k: float((values[scored.is_canary & (scored.kind == k)] >= threshold).mean())
-              for k in CANARY_KINDS if np.any(scored.is_canary & (scored.kind == k))}
-    predictions = run_query(con, "audit_predictions", run_id=run_id).set_index("example_id")
-    signals = score_registry.audit_signals()
+    suggested = scored.suggested
+    order = np.flatnonzero(user)[np.argsort(-values[user], kind="stable")]
+    threshold = float(values[order[n_suspects - 1]]) if n_suspects else math.inf
+    recall = {k: float((values[scored.of_kind(k)] >= threshold).mean())
+              for k in CANARY_KINDS if np.any(scored.of_kind(k))}
+    names = list(scored.candidates.columns[:len(score_registry.audit_signals()) + len(OOS_SIGNALS)])
+    top_ids = set(order[:n_suspects])
     fired = []
-    for name in signals:
+    for name in names:
         column = scored.candidates[name].to_numpy()
         cut = np.sort(column[user])[::-1][n_suspects - 1] if n_suspects else math.inf
-        fired.append((name, set(rows.example_id[user & (column >= cut)])))
-    frame = pd.DataFrame({
-        "rank": np.arange(1, len(top) + 1),
-        "path": top.source.to_numpy(),
-        "example_id": top.example_id.to_numpy(),
-        "given_label": [classes[int(v)] for v in top.label],
-        "suggested_label": [classes[int(predictions.suggested.get(e, lab))] for e, lab in zip(top.example_id, top.label)],
-        "suspicion_score": top.suspicion_score.to_numpy(),
-        "signals": [",".join(n for n, ids in fired if e in ids) for e in top.example_id],
-    } | {column: top[column].to_numpy() for column in signals.values()})
-    ranking = ranked[["example_id", "source", "suspicion_score"]].rename(columns={"source": "path"})
-    return Suspects(frame, ranking.reset_index(drop=True), threshold, recall)
+        fired.append((name, user & (column >= cut)))
+    given = scored.label
+    p_given = scored.probs[np.arange(len(given)), given]
+    ranking = pd.DataFrame({
+        "rank": np.arange(1, len(order) + 1),
+        "path": rows.source.to_numpy()[order],
+        "example_id": rows.example_id.to_numpy()[order],
+        "given_label": [classes[int(v)] for v in given[order]],
+        "suggested_label": [classes[int(v)] for v in suggested[order]],
+        "suspicion_score": values[order],
+        "suspect": np.isin(order, list(top_ids)),
+        "p_given": p_given[order],
+        "p_suggested": scored.probs[order, suggested[order]],
+        "signals": [",".join(n for n, hit in fired if hit[i]) for i in order],
+    } | {name: scored.candidates[name].to_numpy()[order] for name in names})
+    signals = score_registry.audit_signals()
+    frame = ranking[ranking.suspect].drop(columns=["suspect", "p_given", "p_suggested", *names])
+    frame = frame.assign(**{column: rows[column].to_numpy()[order[:n_suspects]] for column in signals.values()})
+    return Suspects(frame.reset_index(drop=True), ranking, threshold, recall)
 
 
-# -- 4. verdict ----------------------------------------------------------------------------------
+# -- 5. verdict ----------------------------------------------------------------------------------
 
 
 def overpicking(example_id: np.ndarray, replays: dict, suspects: set[int]) -> pd.DataFrame:
@@ -235,7 +282,7 @@ def judge(noise_share: float, n_suspects: int, replay: pd.DataFrame, reference: 
     """unknown / safe / caution / unsafe by `verdict_rule(reference)`, and the line that says why (for unknown, with
     `advice`: what would make the estimate possible)."""
     if math.isnan(noise_share):
-        return "unknown", (f"unknown: the noise share cannot be estimated from {n_label_canaries} random-label "
+        return "unknown", (f"unknown: the noise share cannot be estimated from {n_label_canaries} label "
                            f"canaries (at least {MIN_LABEL_CANARIES} are needed); {advice}")
     if not n_suspects:
         verdict = "safe" if noise_share < CAUTION_SHARE else "caution"
@@ -255,15 +302,20 @@ def judge(noise_share: float, n_suspects: int, replay: pd.DataFrame, reference: 
 
 @dataclass
 class AuditResult:
-    run_id: int
+    run_id: int  # the audit's first fold run, which keys its rows in the audits and suspects tables
+    fold_runs: list[int]
     n_examples: int
     canaries: dict[str, int]
-    score_table: pd.DataFrame  # per candidate score: canary AUROC per kind and mean
+    score_table: pd.DataFrame  # per candidate score: canary AUROC per kind and mean over the label kinds
     score: str  # the chosen suspicion score
     noise_share: float
     noise_interval: tuple[float, float]
+    noise_by_kind: dict[str, float]  # the estimate under each label canary kind alone
+    uniform_weight: float  # share of the label noise that looks like uniform flips (the canaries' mix)
+    per_class: pd.DataFrame  # class, n, noise_share, suspects, suggested
+    confusion: pd.DataFrame  # among the suspects: given (rows) → suggested (columns), counts
     suspects: pd.DataFrame  # ranked, user examples only
-    ranking: pd.DataFrame  # every user example: example_id, path, suspicion_score (higher = more suspect)
+    ranking: pd.DataFrame  # every user example, ranked, with its suggested label and a suspect column
     threshold: float
     canary_recall: dict[str, float]  # share of each canary kind at or above the suspect threshold
     replay: pd.DataFrame  # method, replay, share of picks on suspects, suspects' share of the data, ratio, ...
@@ -275,12 +327,16 @@ class AuditResult:
     def row(self) -> dict:
         """The `audits` row of this result (see schema.sql); tables as JSON-ready records, NaN and inf as null."""
         return _finite({"verdict": self.verdict, "verdict_line": self.verdict_line, "verdict_rule": self.verdict_rule,
-                        "n_examples": self.n_examples, "canaries": self.canaries, "score": self.score,
-                        "noise_share": self.noise_share, "noise_low": self.noise_interval[0],
-                        "noise_high": self.noise_interval[1], "noise_method": NOISE_METHOD,
+                        "fold_runs": self.fold_runs, "n_examples": self.n_examples, "canaries": self.canaries,
+                        "score": self.score, "noise_share": self.noise_share, "noise_low": self.noise_interval[0],
+                        "noise_high": self.noise_interval[1], "noise_by_kind": self.noise_by_kind,
+                        "uniform_weight": self.uniform_weight, "noise_method": NOISE_METHOD,
                         "n_suspects": len(self.suspects), "threshold": self.threshold,
                         "canary_recall": self.canary_recall,
                         "score_table": self.score_table.to_dict(orient="records"),
+                        "per_class": self.per_class.to_dict(orient="records"),
+                        "confusion": {g: {s: int(n) for s, n in row.items() if n}
+                                      for g, row in self.confusion.iterrows()},
                         "replay": self.replay.to_dict(orient="records"), "replay_modes": REPLAY_MODES,
                         "notes": self.notes})
 
@@ -297,21 +353,38 @@ def _finite(obj):
     return obj
 
 
-def analyse(con: duckdb.DuckDBPyConnection, run_id: int, *, classes: list[str],
+def analyse(con: duckdb.DuckDBPyConnection, run_ids: list[int], *, classes: list[str],
             replay: Callable[[pd.DataFrame], dict], reference: str,
             advice: str = "raise --canaries or audit more images") -> AuditResult:
-    """The audit of one proxy run: score → estimate → suspects → verdict (see the module docstring). `replay`
-    replays the selection methods' pick rules on the run's logged losses, keyed by (method, replay mode)
-    (training.replay.replay_both); `reference` is the replayed method the verdict rests on; `advice` says what
-    would make an impossible estimate possible."""
-    scored = score(con, run_id)
-    share, lo, hi = estimate(scored)
-    found = find_suspects(con, run_id, scored, share, classes)
-    order = run_query(con, "proxy_losses", run_id=run_id)
-    replays = overpicking(order.example_id.to_numpy(), replay(order), set(found.frame.example_id.tolist()))
-    counts = {k: int((scored.is_canary & (scored.kind == k)).sum()) for k in CANARY_KINDS}
-    verdict, line = judge(share, len(found.frame), replays, reference, n_label_canaries=counts["random_labels"],
-                          advice=advice)
-    return AuditResult(run_id, int(scored.user.sum()), counts, scored.table, scored.choice, share, (lo, hi),
-                       found.frame, found.ranking, found.threshold, found.canary_recall, replays, verdict, line,
-                       verdict_rule(reference), scored.notes)
+    """The audit of one set of fold runs: score → estimate → per class → suspects → verdict (see the module
+    docstring). `replay` replays the selection methods' pick rules on one run's logged losses, keyed by (method,
+    replay mode) (training.replay.replay_both); `reference` is the replayed method the verdict rests on; `advice`
+    says what would make an impossible estimate possible."""
+    scored = score(con, run_ids)
+    counts = {k: int(scored.of_kind(k).sum()) for k in CANARY_KINDS}
+    est = estimate(scored)
+    share = est.share if est is not None else math.nan
+    notes = list(scored.notes)
+    if est is not None and len(est.by_kind) < len(LABEL_KINDS):
+        notes.append(f"only {', '.join(est.by_kind)} canaries are numerous enough to estimate from: the estimate "
+                     "assumes the noise looks like them")
+    found = find_suspects(scored, share, classes)
+    orders = [run_query(con, "proxy_losses", run_id=r) for r in run_ids]
+    replays = _joined([replay(order) for order in orders])
+    picked = overpicking(np.concatenate([o.example_id.to_numpy() for o in orders]), replays,
+                         set(found.frame.example_id.tolist()))
+    verdict, line = judge(share, len(found.frame), picked, reference,
+                          n_label_canaries=sum(counts[k] for k in LABEL_KINDS), advice=advice)
+    return AuditResult(run_ids[0], list(run_ids), int(scored.user.sum()), counts, scored.table, scored.choice, share,
+                       (est.low, est.high) if est else (math.nan, math.nan), est.by_kind if est else {},
+                       est.uniform_weight if est else math.nan,
+                       per_class(scored.label[scored.user], scored.values[scored.user], est, found.frame, classes),
+                       confusion_table(found.frame, classes), found.frame, found.ranking, found.threshold,
+                       found.canary_recall, picked, verdict, line, verdict_rule(reference), notes)
+
+
+def _joined(replays: list[dict]) -> dict:
+    """Replays of several runs as one: each method's picks and rounds concatenated in the runs' order."""
+    first = replays[0]
+    return {key: type(first[key])(np.concatenate([r[key].picks for r in replays]),
+                                  np.concatenate([r[key].selecting for r in replays])) for key in first}

@@ -101,6 +101,13 @@ create table if not exists evals (
     train_loss        double
 );
 
+create table if not exists predictions (
+    run_id     integer not null,
+    example_id integer not null,
+    epoch      integer not null,
+    probs      float[] not null
+);
+
 create table if not exists example_summaries (
     run_id         integer not null,
     example_id     integer not null,
@@ -115,21 +122,27 @@ create table if not exists audits (
     verdict       varchar not null check (verdict in ('safe', 'caution', 'unsafe', 'unknown')),
     verdict_line  varchar not null,
     verdict_rule  varchar not null,
+    fold_runs     integer[],
     n_examples    integer not null,
     canaries      map(varchar, integer) not null,
     score         varchar not null,
     noise_share   double,
     noise_low     double,
     noise_high    double,
+    noise_by_kind map(varchar, double),
+    uniform_weight double,
     noise_method  varchar not null,
     n_suspects    integer not null,
     threshold     double,
     canary_recall map(varchar, double) not null,
     score_table   json not null,
+    per_class     json,
+    confusion     json,
     replay        json not null,
     replay_modes  json not null,
     notes         varchar[] not null,
-    suspects_file varchar
+    suspects_file varchar,
+    scores_file   varchar
 );
 
 create table if not exists suspects (
@@ -186,6 +199,11 @@ comment on column examples.source is 'Where the example came from: a file path, 
 comment on column examples.role is 'train = a candidate for training; holdout = kept out of training to fit an irreducible-loss model (rho); canary = a corrupted copy of a training example added as a known positive (--canaries, lossaudit audit); replaced = an original that a random-label canary stands in for, not trained.';
 comment on column examples.irreducible_loss is 'rho: loss of the irreducible-loss model on this example (eval mode, no augmentation); NULL for other methods.';
 
+comment on column predictions.run_id is 'A cross-fitted run (config folds > 0): it predicts the examples of its held-out fold, which it never trains.';
+comment on column predictions.example_id is 'A held-out example (its examples row is in the run of the same audit or grid that trained it).';
+comment on column predictions.epoch is 'Epoch (0-based) after which the prediction was made; every epoch of the later half of the run.';
+comment on column predictions.probs is 'Softmax probabilities over the classes (runs.classes order), eval mode, un-augmented image: out-of-sample, since the run never trained the example.';
+
 comment on column example_summaries.run_id is 'A complete run: its per-example scores are computed once, when it completes.';
 comment on column example_summaries.example_id is 'The example.';
 comment on column example_summaries.n_observations is 'Observations of the example in the run (every forward mode, every epoch).';
@@ -193,34 +211,40 @@ comment on column example_summaries.modes is 'Forward modes the observations cam
 comment on column example_summaries.picks is 'Times the example was back-propagated.';
 comment on column example_summaries.scores is 'Every per-example score registered when the run completed (lossaudit.audit.scores), by name; higher = more suspect. A score registered later is computed from the observations instead.';
 
-comment on column audits.run_id is 'The proxy run of a `lossaudit audit` (its examples and observations are in the other tables).';
+comment on column audits.run_id is 'The (first) proxy run of a `lossaudit audit` (its examples and observations are in the other tables).';
+comment on column audits.fold_runs is 'Every proxy run of the audit, one per cross-fitting fold (each trained on the other folds and predicted its own); NULL for an audit of one run (lossaudit before 0.3).';
 comment on column audits.verdict is 'safe, caution, unsafe, or unknown when the noise share could not be estimated; by verdict_rule.';
 comment on column audits.verdict_line is 'The verdict with the numbers behind it, as printed.';
 comment on column audits.verdict_rule is 'The rule that turned the numbers into the verdict.';
 comment on column audits.n_examples is 'User examples audited (canaries and the originals label canaries replaced not counted).';
-comment on column audits.canaries is 'Canaries added, by kind (random_labels, shuffle_pixels, gaussian).';
-comment on column audits.score is 'The suspicion score: the candidate that found the random-label canaries best.';
-comment on column audits.noise_share is 'Estimated share of mislabeled examples (median over bootstrap resamples of the canaries); NULL when it could not be estimated.';
-comment on column audits.noise_low is '5th percentile of the noise share over the bootstrap resamples.';
-comment on column audits.noise_high is '95th percentile of the noise share over the bootstrap resamples.';
+comment on column audits.canaries is 'Canaries added, by kind (random_labels, confusable_labels, shuffle_pixels, gaussian).';
+comment on column audits.score is 'The suspicion score: the candidate that found the label canaries best (mean AUROC over the uniform and confusable ones).';
+comment on column audits.noise_share is 'Estimated share of mislabeled examples, against the label canaries at the estimated mix of uniform and confusable flips (noise_method); NULL when it could not be estimated.';
+comment on column audits.noise_low is '5th percentile of the noise share over bootstrap resamples of the canaries and the examples (never above noise_share).';
+comment on column audits.noise_high is '95th percentile of the noise share over the bootstrap resamples (never below noise_share).';
+comment on column audits.noise_by_kind is 'The noise share estimated against one kind of label canary alone (random_labels: uniform flips, confusable_labels: flips to a class the proxy confuses): how much the estimate depends on what the noise is assumed to look like.';
+comment on column audits.uniform_weight is 'Share of the label noise that looks like uniform flips rather than confusable ones, from the label pairs of the examples above the threshold (the mix noise_share is read at).';
 comment on column audits.noise_method is 'How the noise share was estimated.';
 comment on column audits.n_suspects is 'Examples listed as suspects (round(noise_share × n_examples)); they are in the suspects table.';
 comment on column audits.threshold is 'Suspicion score of the last suspect; NULL when there is none.';
 comment on column audits.canary_recall is 'Share of each canary kind at or above the threshold.';
-comment on column audits.score_table is 'JSON list, one object per candidate score: score (name), auroc_<kind> (AUROC of ranking that canary kind above the user examples) and auroc_mean.';
+comment on column audits.per_class is 'JSON list, one object per given label: class, n (its audited examples), noise_share (estimated), suspects (how many), suggested (the classes its suspects most likely are, with their shares).';
+comment on column audits.confusion is 'JSON object: among the suspects, given label → suggested label → count.';
+comment on column audits.score_table is 'JSON list, one object per candidate score: score (name), auroc_<kind> (AUROC of ranking that canary kind above the user examples) and auroc_labels (their mean over the label canary kinds, which chooses the score).';
 comment on column audits.replay is 'JSON list, one object per replayed method and replay mode: method, replay (pick rule or as run), share_of_picks_on_suspects, suspects_share_of_data, overpick_ratio, selecting_share (share of observations whose round was selected from).';
 comment on column audits.replay_modes is 'JSON object: replay mode → what it replays.';
 comment on column audits.notes is 'Caveats of this audit, one line each.';
 comment on column audits.suspects_file is 'The CSV the suspects were also written to.';
+comment on column audits.scores_file is 'The CSV every audited example was written to: rank, path, example id, given and suggested label, suspicion score, suspect (true for the listed ones), out-of-sample probabilities of the given and suggested label, signals and the candidate scores.';
 
 comment on column suspects.run_id is 'The proxy run of the audit.';
 comment on column suspects.rank is 'Rank by suspicion score, 1 = most suspect.';
 comment on column suspects.example_id is 'The example (examples.example_id of the proxy run).';
 comment on column suspects.path is 'Where the example came from: a file path, or dataset:index.';
 comment on column suspects.given_label is 'Class name of the label the example has.';
-comment on column suspects.suggested_label is 'Class the proxy model predicts most often over the later half of its epochs.';
+comment on column suspects.suggested_label is 'Class with the highest mean out-of-sample probability: predicted by the proxy that held the example out, over the later half of its epochs.';
 comment on column suspects.suspicion_score is 'Value of the chosen suspicion score (higher = more suspect).';
-comment on column suspects.signals is 'Comma-separated audit signals that would also have listed this example among the top n_suspects.';
+comment on column suspects.signals is 'Comma-separated audit signals (in-sample and out-of-sample) that would also have listed this example among the top n_suspects.';
 comment on column suspects.scores is 'Its per-example scores that the audit uses as signals, by score name (higher = more suspect).';
 
 comment on column observations.run_id is 'Run of the observation.';

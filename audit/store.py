@@ -22,8 +22,10 @@ import duckdb
 
 from lossaudit.errors import UserError
 
-SCHEMA_VERSION = "2"
-TABLES = ("runs", "examples", "observations", "steps", "evals", "example_summaries", "audits", "suspects")
+SCHEMA_VERSION = "3"  # 2 → 3 only adds tables and columns
+UPGRADABLE = (None, "1", "2")  # written by earlier versions: upgraded when opened
+TABLES = ("runs", "examples", "observations", "steps", "evals", "predictions", "example_summaries", "audits",
+          "suspects")
 
 
 def _is_lock_error(err: Exception) -> bool:
@@ -92,11 +94,11 @@ def _open_current(path: Path, timeout: float) -> duckdb.DuckDBPyConnection:
     if version == SCHEMA_VERSION:
         return con
     con.close()
-    if version != "1":
+    if version not in UPGRADABLE or version is None:
         raise UserError(f"{str(path)!r} is not a lossaudit database (it has no lossaudit tables)" if version is None
                         else f"database {str(path)!r} has schema {version}, newer than this lossaudit's "
                              f"{SCHEMA_VERSION}; upgrade lossaudit to read it")
-    Store(path, lock_timeout=timeout)  # written by lossaudit 0.1: upgrade it once, then read
+    Store(path, lock_timeout=timeout)  # written by an earlier lossaudit: upgrade it once, then read
     print(f"lossaudit: upgraded {path} to database schema {SCHEMA_VERSION}", file=sys.stderr)
     return _connect(path, read_only=True, timeout=timeout, sandbox=True)
 
@@ -163,11 +165,13 @@ class Store:
             raise UserError(f"--db {str(self.path)!r}: folder {str(self.path.parent)!r} does not exist")
         with self.transaction() as con:
             version = _schema_version(con)
-            if version not in (None, "1", SCHEMA_VERSION):
+            if version not in (*UPGRADABLE, SCHEMA_VERSION):
                 raise UserError(f"database {str(self.path)!r} has schema {version}, newer than this lossaudit's "
                                 f"{SCHEMA_VERSION}; upgrade lossaudit to write to it")
             if version == "1":
                 con.execute(_sql("upgrade_1.sql"))
+            if version == "2":
+                con.execute(_sql("upgrade_2.sql"))
             con.execute(schema_sql())
             if version == "1":
                 _fill_identity(con)
@@ -213,8 +217,9 @@ class Store:
         return int(run_id)
 
     def append(self, run_id: int, *, epochs_done: int | None = None, **tables) -> None:
-        """Append whole tables (observations, steps, evals; pandas or Arrow, columns by name) in one transaction."""
-        unknown = set(tables) - {"observations", "steps", "evals"}
+        """Append whole tables (observations, steps, evals, predictions; pandas or Arrow, columns by name) in one
+        transaction."""
+        unknown = set(tables) - {"observations", "steps", "evals", "predictions"}
         if unknown:
             raise ValueError(f"cannot append to {sorted(unknown)}")
         with self.transaction() as con:
@@ -243,8 +248,9 @@ class Store:
         row: the `audits` columns (tables as JSON-ready lists); suspects: a table with the `suspects` columns but
         run_id and scores, plus one column per score in `scores`."""
         values = dict(row)
-        for key in ("score_table", "replay", "replay_modes"):
-            values[key] = json.dumps(values[key], allow_nan=False)
+        for key in ("score_table", "per_class", "confusion", "replay", "replay_modes"):
+            if key in values:
+                values[key] = json.dumps(values[key], allow_nan=False)
         with self.transaction() as con:
             con.execute("delete from audits where run_id = ?", [run_id])
             con.execute("delete from suspects where run_id = ?", [run_id])
@@ -263,7 +269,7 @@ class Store:
         """Take up an unfinished run again from the end of epoch `epochs_done`: rows of later epochs (written after
         the checkpoint it resumes from) go, and the run is running again in this process."""
         with self.transaction() as con:
-            for table in ("observations", "steps", "evals"):
+            for table in ("observations", "steps", "evals", "predictions"):
                 con.execute(f"delete from {table} where run_id = ? and epoch >= ?", [run_id, epochs_done])
             con.execute("update runs set status = 'running', epochs_done = ?, finished_at = null, error = null, "
                         "host = ?, pid = ? where run_id = ?", [epochs_done, socket.gethostname(), os.getpid(), run_id])

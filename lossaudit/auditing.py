@@ -1,8 +1,10 @@
-"""`lossaudit audit`: a proxy run over the user's data with canaries, then the noise analysis and the verdict.
+"""`lossaudit audit`: cross-fitted proxy runs over the user's data with canaries, then the noise analysis and the
+verdict.
 
-The orchestration: the proxy run is trained and logged like any run, lossaudit.audit.noise analyses it
-(with the selection methods' pick rules replayed by lossaudit.training.replay, injected), and the
-result goes to the audits and suspects tables and to the suspects files.
+The orchestration: one proxy run per fold, each trained and logged like any run while it predicts the fold it holds
+out; lossaudit.audit.noise analyses them together (with the selection methods' pick rules replayed by
+lossaudit.training.replay, injected), and the result goes to the audits and suspects tables, to the suspects files
+and to the scores files (every audited example).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ PROXY_IMAGE_SIZE = 32
 CANARY_SHARE = 0.02  # of the data, by default ...
 MIN_CANARIES = 40  # ... but at least this many (half of them label canaries: 20 samples of a mislabeled example)
 MAX_CANARY_SHARE = 0.49  # canaries stay fewer than half the data
+KIND_WORDS = {"random_labels": "uniform flips", "confusable_labels": "confusable flips"}
+FOLDS = 2  # cross-fitting: each proxy trains on the other half and predicts its held-out half
 
 
 def canary_share(n: int, requested: float | None) -> float:
@@ -30,7 +34,7 @@ def canary_share(n: int, requested: float | None) -> float:
 
 def canary_advice(n: int, share: float) -> str:
     """What would give the noise estimate its minimum of label canaries: a larger --canaries, or more images."""
-    need = 2 * MIN_LABEL_CANARIES  # half of the canaries carry a wrong label
+    need = math.ceil(MIN_LABEL_CANARIES / (3 / 8))  # 3/8 of the canaries carry each kind of wrong label
     if need / n < MAX_CANARY_SHARE:
         return (f"give --canaries {math.ceil(100 * need / n) / 100:g} or more (at {n} images), or audit at least "
                 f"{math.ceil(need / share)} images at --canaries {share:g}")
@@ -39,10 +43,10 @@ def canary_advice(n: int, share: float) -> str:
 
 def proxy_config(dataset: str, *, model: str, epochs: int, canaries: float | None, image_size: int | None,
                  train_size: int, seed: int, device: str, cache: dict):
-    """The proxy run: plain SGD with the paper's recipe but a constant learning rate (no decay, so the model
-    does not get to memorise the noise), every example trained (no test split unless the dataset has one). No audit
-    output reads the test split, so it is evaluated only before the first and after the last epoch (a check that
-    training did not diverge), not every quarter epoch."""
+    """The proxy run of fold 0 (the others differ only in `fold`): plain SGD with the paper's recipe but a constant
+    learning rate (no decay, so the model does not get to memorise the noise), every example of the other folds
+    trained (no test split unless the dataset has one). No audit output reads the test split, so it is evaluated only
+    before the first and after the last epoch (a check that training did not diverge), not every quarter epoch."""
     from lossaudit.training.config import Grid, RunConfig, validate
     from lossaudit.training.prepare import prepare
     from lossaudit.training.trainer import resolve_device
@@ -51,7 +55,7 @@ def proxy_config(dataset: str, *, model: str, epochs: int, canaries: float | Non
         raise UserError(f"--canaries must be > 0 for an audit (they calibrate it), got {canaries}")
     cfg = RunConfig(dataset=dataset, model=model, method="sgd", epochs=epochs, lr_milestones=(), test_fraction=0.0,
                     canaries=0.0, train_size=train_size, seed=seed, device=device, image_size=image_size or 0,
-                    eval_every=float(max(1, epochs)))
+                    eval_every=float(max(1, epochs)), folds=FOLDS, fold=0)
     validate(Grid(cfg, ("sgd",), ("none",), (seed,)))
     resolve_device(device)  # no CUDA, no database: fail before anything is written
     x = prepare(cfg, cache).x
@@ -75,57 +79,76 @@ def run_audit(dataset: str, *, db: Path, out: Path, model: str = "resnet8", epoc
 
     console = Console(stderr=True, quiet=quiet)
     csv, parquet = Path(f"{out}.csv"), Path(f"{out}.parquet")
+    scores_csv, scores_parquet = Path(f"{out}_scores.csv"), Path(f"{out}_scores.parquet")
     check_output(csv, "--out")
     cache: dict = {}
     cfg = proxy_config(dataset, model=model, epochs=epochs, canaries=canaries, image_size=image_size,
                        train_size=train_size, seed=seed, device=device, cache=cache)
     n_threads = use_threads(threads)
-    prep = prepare(cfg, cache)
+    folds = [dataclasses.replace(cfg, fold=k) for k in range(cfg.folds)]
+    preps = [prepare(c, cache) for c in folds]
+    whole = dataclasses.replace(cfg, folds=0)  # the same examples, none held out: for the counts
+    prep = prepare(whole, cache)
     n_user, n_replaced = int((prep.role == "train").sum()), int((prep.role == "replaced").sum())
     console.print(f"lossaudit audit: {n_user} examples of {prep.dataset.n_classes} classes "
                   f"({' x '.join(map(str, prep.x.shape[1:]))}), {int((prep.role == 'canary').sum())} canaries "
-                  f"({n_replaced} of them stand in for their originals, which are not audited), "
-                  f"proxy {cfg.model} for {cfg.epochs} epochs with {n_threads} CPU thread(s), logged into {db}")
+                  f"({n_replaced} of them stand in for their originals, which are not audited); {cfg.folds} proxy "
+                  f"runs of {cfg.model} for {cfg.epochs} epochs, each trained on {cfg.folds - 1} of {cfg.folds} folds "
+                  f"and predicting the other, with {n_threads} CPU thread(s), logged into {db}")
     store = Store(db)
     store.mark_orphans()
     sigterm_interrupts()
+    run_ids = []
     with progress_bar(console) as bar:
-        task = bar.add_task("proxy run", total=candidates(cfg, prep))
-        run_id = run_one(cfg, store, command=command, prep=prep, progress=lambda n: bar.advance(task, n),
-                         extra_config={"audit_proxy": True})
+        task = bar.add_task("proxy runs", total=sum(candidates(c, p) for c, p in zip(folds, preps)))
+        for c, p in zip(folds, preps):
+            run_ids.append(run_one(c, store, command=command, prep=p, progress=lambda n: bar.advance(task, n),
+                                   extra_config={"audit_proxy": True}))
     with connect_readonly(db) as con:
-        result = analyse(con, run_id, classes=list(prep.dataset.classes), replay=replay_both,
+        result = analyse(con, run_ids, classes=list(prep.dataset.classes), replay=replay_both,
                          reference=AUDIT_REFERENCE, advice=canary_advice(n_user + n_replaced, cfg.canaries))
     try:
         result.suspects.to_csv(csv, index=False)
         result.suspects.to_parquet(parquet, index=False)
+        result.ranking.to_csv(scores_csv, index=False)
+        result.ranking.to_parquet(scores_parquet, index=False)
     except OSError as err:
         raise UserError(f"--out {str(out)!r}: cannot write the suspects ({err.strerror})") from None
-    store.write_audit(run_id, result.row() | {"suspects_file": str(csv.resolve())}, result.suspects)
-    print_summary(Console(quiet=quiet, soft_wrap=True), result, csv, parquet, quiet=quiet)
+    store.write_audit(result.run_id, result.row() | {"suspects_file": str(csv.resolve()),
+                                                     "scores_file": str(scores_csv.resolve())}, result.suspects)
+    print_summary(Console(quiet=quiet, soft_wrap=True), result, csv, parquet, scores_csv, quiet=quiet)
     return result
 
 
-def print_summary(console, result: AuditResult, csv: Path, parquet: Path, *, quiet: bool = False) -> None:
+def print_summary(console, result: AuditResult, csv: Path, parquet: Path, scores: Path, *, quiet: bool = False) -> None:
     from rich.table import Table
 
     from lossaudit.terminal import print_table
 
-    console.print(f"\naudited {result.n_examples} examples (run {result.run_id}); canaries: "
+    console.print(f"\naudited {result.n_examples} examples (runs {', '.join(map(str, result.fold_runs))}); canaries: "
                   + ", ".join(f"{n} {k}" for k, n in result.canaries.items()))
-    scores = Table(title="suspicion scores: AUROC of finding the canaries among your examples")
+    scores_table = Table(title="suspicion scores: AUROC of finding the canaries among your examples")
     for col in result.score_table.columns:
-        scores.add_column(col.replace("auroc_", ""), justify="left" if col == "score" else "right")
+        scores_table.add_column(col.replace("auroc_", ""), justify="left" if col == "score" else "right")
     for row in result.score_table.itertuples(index=False):
-        scores.add_row(*(v if isinstance(v, str) else f"{v:.3f}" for v in row))
-    print_table(scores, quiet=quiet)
-    console.print(f"chosen score: {result.score} (finds the random-label canaries best)")
+        scores_table.add_row(*(v if isinstance(v, str) else f"{v:.3f}" for v in row))
+    print_table(scores_table, quiet=quiet)
+    console.print(f"chosen score: {result.score} (finds the label canaries best)")
     lo, hi = result.noise_interval
     if math.isnan(result.noise_share):
-        console.print("estimated noise share: cannot be estimated (too few random-label canaries) → no suspects")
+        console.print("estimated noise share: cannot be estimated (too few label canaries) → no suspects")
     else:
+        kinds = " or ".join(f"{KIND_WORDS[k]} {v:.1%}" for k, v in result.noise_by_kind.items())
+        mix = f"; it looks {result.uniform_weight:.0%} like uniform flips" if result.noise_share > 0 else ""
         console.print(f"estimated noise share: {result.noise_share:.1%} (bootstrap 5-95%: {lo:.1%} to {hi:.1%}) → "
-                      f"{len(result.suspects)} suspects")
+                      f"{len(result.suspects)} suspects{mix}; read against {kinds} alone")
+        per_class = Table(title="per given label: estimated noise share and what its suspects most likely are")
+        for col in ("class", "examples", "noise share", "suspects", "suggested instead"):
+            per_class.add_column(col, justify="left" if col in ("class", "suggested instead") else "right")
+        for r in result.per_class.itertuples(index=False):
+            per_class.add_row(r[0], str(r.n), "—" if math.isnan(r.noise_share) else f"{r.noise_share:.1%}",
+                              str(r.suspects), r.suggested)
+        print_table(per_class, quiet=quiet)
     console.print("canary recall at the suspect threshold: "
                   + ", ".join(f"{k} {v:.0%}" for k, v in result.canary_recall.items()))
     replay = Table(title="if you trained with loss-based selection: share of its backprops on the suspects")
@@ -139,5 +162,6 @@ def print_summary(console, result: AuditResult, csv: Path, parquet: Path, *, qui
     console.print("replay: " + "; ".join(f"{k} = {v}" for k, v in REPLAY_MODES.items()))
     for note in result.notes:
         console.print(f"note: {note}")
-    console.print(f"suspects: {csv} and {parquet}")
+    console.print(f"suspects: {csv} and {parquet}; every audited example with its score, suggested label and a "
+                  f"suspect column: {scores} and .parquet")
     console.print(f"verdict: {result.verdict_line}")

@@ -152,10 +152,11 @@ def _audits(data: dict, images: ImageSource | None) -> list[dict]:
     out = []
     runs = data["runs"].set_index("run_id")
     for a in records(data["audits"]):
-        for key in ("score_table", "replay", "replay_modes"):
-            a[key] = json.loads(a[key]) if isinstance(a[key], str) else a[key]
-        for key in ("canaries", "canary_recall"):
-            a[key] = dict(a[key]) if not isinstance(a[key], list) else {k: v for k, v in a[key]}
+        for key in ("score_table", "per_class", "confusion", "replay", "replay_modes"):
+            a[key] = json.loads(a[key]) if isinstance(a.get(key), str) else a.get(key)
+        for key in ("canaries", "canary_recall", "noise_by_kind"):
+            value = a.get(key)
+            a[key] = {} if value is None else dict(value) if not isinstance(value, list) else {k: v for k, v in value}
         top = data["top_suspects"][data["top_suspects"].run_id == a["run_id"]].drop(columns=["run_id"])
         a["top_suspects"] = records(top.assign(scores=[dict(v) if not isinstance(v, list) else {k: x for k, x in v}
                                                        for v in top.scores]))

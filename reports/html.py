@@ -115,7 +115,16 @@ def _audits_html(c: dict) -> str:
             f"<li>suspicion score: {escape(a['score'])}; canary recall at the suspect threshold: {escape(recall)}</li>"
             f"<li>estimated noise share {_pct(a['noise_share'])} (bootstrap 5-95%: {_pct(lo)} to {_pct(hi)}; "
             f"{escape(a['noise_method'])})</li>"
-            f"<li>rule: {escape(a['verdict_rule'])}</li></ul></div>")
+            + (f"<li>what the noise is assumed to look like: {_pct(a.get('uniform_weight'), 0)} uniform flips at the "
+               f"estimated mix; against one canary kind alone: "
+               f"{escape(', '.join(f'{k} {_pct(v)}' for k, v in a['noise_by_kind'].items()))}</li>"
+               if a.get("noise_by_kind") else "")
+            + (f"<li>cross-fitted proxy runs: {escape(', '.join(map(str, a['fold_runs'])))}</li>"
+               if a.get("fold_runs") is not None else "")
+            + f"<li>rule: {escape(a['verdict_rule'])}</li></ul></div>")
+        if a.get("per_class"):
+            parts.append("<h3>Per given label: estimated noise share and what its suspects most likely are</h3>"
+                         + _table(pd.DataFrame(a["per_class"])))
         parts.append("<h3>Canary AUROC of each candidate score</h3>" + _table(pd.DataFrame(a["score_table"])))
         modes = "; ".join(f"{k}: {v}" for k, v in (a.get("replay_modes") or {}).items())
         parts.append("<h3>Replayed pick rules: share of backprops on the suspects</h3>"

@@ -71,6 +71,12 @@ class RunConfig:
     canaries: float = setting(0.0, "add this share of corrupted copies of training examples, split over the three "
                                    "corruption kinds, as known positives for calibration", check=lambda v: 0 <= v < 0.5,
                               rule="in [0, 0.5)")
+    folds: int = setting(0, "cross-fitting: split the training examples into this many folds (stratified by label) "
+                            "and train on every fold but --fold, whose examples are predicted out-of-sample after "
+                            "each epoch of the later half (the predictions table); 0 = off",
+                         check=lambda v: v == 0 or 2 <= v <= 20, rule="0 (off) or 2..20")
+    fold: int = setting(0, "cross-fitting: the fold held out (0-based, below --folds)", check=lambda v: v >= 0,
+                        rule=">= 0 and below --folds")
     score_precision: str = setting("same", "precision of the no-grad scoring forward: same (as training's forward: "
                                            "float32 on a CPU, bf16 autocast on a GPU) or bf16 (about 1.8x faster "
                                            "on CPUs with bf16 units; scores differ slightly, see "
@@ -208,4 +214,8 @@ def validate(grid: Grid) -> list[RunConfig]:
     cells = grid.runs()  # resolves and checks every method's parameters
     for cell in cells:
         settings.check(cell)
+    if c.folds and c.fold >= c.folds:
+        raise UserError(f"--fold {c.fold}: there are {c.folds} folds; valid: 0..{c.folds - 1}")
+    if c.fold and not c.folds:
+        raise UserError(f"--fold {c.fold} needs --folds (cross-fitting is off); valid: --fold 0, or --folds K > --fold")
     return cells

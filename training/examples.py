@@ -26,8 +26,9 @@ class Prepared:
     """A run's data, one row per training example (canaries appended last).
 
     x, label, true_label, is_corrupted, kind: the examples as trained; role: train, holdout (kept
-    out of training for rho's irreducible-loss model), canary, or replaced (an original a label canary
-    stands in for, not trained); example_id, source: identity.
+    out of training for rho's irreducible-loss model), canary, replaced (an original a label canary
+    stands in for, not trained) or held_out (in the fold cross-fitting keeps out of this run, predicted
+    out-of-sample; never stored as the run's example); example_id, source: identity.
     """
 
     dataset: Dataset
@@ -45,7 +46,7 @@ class Prepared:
 
     @property
     def trained(self) -> np.ndarray:
-        return (self.role != "holdout") & (self.role != "replaced")
+        return (self.role != "holdout") & (self.role != "replaced") & (self.role != "held_out")
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,8 @@ class DataSpec:
     confusion: str = ""
     seed: int = 0
     canaries: float = 0.0
+    folds: int = 0
+    fold: int = 0
     holdout: float = 0.0  # share of the training examples the method keeps out of training
 
     @classmethod
@@ -100,7 +103,8 @@ def prepare_examples(cfg: DataSpec, cache: dict | None = None) -> Prepared:
     if confusion is not None:
         record["confusion"] = {"source": confusion[1], "weights": confusion[0].tolist()}
     if cfg.canaries:
-        can = make_canaries(c.x, c.label, dataset.n_classes, cfg.canaries, cfg.seed)
+        canary_confusion = proxy_confusion_of(cfg, dataset, train, c.label, cache)
+        can = make_canaries(c.x, c.label, dataset.n_classes, cfg.canaries, cfg.seed, confusion=canary_confusion)
         role[can.replaces] = "replaced"  # a label canary stands in for its original (see training.canaries)
         first = len(dataset.train)  # canary ids follow every id of the full training split
         x, label = np.concatenate([x, can.x]), np.concatenate([label, can.label])
@@ -113,6 +117,13 @@ def prepare_examples(cfg: DataSpec, cache: dict | None = None) -> Prepared:
                                             dtype=object)])
         record["canaries"] = {k: int((can.kind == k).sum()) for k in KINDS}
         record["replaced_by_label_canaries"] = int(len(can.replaces))
+        record["canary_confusion"] = canary_confusion.tolist()
+    if cfg.folds:
+        folds = assign_folds(c.label, cfg.folds, cfg.split_seed)
+        if cfg.canaries:
+            folds = np.concatenate([folds, folds[can.origin]])  # a canary goes with its original
+        role[(folds == cfg.fold) & ((role == "train") | (role == "canary"))] = "held_out"
+        record["held_out"] = int((role == "held_out").sum())
     return Prepared(dataset, train, test, x, label, true, bad, kind, role, ids, src, record)
 
 
@@ -124,10 +135,27 @@ def confusion_of(cfg: DataSpec, dataset: Dataset, train: Split, cache: dict) -> 
         return None
     if cfg.confusion:
         return read_pairs(cfg.confusion, list(dataset.classes)), str(Path(cfg.confusion).expanduser().resolve())
-    key = ("proxy_confusion", cfg.dataset, cfg.split_seed, cfg.test_fraction, cfg.train_size, cfg.image_size)
+    return proxy_confusion_of(cfg, dataset, train, train.y, cache), "proxy"
+
+
+def proxy_confusion_of(cfg: DataSpec, dataset: Dataset, train: Split, label: np.ndarray, cache: dict) -> np.ndarray:
+    """The clean proxy's confusions of the training images with these labels, computed once per process and data."""
+    key = ("proxy_confusion", cfg.dataset, cfg.split_seed, cfg.test_fraction, cfg.train_size, cfg.image_size,
+           label.tobytes())
     if key not in cache:
-        cache[key] = proxy_confusion(train.x, train.y, dataset.n_classes)
-    return cache[key], "proxy"
+        cache[key] = proxy_confusion(train.x, label, dataset.n_classes)
+    return cache[key]
+
+
+def assign_folds(label: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """(N,) fold of each example, 0..folds-1: within each label, a seeded permutation dealt round-robin, so every
+    fold holds each label's examples in equal shares (±1)."""
+    rng = np.random.default_rng([seed, 0xF01D])
+    out = np.empty(len(label), dtype=np.int64)
+    for value in np.unique(label):
+        rows = np.flatnonzero(label == value)
+        out[rng.permutation(rows)] = np.arange(len(rows)) % folds
+    return out
 
 
 MEMORY_SHARE = 0.5  # of the memory available, the most the resized images (and their copies) may take

@@ -140,7 +140,8 @@ class StepLog:
 
 
 class Sink(Protocol):
-    def write_epoch(self, epoch: int, *, observations: pd.DataFrame, steps: pa.Table, evals: pd.DataFrame) -> None: ...
+    def write_epoch(self, epoch: int, *, observations: pd.DataFrame, steps: pa.Table, evals: pd.DataFrame,
+                    predictions: pd.DataFrame | None = None) -> None: ...
 
     def write_irreducible(self, example_id: np.ndarray, loss: np.ndarray, summary: dict) -> None: ...
 

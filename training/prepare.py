@@ -22,24 +22,28 @@ def prepare(cfg: RunConfig, cache: dict | None = None) -> Prepared:
 
 
 def examples_frame(prep: Prepared) -> pd.DataFrame:
+    """The run's `examples` rows: every example but those cross-fitting holds out (stored with the run that trains
+    them; this run only predicts them)."""
+    keep = prep.role != "held_out"
     return pd.DataFrame({
-        "example_id": prep.example_id.astype(np.int32),
-        "label": prep.label.astype(np.int16),
-        "true_label": prep.true_label.astype(np.int16),
-        "corruption_kind": pd.array(prep.kind, dtype="string"),
-        "is_corrupted": prep.is_corrupted,
-        "source": prep.source.astype(str),
-        "role": prep.role.astype(str),
+        "example_id": prep.example_id[keep].astype(np.int32),
+        "label": prep.label[keep].astype(np.int16),
+        "true_label": prep.true_label[keep].astype(np.int16),
+        "corruption_kind": pd.array(prep.kind[keep], dtype="string"),
+        "is_corrupted": prep.is_corrupted[keep],
+        "source": prep.source[keep].astype(str),
+        "role": prep.role[keep].astype(str),
     })
 
 
 def train_data(prep: Prepared) -> TrainData:
-    keep, held = prep.trained, prep.role == "holdout"
-    has_holdout = bool(held.any())
+    keep, held, out = prep.trained, prep.role == "holdout", prep.role == "held_out"
+    has_holdout, has_out = bool(held.any()), bool(out.any())
     return TrainData(prep.x[keep], prep.label[keep], prep.example_id[keep], prep.test.x, prep.test.y,
                      prep.dataset.n_classes,
                      holdout_x=prep.x[held] if has_holdout else None, holdout_y=prep.label[held] if has_holdout else None,
-                     holdout_id=prep.example_id[held] if has_holdout else None)
+                     holdout_id=prep.example_id[held] if has_holdout else None,
+                     predict_x=prep.x[out] if has_out else None, predict_id=prep.example_id[out] if has_out else None)
 
 
 def run_row(cfg: RunConfig, prep: Prepared, trainer: Trainer, *, command: str, extra: dict | None = None) -> dict:
@@ -56,6 +60,7 @@ def run_row(cfg: RunConfig, prep: Prepared, trainer: Trainer, *, command: str, e
         "image_shape": list(prep.x.shape[1:]),
         "n_holdout": int((prep.role == "holdout").sum()),
         "n_canaries": int((prep.role == "canary").sum()),
+        "n_held_out": int((prep.role == "held_out").sum()),
         "threads": torch.get_num_threads(),
     } | (extra or {})
     return dict(experiment_id=who.experiment_id, experiment=who.experiment, arm=who.arm, method=cfg.method, dataset=cfg.dataset, model=cfg.model, corruption=cfg.corruption,

@@ -27,6 +27,7 @@ from lossaudit.training.config import RunConfig
 from lossaudit.training.logs import SCORE, TRAIN, Batch, Counters, NullSink, ObservationLog, PickQueue, Sink, StepLog
 from lossaudit.training.methods import Forward, create_method
 from lossaudit.training.models import create_model
+from lossaudit.training.state import restore, state_of
 
 EVAL_CHUNK = 1024  # examples per no-grad forward when evaluating or computing irreducible losses
 CROP_PADDING = 4  # random crop with this much zero padding, the paper's augmentation for 32×32 images
@@ -37,6 +38,7 @@ class TrainData:
     """Host arrays for one run. x: (N, C, H, W) uint8; y: (N,) int64 labels as trained; example_id: (N,).
 
     holdout_*: examples kept out of training for the method's own use (rho's irreducible-loss model), else None.
+    predict_*: examples kept out of training to be predicted out-of-sample (cross-fitting), else None.
     """
 
     x: np.ndarray
@@ -48,6 +50,8 @@ class TrainData:
     holdout_x: np.ndarray | None = None
     holdout_y: np.ndarray | None = None
     holdout_id: np.ndarray | None = None
+    predict_x: np.ndarray | None = None
+    predict_id: np.ndarray | None = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -91,6 +95,7 @@ class Trainer:
         self.example_id = data.example_id
         self.test_x = torch.from_numpy(data.test_x).to(device)
         self.test_y = torch.from_numpy(data.test_y).to(device)
+        self.predict_x: Tensor | None = None  # the held-out examples on the device, once the first prediction is due
         self.mean, self.std = channel_stats(self.x)
         self.crop_flip = wants_crop_flip(cfg.augment, data.x.shape[1:])
         with torch.random.fork_rng(devices=[]):  # initial weights from the run's seed; the process's generator untouched
@@ -149,7 +154,7 @@ class Trainer:
             # evaluate, then log the epoch as whole columns (never a diverged one)
             self.maybe_evaluate(epoch, final=epoch == self.cfg.epochs - 1)
             self.check_finite()
-            self.log_epoch(epoch, order)
+            self.log_epoch(epoch, order, self.predict(epoch))
             if epoch + 1 < self.cfg.epochs:
                 self.sink.checkpoint(epoch + 1, self.state_dict)
 
@@ -160,11 +165,11 @@ class Trainer:
         self.obs, self.steps = ObservationLog(len(self.y), self.device), StepLog()
         return torch.randperm(len(self.y), generator=self.gen["order"], device=self.device), PickQueue()
 
-    def log_epoch(self, epoch: int, order: Tensor) -> None:
+    def log_epoch(self, epoch: int, order: Tensor, predictions: pd.DataFrame | None) -> None:
         """Hand the epoch to the sink: one device→host copy per column (the time is not charged to training)."""
         started = time.perf_counter()
         self.sink.write_epoch(epoch, observations=self.obs.frame(epoch, self.example_id[order.cpu().numpy()]),
-                              steps=self.steps.table(), evals=pd.DataFrame(self.evals))
+                              steps=self.steps.table(), evals=pd.DataFrame(self.evals), predictions=predictions)
         self.evals = []
         self.untimed_seconds += time.perf_counter() - started
 
@@ -324,22 +329,40 @@ class Trainer:
             self.next_eval += self.eval_interval
         self.untimed_seconds += time.perf_counter() - started
 
+    def logits_of(self, x: Tensor):
+        """(start, float32 logits) of images on the device, chunk by chunk, in eval mode and un-augmented."""
+        self.model.eval()
+        for start in range(0, len(x), EVAL_CHUNK):
+            chunk = normalise(x[start:start + EVAL_CHUNK], self.mean, self.std).contiguous(
+                memory_format=torch.channels_last)
+            with self.autocast:
+                yield start, self.model(chunk).float()
+
     @torch.inference_mode()
     def evaluate(self) -> tuple[float, float]:
         """Mean test cross-entropy and error over the whole (never corrupted, never augmented) test split."""
-        self.model.eval()
         total_loss = torch.zeros((), device=self.device, dtype=torch.float64)
         wrong = torch.zeros((), device=self.device, dtype=torch.int64)
-        for start in range(0, len(self.test_y), EVAL_CHUNK):
+        for start, logits in self.logits_of(self.test_x):
             y = self.test_y[start:start + EVAL_CHUNK]
-            x = normalise(self.test_x[start:start + EVAL_CHUNK], self.mean, self.std).contiguous(
-                memory_format=torch.channels_last)
-            with self.autocast:
-                logits = self.model(x).float()
             total_loss += F.cross_entropy(logits, y, reduction="sum").double()
             wrong += (logits.argmax(1) != y).sum()
         n = len(self.test_y)
         return float(total_loss) / n, int(wrong) / n
+
+    @torch.inference_mode()
+    def predict(self, epoch: int) -> pd.DataFrame | None:
+        """Softmax probabilities of the held-out examples (cross-fitting) after each epoch of the later half (the time
+        is not charged to training); None in other epochs and runs."""
+        if self.data.predict_x is None or epoch < self.cfg.epochs // 2:
+            return None
+        started = time.perf_counter()
+        if self.predict_x is None:
+            self.predict_x = torch.from_numpy(self.data.predict_x).to(self.device)
+        probs = torch.cat([F.softmax(logits, dim=1) for _, logits in self.logits_of(self.predict_x)]).cpu().numpy()
+        self.untimed_seconds += time.perf_counter() - started
+        return pd.DataFrame({"example_id": self.data.predict_id.astype(np.int32), "epoch": np.int32(epoch),
+                             "probs": list(probs)})
 
     def set_lr(self, lr: float) -> None:
         for group in self.opt.param_groups:
@@ -348,31 +371,12 @@ class Trainer:
     # -- checkpoints ----------------------------------------------------------------------------
 
     def state_dict(self) -> dict:
-        """Everything that decides what happens after this epoch: weights, optimizer, the method's state, every
-        random generator, the counters and the evaluation schedule (tensors and plain values only)."""
-        return {"epochs_done": len(self.epoch_starts), "model": self.model.state_dict(),
-                "optimizer": self.opt.state_dict(), "method": self.method.state_dict(),
-                "generators": {name: g.get_state() for name, g in self.gen.items()},
-                "counters": dataclasses.asdict(self.counters), "next_eval": self.next_eval,
-                "last_eval_backprops": self.last_eval_backprops, "epoch_starts": list(self.epoch_starts),
-                "best_test_error": self.best_test_error, "bad_step": self.bad_step.clone(),
-                "losses_since_eval": [t.detach().clone() for t in self.losses_since_eval],
-                "seconds": self.train_seconds()}
+        """Everything that decides what happens after this epoch (training.state)."""
+        return state_of(self)
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from a checkpoint: `fit(start_epoch=state["epochs_done"])` then repeats an unbroken run."""
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["optimizer"])
-        self.method.load_state_dict(state["method"])
-        for name, g in self.gen.items():
-            g.set_state(state["generators"][name])
-        self.counters = Counters(**state["counters"])
-        self.next_eval, self.last_eval_backprops = state["next_eval"], state["last_eval_backprops"]
-        self.epoch_starts, self.best_test_error = list(state["epoch_starts"]), state["best_test_error"]
-        self.bad_step = state["bad_step"].to(self.device)
-        self.losses_since_eval = [t.to(self.device) for t in state["losses_since_eval"]]
-        self.untimed_seconds = 0.0
-        self.t0 = time.perf_counter() - state["seconds"]  # the seconds axis goes on where it stopped
+        restore(self, state)
 
     def check_finite(self) -> None:
         """Raise TrainingFailed if a training loss has been non-finite (a host sync: called at evaluations,

@@ -59,7 +59,8 @@ def _run_row(method, seed, experiment="e1"):
     loss_based, nominal = TRAITS[method]
     config = {"method_traits": {"loss_based": loss_based, "is_control": False, "is_baseline": method == "sgd",
                                 "nominal_selectivity": nominal},
-              "method_params": {"tau_th": 2.0} if method == "vr" else {}}
+              "method_params": {"tau_th": 2.0} if method == "vr" else {},
+              "corruption_record": {"canary_confusion": [[0.0, 1.0], [1.0, 0.0]]}}
     return dict(experiment_id=experiment, experiment=f"npz:x · mlp · 4 epochs ({experiment})", arm=method, method=method,
                 dataset="npz:x", model="mlp", corruption="random_labels:0.5", corruption_kind="random_labels",
                 corrupt_frac=0.5, seed=seed, n_train=4, n_test=10, n_classes=2, classes=["cat", "dog"], epochs=4,
@@ -95,7 +96,13 @@ def fixture_db(tmp_path_factory):
         if method == "sb":
             obs = _obs([(e, e, i, "score", 1.0, 0.5, 0.0, 0.5, 0, 0.5, SB_PICKS[(e, i)], False)
                         for e in range(2) for i in range(4)])
-        store.append(run_id, observations=obs, evals=evals, steps=VR_STEPS if method == "vr" else None, epochs_done=4)
+        predictions = None
+        if run_id == 1:  # as a cross-fitted audit run logs its held-out examples' class probabilities
+            predictions = pd.DataFrame({"example_id": np.int32([0, 1, 0, 1]), "epoch": np.int32([2, 2, 3, 3]),
+                                        "probs": [np.float32([0.9, 0.1]), np.float32([0.4, 0.6]),
+                                                  np.float32([0.7, 0.3]), np.float32([0.2, 0.8])]})
+        store.append(run_id, observations=obs, evals=evals, steps=VR_STEPS if method == "vr" else None, epochs_done=4,
+                     predictions=predictions)
         store.finish(run_id, "complete")
     # an audit of run 1, as `lossaudit audit` stores one: the audits row and its suspects
     store.write_audit(1, dict(verdict="caution", verdict_line="caution: 25%", verdict_rule="rule", n_examples=4,
@@ -251,3 +258,12 @@ def test_auroc_average_precision_and_roc_curve_equal_scikit_learn(seed):
     fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
     mine = ours(y, s)
     assert np.allclose(mine[0], fpr) and np.allclose(mine[1], tpr)
+
+
+def test_heldout_probs_average_each_class_over_the_predicted_epochs(con):
+    probs = run_query(con, "heldout_probs", run_id=1).set_index(["example_id", "class"])
+    assert probs.prob.to_dict() == pytest.approx({(0, 0): 0.8, (0, 1): 0.2, (1, 0): 0.3, (1, 1): 0.7})
+    assert set(probs.n_epochs) == {2}
+    runs = run_query(con, "audit_runs", run_ids="1,2")
+    assert runs.run_id.tolist() == [1, 2]
+    assert [list(r) for r in runs.canary_confusion.iloc[0]] == [[0.0, 1.0], [1.0, 0.0]]

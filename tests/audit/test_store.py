@@ -92,7 +92,7 @@ def test_readers_wait_for_a_writer_in_another_process(tmp_path):
     assert holder.stdout.readline().strip() == "locked"
     started = time.monotonic()
     with connect_readonly(path, timeout=30) as con:
-        assert con.execute("select value from meta where key = 'schema_version'").fetchone()[0] == "2"
+        assert con.execute("select value from meta where key = 'schema_version'").fetchone()[0] == "3"
     assert time.monotonic() - started > 0.5  # it really had to wait for the other process
     holder.wait()
 
@@ -119,3 +119,21 @@ def test_missing_database_is_one_clear_line(tmp_path):
             pass
     with pytest.raises(UserError, match="folder"):
         Store(tmp_path / "no" / "such" / "dir.duckdb")
+
+
+def test_a_schema_2_database_gains_the_audit_columns_of_schema_3(tmp_path):
+    import duckdb
+    path = tmp_path / "v2.duckdb"
+    Store(path)
+    added = ["fold_runs", "noise_by_kind", "uniform_weight", "per_class", "confusion", "scores_file"]
+    con = duckdb.connect(str(path))  # as lossaudit 0.2 left it: no predictions table, audits without these columns
+    con.execute("drop table predictions")
+    for column in added:
+        con.execute(f"alter table audits drop column {column}")
+    con.execute("update meta set value = '2' where key = 'schema_version'")
+    con.close()
+    with connect_readonly(path) as con:
+        columns = {c for c, in con.execute("select column_name from duckdb_columns() where table_name = 'audits'").fetchall()}
+        assert set(added) <= columns
+        assert con.execute("select value from meta where key = 'schema_version'").fetchone()[0] == "3"
+        assert con.execute("select count(*) from predictions").fetchone()[0] == 0

@@ -181,7 +181,7 @@ def test_audit_section(tmp_path):
     page = html.read_text()
     assert "<h2 id=audit>Own-dataset audit</h2>" in page and "estimated noise share" in page
     audit = json.loads(js.read_text())["audits"][0]
-    assert audit["verdict"] in ("safe", "caution", "unsafe") and audit["canaries"]["random_labels"] == 15
+    assert audit["verdict"] in ("safe", "caution", "unsafe") and audit["canaries"]["random_labels"] == audit["canaries"]["confusable_labels"] == 11
     assert "<c>" not in page
 
 
