@@ -1,17 +1,26 @@
-"""Does `lossaudit audit` find planted label noise in real photographs? CIFAR-10, 10,000 images, CPU.
+"""Does `lossaudit audit` find planted label noise in real photographs, and say how much? CIFAR-10, 10,000 images, CPU.
 
-Plants random labels in a copy of a CIFAR-10 training subset: 1,000 images per class are copied
-into a fresh image folder, and 20% of them are filed under a class drawn uniformly from the other
-nine. The ground truth goes to a separate CSV that the audit never sees. Then it runs the audit on
-the planted folder and on the same images without planted noise, and scores the audit against the
-truth: AUROC of its suspicion score, its estimated noise share against the planted 20%, its verdict.
+Copies 1,000 training images per class of CIFAR-10 into a fresh image folder per setting and files a share of them
+under a wrong class, in one of two ways:
+- uniform: a class drawn uniformly from the other nine;
+- confusable: a class the image is genuinely confused with, from a fixed map of CIFAR-10's classic confusions
+  (cat↔dog, automobile↔truck, deer↔horse, airplane→bird/ship, bird→airplane, ship→airplane, frog→cat/bird), so the
+  noise is class-dependent as real annotation errors are.
+Settings: no noise, and each kind at 10%, 20% and 40%. The ground truth goes to a CSV beside the folder that the audit
+never sees. Each setting runs the default `lossaudit audit` and scores it against the truth: AUROC and average
+precision of its suspicion score, its noise-share estimate and interval against the planted share, the estimate under
+each canary kind alone, the per-class estimates against the per-class truth, the verdict and the time.
 
-    python benchmarks/audit_cifar.py [--per-class 1000] [--share 0.2] [--epochs 25] [--work DIR]
+Resumable: a setting whose result file exists is skipped; `--reanalyse` reruns only the analysis on the stored proxy
+runs (to compare estimators without retraining).
+
+    python benchmarks/audit_cifar.py [--per-class 1000] [--settings clean,uniform20,...] [--work DIR] [--reanalyse]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import time
@@ -19,31 +28,39 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _data import cifar10_folder  # noqa: E402
 
+from lossaudit.audit.separability import auroc  # noqa: E402
 from lossaudit.auditing import run_audit  # noqa: E402
 
+SETTINGS = {"clean": ("uniform", 0.0), "uniform10": ("uniform", 0.1), "uniform20": ("uniform", 0.2),
+            "uniform40": ("uniform", 0.4), "confusable10": ("confusable", 0.1), "confusable20": ("confusable", 0.2),
+            "confusable40": ("confusable", 0.4)}
+CONFUSIONS = {"cat": ["dog"], "dog": ["cat"], "automobile": ["truck"], "truck": ["automobile"], "deer": ["horse"],
+              "horse": ["deer"], "airplane": ["bird", "ship"], "bird": ["airplane"], "ship": ["airplane"],
+              "frog": ["cat", "bird"]}
 
-def plant(source: Path, target: Path, *, per_class: int, share: float, seed: int) -> pd.DataFrame:
+
+def plant(source: Path, target: Path, *, per_class: int, kind: str, share: float, seed: int) -> pd.DataFrame:
     """Copy `per_class` training images of every class into target/<label>/, with `share` of them filed under a
-    wrong class; returns the ground truth (path, true class, planted class, mislabeled)."""
+    wrong class of `kind`; returns the ground truth (path, true class, given class, mislabeled)."""
     rng = np.random.default_rng(seed)
     classes = sorted(p.name for p in (source / "train").iterdir() if p.is_dir())
-    rows = []
-    for c in classes:
-        files = sorted((source / "train" / c).iterdir())
-        for f in rng.choice(files, size=per_class, replace=False):
-            rows.append((f, c))
+    rows = [(f, c) for c in classes
+            for f in rng.choice(sorted((source / "train" / c).iterdir()), size=per_class, replace=False)]
     flip = np.zeros(len(rows), bool)
     flip[rng.choice(len(rows), size=int(round(share * len(rows))), replace=False)] = True
     if target.exists():
         shutil.rmtree(target)
     truth = []
     for (f, c), bad in zip(rows, flip):
-        given = classes[(classes.index(c) + int(rng.integers(1, len(classes)))) % len(classes)] if bad else c
+        given = c
+        if bad and kind == "uniform":
+            given = classes[(classes.index(c) + int(rng.integers(1, len(classes)))) % len(classes)]
+        elif bad:
+            given = str(rng.choice(CONFUSIONS[c]))
         dest = target / given / f"{c}_{f.name}"
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(f, dest)
@@ -51,46 +68,102 @@ def plant(source: Path, target: Path, *, per_class: int, share: float, seed: int
     return pd.DataFrame(truth, columns=["path", "true_class", "given_class", "mislabeled"])
 
 
-def evaluate(result, truth: pd.DataFrame | None) -> dict:
-    out = {"verdict": result.verdict, "noise_share": result.noise_share, "n_suspects": len(result.suspects),
-           "score": result.score, "canary_recall": result.canary_recall}
-    if truth is not None:
-        merged = result.ranking.merge(truth, on="path", how="left")
-        assert merged.mislabeled.notna().all(), "every audited file is a planted file"
-        out["auroc"] = roc_auc_score(merged.mislabeled, merged.suspicion_score)
-        top = set(result.suspects.path)
-        out["suspect_precision"] = truth[truth.path.isin(top)].mislabeled.mean() if top else float("nan")
-    return out
+def average_precision(truth: np.ndarray, score: np.ndarray) -> float:
+    order = np.argsort(-score, kind="stable")
+    hits = truth[order]
+    return float((np.cumsum(hits) / np.arange(1, len(hits) + 1))[hits].mean()) if hits.any() else float("nan")
+
+
+def evaluate(result, truth: pd.DataFrame, seconds: float) -> dict:
+    merged = result.ranking.merge(truth, on="path", how="left")
+    assert merged.mislabeled.notna().all(), "every audited file is a planted file"
+    noisy = merged.mislabeled.to_numpy(bool)
+    score = merged.suspicion_score.to_numpy(float)
+    per_class_truth = merged.groupby("given_label").mislabeled.mean()
+    per_class = pd.DataFrame(result.per_class).set_index("class")
+    error = (per_class.noise_share - per_class_truth.reindex(per_class.index)).abs()
+    suspects = merged[merged.suspect]
+    return {"true_share": float(noisy.mean()), "auroc": auroc(noisy, score) if 0 < noisy.mean() < 1 else None,
+            "average_precision": average_precision(noisy, score) if noisy.any() else None,
+            "estimate": result.noise_share, "low": result.noise_interval[0], "high": result.noise_interval[1],
+            "by_kind": result.noise_by_kind, "uniform_weight": result.uniform_weight,
+            "per_class_max_error": float(error.max()), "per_class_mean_error": float(error.mean()),
+            "per_class": {c: [float(per_class.noise_share[c]), float(per_class_truth.get(c, np.nan))]
+                          for c in per_class.index},
+            "suspects": int(len(suspects)), "suspect_precision": float(suspects.mislabeled.mean()) if len(suspects)
+            else None, "suggested_right": float((suspects.suggested_label == suspects.true_class)[suspects.mislabeled]
+                                                .mean()) if suspects.mislabeled.any() else None,
+            "verdict": result.verdict, "score": result.score, "seconds": seconds}
+
+
+def reanalyse(db: Path):
+    """The analysis of the audit stored in `db`, rerun on its proxy runs."""
+    from lossaudit.audit.noise import analyse
+    from lossaudit.audit.store import connect_readonly
+    from lossaudit.training.methods import AUDIT_REFERENCE
+    from lossaudit.training.replay import replay_both
+    with connect_readonly(db) as con:
+        runs, classes = con.execute("select list(run_id order by run_id), first(classes) from runs").fetchone()
+        return analyse(con, list(runs), classes=list(classes), replay=replay_both, reference=AUDIT_REFERENCE)
+
+
+def table(results: dict) -> str:
+    lines = ["| setting | planted | estimate (5-95%) | uniform-only / confusable-only | AUROC | AP | per-class error "
+             "(mean / max) | verdict | time |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        kinds = " / ".join(f"{r['by_kind'].get(k, float('nan')):.1%}" for k in ("random_labels", "confusable_labels"))
+        fmt = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
+        lines.append(f"| {name} | {r['true_share']:.1%} | {r['estimate']:.1%} ({r['low']:.1%}–{r['high']:.1%}) | "
+                     f"{kinds} | {fmt(r['auroc'])} | {fmt(r['average_precision'])} | "
+                     f"{r['per_class_mean_error']:.1%} / {r['per_class_max_error']:.1%} | {r['verdict']} | "
+                     f"{r['seconds']:.0f} s |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--per-class", type=int, default=1000)
-    ap.add_argument("--share", type=float, default=0.2)
-    ap.add_argument("--epochs", type=int, default=25)
+    ap.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, of {', '.join(SETTINGS)}")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", type=Path, default=Path("audit_cifar_work"))
-    ap.add_argument("--skip-clean", action="store_true")
+    ap.add_argument("--reanalyse", action="store_true", help="rerun only the analysis of settings already trained")
     args = ap.parse_args()
+    names = args.settings.split(",")
+    unknown = [n for n in names if n not in SETTINGS]
+    if unknown:
+        raise SystemExit(f"--settings: unknown {', '.join(unknown)}; valid: {', '.join(SETTINGS)}")
     source = cifar10_folder()
     args.work.mkdir(parents=True, exist_ok=True)
     results = {}
-    for name, share in (("planted", args.share), ("clean", 0.0)):
-        if name == "clean" and args.skip_clean:
+    for name in names:
+        kind, share = SETTINGS[name]
+        done, db = args.work / f"{name}.json", args.work / f"{name}.duckdb"
+        if done.exists() and not args.reanalyse:
+            results[name] = json.loads(done.read_text())
             continue
-        folder = args.work / name
-        truth = plant(source, folder, per_class=args.per_class, share=share, seed=args.seed)
-        truth.to_csv(args.work / f"{name}_truth.csv", index=False)  # kept away from the audited folder
-        db = args.work / f"{name}.duckdb"
-        db.unlink(missing_ok=True)
-        start = time.perf_counter()
-        result = run_audit(f"imagefolder:{folder}", db=db, out=args.work / f"{name}_suspects", epochs=args.epochs,
-                           seed=args.seed, device="auto")
-        seconds = time.perf_counter() - start
-        results[name] = evaluate(result, truth) | {"seconds": seconds}
-        print(f"\n== {name}: {len(truth)} images, {truth.mislabeled.mean():.1%} planted mislabeled; audit took {seconds:.0f} s")
-        for key, value in results[name].items():
-            print(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")
+        truth_csv = args.work / f"{name}_truth.csv"  # kept away from the audited folder
+        if args.reanalyse and done.exists():
+            seconds = json.loads(done.read_text())["seconds"]
+            result = reanalyse(db)
+            truth = pd.read_csv(truth_csv)
+        else:
+            truth = plant(source, args.work / name, per_class=args.per_class, kind=kind, share=share, seed=args.seed)
+            truth.to_csv(truth_csv, index=False)
+            db.unlink(missing_ok=True)
+            start = time.perf_counter()
+            result = run_audit(f"imagefolder:{args.work / name}", db=db, out=args.work / f"{name}_suspects",
+                               seed=args.seed, device="auto")
+            seconds = time.perf_counter() - start
+        results[name] = evaluate(result, truth, seconds)
+        done.write_text(json.dumps(results[name], indent=1))
+        r = results[name]
+        print(f"\n== {name}: {len(truth)} images, {r['true_share']:.1%} planted ({kind}); audit {seconds:.0f} s: "
+              f"estimate {r['estimate']:.1%} ({r['low']:.1%}–{r['high']:.1%}), AUROC {r['auroc']}, verdict "
+              f"{r['verdict']}", flush=True)
+    print("\n" + table(results))
+    for name, r in results.items():
+        print(f"\n{name}: per class, estimated vs planted noise share: "
+              + ", ".join(f"{c} {e:.0%}/{t:.0%}" for c, (e, t) in r["per_class"].items()))
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ class SBPParams:
     plausible_quantile: float = setting(0.9, "sbp: a label is implausible when its running margin is below this "
                                              "quantile of the running margins of wrong labels",
                                         check=lambda v: 0 < v < 1, rule="in (0, 1)")
-    suspect_prob: float = setting(0.0, "sbp: pick probability of an example whose label is implausible",
+    suspect_prob: float = setting(0.25, "sbp: pick probability of an example whose label is implausible",
                                   check=lambda v: 0 <= v <= 1, rule="in [0, 1]")
 
 
