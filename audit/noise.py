@@ -54,8 +54,8 @@ JUDGED_MODE = "pick rule"  # the replay the verdict rests on
 def verdict_rule(reference: str) -> str:
     return (f"unknown: the noise share cannot be estimated (fewer than {MIN_LABEL_CANARIES} label canaries); "
             f"unsafe: estimated noise share >= {UNSAFE_SHARE:.0%} and {reference}'s pick rule would spend >= "
-            f"{UNSAFE_OVERPICK}x the suspects' share of the data on them; caution: estimated noise share >= "
-            f"{CAUTION_SHARE:.0%}; safe: otherwise")
+            f"{UNSAFE_OVERPICK}x the suspects' share of the data on them; safe: the whole interval of the noise "
+            f"share (estimate, canary kinds and resamples) below {CAUTION_SHARE:.0%}; caution: otherwise")
 
 
 # -- 1. score ------------------------------------------------------------------------------------
@@ -277,22 +277,23 @@ def overpicking(example_id: np.ndarray, replays: dict, suspects: set[int]) -> pd
                   "selecting_share"]]
 
 
-def judge(noise_share: float, n_suspects: int, replay: pd.DataFrame, reference: str, *, n_label_canaries: int,
-          advice: str) -> tuple[str, str]:
-    """unknown / safe / caution / unsafe by `verdict_rule(reference)`, and the line that says why (for unknown, with
-    `advice`: what would make the estimate possible)."""
+def judge(noise_share: float, high: float, n_suspects: int, replay: pd.DataFrame, reference: str, *,
+          n_label_canaries: int, advice: str) -> tuple[str, str]:
+    """unknown / safe / caution / unsafe by `verdict_rule(reference)` (`high`: the top of the noise share's interval),
+    and the line that says why (for unknown, with `advice`: what would make the estimate possible)."""
     if math.isnan(noise_share):
         return "unknown", (f"unknown: the noise share cannot be estimated from {n_label_canaries} label "
                            f"canaries (at least {MIN_LABEL_CANARIES} are needed); {advice}")
+    share = f"estimated noise share {noise_share:.1%} (up to {high:.1%})"
     if not n_suspects:
-        verdict = "safe" if noise_share < CAUTION_SHARE else "caution"
-        return verdict, f"{verdict}: estimated noise share {noise_share:.1%}; no example is listed as a suspect"
+        verdict = "safe" if high < CAUTION_SHARE else "caution"
+        return verdict, f"{verdict}: {share}; no example is listed as a suspect"
     ref = replay.set_index(["method", "replay"]).loc[(reference, JUDGED_MODE)]
-    numbers = (f"estimated noise share {noise_share:.1%}; {reference} would spend {ref.share_of_picks_on_suspects:.1%} "
-               f"of its backprops on the suspects, who are {ref.suspects_share_of_data:.1%} of the data")
+    numbers = (f"{share}; {reference} would spend {ref.share_of_picks_on_suspects:.1%} of its backprops on the "
+               f"suspects, who are {ref.suspects_share_of_data:.1%} of the data")
     if noise_share >= UNSAFE_SHARE and ref.overpick_ratio >= UNSAFE_OVERPICK:
         return "unsafe", f"unsafe: {numbers} ({ref.overpick_ratio:.1f}x their share)"
-    if noise_share >= CAUTION_SHARE:
+    if high >= CAUTION_SHARE:
         return "caution", f"caution: {numbers}"
     return "safe", f"safe: {numbers}"
 
@@ -373,7 +374,7 @@ def analyse(con: duckdb.DuckDBPyConnection, run_ids: list[int], *, classes: list
     replays = _joined([replay(order) for order in orders])
     picked = overpicking(np.concatenate([o.example_id.to_numpy() for o in orders]), replays,
                          set(found.frame.example_id.tolist()))
-    verdict, line = judge(share, len(found.frame), picked, reference,
+    verdict, line = judge(share, est.high if est else math.nan, len(found.frame), picked, reference,
                           n_label_canaries=sum(counts[k] for k in LABEL_KINDS), advice=advice)
     return AuditResult(run_ids[0], list(run_ids), int(scored.user.sum()), counts, scored.table, scored.choice, share,
                        (est.low, est.high) if est else (math.nan, math.nan), est.by_kind if est else {},

@@ -22,8 +22,9 @@ NOISE_METHOD = ("mixture-proportion estimate against label canaries: share = min
                 "P(user score >= t) / P(label-canary score >= t), over the thresholds keeping 30% to 90% of the "
                 "canaries; the canaries are uniform and confusable label flips, weighted by the mix of the two that "
                 "the label pairs of the examples above t show (a confusable flip lands on a class the proxy confuses "
-                "with the image's, a uniform one on any). Reported: the estimate, the 5-95% range over 200 bootstrap "
-                "resamples of the canaries and the examples, and the estimate under each canary kind alone")
+                "with the image's, a uniform one on any). Reported: the estimate, the estimate under each canary kind alone, "
+                "and an interval spanning the 5-95% ranges over 200 bootstrap resamples of the canaries and the "
+                "examples of all three")
 
 
 def tail_share(user: np.ndarray, canaries: np.ndarray, weights: np.ndarray | None = None) -> tuple[float, float]:
@@ -100,20 +101,25 @@ def estimate_share(values: np.ndarray, pairs: tuple[np.ndarray, np.ndarray], con
                    canaries: dict[str, np.ndarray], *, seed: int = 0, n_boot: int = BOOTSTRAP) -> Estimate | None:
     """The noise share among the user's scores `values`, with their (given label, most likely other class) `pairs`,
     against the label canaries' scores by kind (those with fewer than MIN_LABEL_CANARIES left out); None when no kind
-    has enough. The interval resamples the canaries and the user's examples."""
+    has enough. The interval spans the 5-95% bootstrap range (resampling the canaries and the user's examples) of the
+    estimate at the mix and of the estimate against each canary kind alone: it holds both the sampling error and what
+    the noise is assumed to look like."""
     canaries = {k: v for k, v in canaries.items() if len(v) >= MIN_LABEL_CANARIES}
     if not canaries:
         return None
     share, t, lam = mixed_share(values, pairs, confusion, canaries)
     rng = np.random.default_rng(seed)
-    boots = []
+    boots: dict[str, list[float]] = {"mix": [], **{k: [] for k in canaries}}
     for _ in range(n_boot):
         pick = rng.integers(0, len(values), len(values))
         resampled = {k: rng.choice(v, len(v)) for k, v in canaries.items()}
-        boots.append(mixed_share(values[pick], (pairs[0][pick], pairs[1][pick]), confusion, resampled)[0])
-    low, high = np.quantile(boots, [0.05, 0.95])
+        boots["mix"].append(mixed_share(values[pick], (pairs[0][pick], pairs[1][pick]), confusion, resampled)[0])
+        for k, v in resampled.items():
+            boots[k].append(tail_share(values[pick], v)[0])
+    ranges = np.array([np.quantile(b, [0.05, 0.95]) for b in boots.values()])
     by_kind = {k: tail_share(values, v)[0] for k, v in canaries.items()}
-    return Estimate(share, float(min(low, share)), float(max(high, share)), t, lam, by_kind)
+    return Estimate(share, float(min(ranges[:, 0].min(), share)), float(max(ranges[:, 1].max(), share)), t, lam,
+                    by_kind)
 
 
 def per_class(label: np.ndarray, values: np.ndarray, est: Estimate | None, suspects: pd.DataFrame,

@@ -220,8 +220,8 @@ comment on column audits.n_examples is 'User examples audited (canaries and the 
 comment on column audits.canaries is 'Canaries added, by kind (random_labels, confusable_labels, shuffle_pixels, gaussian).';
 comment on column audits.score is 'The suspicion score: the candidate that found the label canaries best (mean AUROC over the uniform and confusable ones).';
 comment on column audits.noise_share is 'Estimated share of mislabeled examples, against the label canaries at the estimated mix of uniform and confusable flips (noise_method); NULL when it could not be estimated.';
-comment on column audits.noise_low is '5th percentile of the noise share over bootstrap resamples of the canaries and the examples (never above noise_share).';
-comment on column audits.noise_high is '95th percentile of the noise share over the bootstrap resamples (never below noise_share).';
+comment on column audits.noise_low is 'Bottom of the noise share''s interval: the lowest 5th percentile over bootstrap resamples (of the canaries and the examples) of the estimate at the mix and against each canary kind alone (never above noise_share).';
+comment on column audits.noise_high is 'Top of the interval: the highest 95th percentile of those (never below noise_share); the verdict is safe only when it is below the caution line.';
 comment on column audits.noise_by_kind is 'The noise share estimated against one kind of label canary alone (random_labels: uniform flips, confusable_labels: flips to a class the proxy confuses): how much the estimate depends on what the noise is assumed to look like.';
 comment on column audits.uniform_weight is 'Share of the label noise that looks like uniform flips rather than confusable ones, from the label pairs of the examples above the threshold (the mix noise_share is read at).';
 comment on column audits.noise_method is 'How the noise share was estimated.';

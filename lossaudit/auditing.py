@@ -140,7 +140,7 @@ def print_summary(console, result: AuditResult, csv: Path, parquet: Path, scores
     else:
         kinds = " or ".join(f"{KIND_WORDS[k]} {v:.1%}" for k, v in result.noise_by_kind.items())
         mix = f"; it looks {result.uniform_weight:.0%} like uniform flips" if result.noise_share > 0 else ""
-        console.print(f"estimated noise share: {result.noise_share:.1%} (bootstrap 5-95%: {lo:.1%} to {hi:.1%}) → "
+        console.print(f"estimated noise share: {result.noise_share:.1%} (interval {lo:.1%} to {hi:.1%}) → "
                       f"{len(result.suspects)} suspects{mix}; read against {kinds} alone")
         per_class = Table(title="per given label: estimated noise share and what its suspects most likely are")
         for col in ("class", "examples", "noise share", "suspects", "suggested instead"):

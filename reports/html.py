@@ -113,7 +113,7 @@ def _audits_html(c: dict) -> str:
             f"<li>{a['n_examples']} examples audited by a {escape(a['model'])} proxy run ({a['epochs']} epochs, run "
             f"{a['run_id']}); canaries: {escape(', '.join(f'{n} {k}' for k, n in a['canaries'].items()))}</li>"
             f"<li>suspicion score: {escape(a['score'])}; canary recall at the suspect threshold: {escape(recall)}</li>"
-            f"<li>estimated noise share {_pct(a['noise_share'])} (bootstrap 5-95%: {_pct(lo)} to {_pct(hi)}; "
+            f"<li>estimated noise share {_pct(a['noise_share'])} (interval {_pct(lo)} to {_pct(hi)}; "
             f"{escape(a['noise_method'])})</li>"
             + (f"<li>what the noise is assumed to look like: {_pct(a.get('uniform_weight'), 0)} uniform flips at the "
                f"estimated mix; against one canary kind alone: "

@@ -17,3 +17,30 @@ def test_the_gpu_check_runs_dry(tmp_path):
                  "== 3. a real run", "all checks done"):
         assert part in text, part
     assert '["sgd", "complete", 2, 300, "cpu"], ["sb50", "complete", 2, 300, "cpu"]' in text
+
+
+def test_the_sbp_grid_summary_states_each_claim(tmp_path):
+    import importlib.util
+
+    from lossaudit.audit.store import Store
+    from lossaudit.running import run_one
+    from lossaudit.training.config import RunConfig
+
+    spec = importlib.util.spec_from_file_location("sbp_grid", ROOT / "benchmarks" / "sbp_grid.py")
+    grid = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(grid)
+    store, cache = Store(tmp_path / "g.duckdb"), {}
+    for corruption in ("none", "random_labels:0.5"):
+        for method in ("sgd", "sb50", "sbp50"):
+            run_one(RunConfig(method=method, corruption=corruption, epochs=3, train_size=300, model="mlp",
+                              device="cpu"), store, cache=cache)
+    per, runs = grid.summary(tmp_path / "g.duckdb")
+    assert len(runs) == 6 and set(per.method) == {"sgd", "sb50", "sbp50"}
+    noisy = per.set_index(["corruption", "method"]).loc[("random_labels:0.5", "sbp50")]
+    assert noisy.base_rate == 0.5 and 0 < noisy.corrupted_share < 1
+    lines = grid.claims(per)
+    assert lines[0].startswith("random_labels:0.5: corrupted share of sbp50's backprops")
+    assert lines[-1].startswith("none: Table 1 speed-up sbp50")
+    assert all(line.count("holds") + line.count("does NOT hold") >= 1 for line in lines)
+    grid.figure(per, tmp_path / "g.png")
+    assert (tmp_path / "g.png").stat().st_size > 10_000

@@ -75,3 +75,18 @@ def test_mixed_share_finds_the_share_whatever_the_noise_looks_like(kind):
     assert lam > 0.8 if kind == "uniform" else lam < 0.2
     wrong = {"uniform": "confusable_labels", "confusable": "random_labels"}[kind]
     assert abs(noise_share.tail_share(score, canaries[wrong])[0] - noisy.mean()) > 0.05
+
+
+def test_the_interval_holds_the_estimate_under_each_canary_kind():
+    rng = np.random.default_rng(5)
+    n = 4000
+    noisy = rng.random(n) < 0.15
+    true = rng.integers(0, K, n)
+    given = np.where(noisy, _flip(true, np.full(n, "uniform"), rng), true)
+    score = np.where(noisy, rng.normal(3.0, 1, n), rng.normal(0, 1, n))
+    other = np.where(noisy, true, (given + 1) % K)
+    canaries = {"random_labels": rng.normal(3.5, 1, 100), "confusable_labels": rng.normal(2.0, 1, 100)}
+    est = noise_share.estimate_share(score, (given, other), _confusions(), canaries, n_boot=50)
+    assert est.low <= min(est.by_kind.values()) <= max(est.by_kind.values()) <= est.high
+    assert est.low <= est.share <= est.high and set(est.by_kind) == set(canaries)
+    assert noise_share.estimate_share(score, (given, other), _confusions(), {"random_labels": score[:4]}) is None
