@@ -228,8 +228,8 @@ def find_suspects(scored: Scored, share: float, classes: list[str]) -> Suspects:
     threshold = float(values[order[n_suspects - 1]]) if n_suspects else math.inf
     recall = {k: float((values[scored.of_kind(k)] >= threshold).mean())
               for k in CANARY_KINDS if np.any(scored.of_kind(k))}
-    names = list(scored.candidates.columns[:len(score_registry.audit_signals()) + len(OOS_SIGNALS)])
-    top_ids = set(order[:n_suspects])
+    signals = score_registry.audit_signals()
+    names = [*signals, *OOS_SIGNALS]  # the single signals among the candidates (the rest are rank averages)
     fired = []
     for name in names:
         column = scored.candidates[name].to_numpy()
@@ -244,12 +244,11 @@ def find_suspects(scored: Scored, share: float, classes: list[str]) -> Suspects:
         "given_label": [classes[int(v)] for v in given[order]],
         "suggested_label": [classes[int(v)] for v in suggested[order]],
         "suspicion_score": values[order],
-        "suspect": np.isin(order, list(top_ids)),
+        "suspect": np.arange(len(order)) < n_suspects,
         "p_given": p_given[order],
         "p_suggested": scored.probs[order, suggested[order]],
         "signals": [",".join(n for n, hit in fired if hit[i]) for i in order],
     } | {name: scored.candidates[name].to_numpy()[order] for name in names})
-    signals = score_registry.audit_signals()
     frame = ranking[ranking.suspect].drop(columns=["suspect", "p_given", "p_suggested", *names])
     frame = frame.assign(**{column: rows[column].to_numpy()[order[:n_suspects]] for column in signals.values()})
     return Suspects(frame.reset_index(drop=True), ranking, threshold, recall)

@@ -249,22 +249,24 @@ def run_images():
 def audit_command(
     dataset: str = typer.Argument(..., help="your labelled images: imagefolder:PATH, csv:PATH (columns path,label) "
                                             "or any other dataset spec"),
-    db: Path = typer.Option(DEFAULT_DB, "--db", help="DuckDB file to log the proxy run into"),
-    out: Path = typer.Option(Path("suspects"), "--out", help="write the ranked suspects to OUT.csv and OUT.parquet"),
+    db: Path = typer.Option(DEFAULT_DB, "--db", help="DuckDB file to log the proxy runs into"),
+    out: Path = typer.Option(Path("suspects"), "--out", help="write the ranked suspects to OUT.csv and OUT.parquet, "
+                                                             "every audited example to OUT_scores.csv and .parquet"),
     model: str = typer.Option("resnet8", "--model", help="proxy model"),
-    epochs: int = typer.Option(25, "--epochs", help="proxy training epochs (constant learning rate)"),
+    epochs: int = typer.Option(25, "--epochs", help="epochs of each proxy run (one per fold, constant learning rate)"),
     canaries: Optional[float] = typer.Option(None, "--canaries", help="share of corrupted copies added as known "
                                              "positives  [default: 2%, at least 40 canaries]"),
     image_size: Optional[int] = typer.Option(None, "--image-size",
                                              help="resize images to S×S; default: keep up to 32×32, else 32"),
     train_size: int = typer.Option(0, "--train-size", help="audit a stratified subset of this many examples; 0 = all"),
-    seed: int = typer.Option(0, "--seed", help="seed of the proxy run and the canaries"),
+    seed: int = typer.Option(0, "--seed", help="seed of the proxy runs and the canaries"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N"),
-    threads: int = typer.Option(0, "--threads", help="CPU threads for the proxy run; 0 = every core this process may use"),
+    threads: int = typer.Option(0, "--threads", help="CPU threads for the proxy runs; 0 = every core this process may use"),
     strict: bool = typer.Option(False, "--strict", help="exit 3 on caution, 4 on unsafe, 5 when the audit cannot tell"),
 ) -> None:
-    """Audit your own dataset for label noise before using loss-based selection: suspects, an estimated
-    noise share calibrated by canaries, and a safe / caution / unsafe verdict."""
+    """Audit your own dataset for label noise before using loss-based selection: two cross-fitted proxy runs,
+    every example's suspicion score and suggested label, an estimated noise share (overall and per class)
+    calibrated by canaries, and a safe / caution / unsafe verdict."""
     from lossaudit.auditing import run_audit
 
     try:
