@@ -142,6 +142,7 @@ def print_summary(console, result: AuditResult, csv: Path, parquet: Path, scores
         mix = f"; it looks {result.uniform_weight:.0%} like uniform flips" if result.noise_share > 0 else ""
         console.print(f"estimated noise share: {result.noise_share:.1%} (interval {lo:.1%} to {hi:.1%}) → "
                       f"{len(result.suspects)} suspects{mix}; read against {kinds} alone")
+    if not math.isnan(result.noise_share) and len(result.suspects):
         per_class = Table(title="per given label: estimated noise share and what its suspects most likely are")
         for col in ("class", "examples", "noise share", "suspects", "suggested instead"):
             per_class.add_column(col, justify="left" if col in ("class", "suggested instead") else "right")
