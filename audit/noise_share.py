@@ -60,16 +60,16 @@ def label_mix(given: np.ndarray, other: np.ndarray, confusion: np.ndarray, *, ro
     w = np.where(sums > 0, w / np.where(sums > 0, sums, 1), (1 - np.eye(k)) / (k - 1))
     uniform, confusable = 1.0 / (k - 1), w[other, given]
     lam = 0.5
-    for _ in range(rounds):
-        lam = float(np.mean(lam * uniform / (lam * uniform + (1 - lam) * confusable)))
+    for _ in range(rounds):  # kept off 0 and 1, where a pair of zero likelihood under one kind would give 0/0
+        lam = float(np.clip(np.mean(lam * uniform / (lam * uniform + (1 - lam) * confusable)), 1e-9, 1 - 1e-9))
     return lam
 
 
 @dataclass
 class Estimate:
     share: float  # at the estimated mix of uniform and confusable canaries
-    low: float  # bootstrap 5%
-    high: float  # bootstrap 95%
+    low: float  # the lowest 5% bootstrap point of the estimate at the mix and under each kind alone
+    high: float  # the highest 95% point of those
     threshold: float  # the score the share was read at
     uniform_weight: float  # the mix: share of the label noise that looks like uniform flips
     by_kind: dict[str, float]  # the estimate under each label canary kind alone
@@ -86,14 +86,19 @@ def mixed_share(user: np.ndarray, pairs: tuple[np.ndarray, np.ndarray], confusio
         return share, t, float(kind == "random_labels")
     uni, con = canaries["random_labels"], canaries["confusable_labels"]
     values = np.concatenate([uni, con])
-    lam = 0.5
-    for _ in range(MIX_ROUNDS):
+
+    def read_at(lam: float) -> tuple[float, float]:
         weights = np.concatenate([np.full(len(uni), lam / len(uni)), np.full(len(con), (1 - lam) / len(con))])
-        share, t = tail_share(user, values, weights)
+        return tail_share(user, values, weights)
+
+    lam = 0.5
+    for _ in range(MIX_ROUNDS - 1):
+        _, t = read_at(lam)
         above = user >= t
         seen = label_mix(pairs[0][above], pairs[1][above], confusion)  # the mix among those detected ...
         r_u, r_c = max((uni >= t).mean(), 1e-9), max((con >= t).mean(), 1e-9)
         lam = (seen / r_u) / (seen / r_u + (1 - seen) / r_c)  # ... undone for each kind's detection rate
+    share, t = read_at(lam)
     return share, t, lam
 
 

@@ -13,6 +13,8 @@ import dataclasses
 import math
 from pathlib import Path
 
+import numpy as np
+
 from lossaudit.errors import UserError
 from lossaudit.audit.noise import MIN_LABEL_CANARIES, REPLAY_MODES, AuditResult, analyse
 from lossaudit.audit.store import Store, connect_readonly
@@ -87,11 +89,12 @@ def run_audit(dataset: str, *, db: Path, out: Path, model: str = "resnet8", epoc
     n_threads = use_threads(threads)
     folds = [dataclasses.replace(cfg, fold=k) for k in range(cfg.folds)]
     preps = [prepare(c, cache) for c in folds]
-    whole = dataclasses.replace(cfg, folds=0)  # the same examples, none held out: for the counts
-    prep = prepare(whole, cache)
-    n_user, n_replaced = int((prep.role == "train").sum()), int((prep.role == "replaced").sum())
+    prep = preps[0]  # every fold holds the same examples, only their roles differ
+    is_canary = prep.example_id >= len(prep.dataset.train)  # canary ids follow the whole training split's
+    n_canaries, n_replaced = int(is_canary.sum()), int((prep.role == "replaced").sum())
+    n_user = int((~is_canary & np.isin(prep.role, ["train", "held_out"])).sum())
     console.print(f"lossaudit audit: {n_user} examples of {prep.dataset.n_classes} classes "
-                  f"({' x '.join(map(str, prep.x.shape[1:]))}), {int((prep.role == 'canary').sum())} canaries "
+                  f"({' x '.join(map(str, prep.x.shape[1:]))}), {n_canaries} canaries "
                   f"({n_replaced} of them stand in for their originals, which are not audited); {cfg.folds} proxy "
                   f"runs of {cfg.model} for {cfg.epochs} epochs, each trained on {cfg.folds - 1} of {cfg.folds} folds "
                   f"and predicting the other, with {n_threads} CPU thread(s), logged into {db}")
