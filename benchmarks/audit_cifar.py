@@ -108,7 +108,7 @@ def reanalyse(db: Path):
 
 
 def table(results: dict) -> str:
-    lines = ["| setting | planted | estimate (5-95%) | uniform-only / confusable-only | AUROC | AP | per-class error "
+    lines = ["| setting | planted | estimate (interval) | uniform-only / confusable-only | AUROC | AP | per-class error "
              "(mean / max) | verdict | time |", "|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         kinds = " / ".join(f"{r['by_kind'].get(k, float('nan')):.1%}" for k in ("random_labels", "confusable_labels"))
