@@ -5,7 +5,7 @@ the noise share (overall and per class, with its sensitivity to what noise is as
 own held-out fold after every epoch of its later half; canaries go with the fold of the example they copy. Every
 example, canaries included, so has in-sample training dynamics (mean loss, AUM, ... from the run that trains it)
 and out-of-sample class probabilities (from the run that holds it out). Five steps:
-1. `score`: candidate suspicion scores — the in-sample signals (lossaudit.audit.scores, those marked for the audit),
+1. `score` (lossaudit.audit.suspicion): candidate suspicion scores — the in-sample signals (lossaudit.audit.scores, those marked for the audit),
    the out-of-sample ones (`OOS_SIGNALS`) and rank averages of them; the suspicion score is the candidate that
    ranks the label canaries (uniform and confusable flips) highest among the user's examples;
 2. `estimate`: the share of mislabeled examples, by mixture-proportion estimation against the label canaries as
@@ -14,8 +14,12 @@ and out-of-sample class probabilities (from the run that holds it out). Five ste
    the two the user's noise is, is read off the label pairs of the examples that score high (`label_mix`): a
    confusable flip lands on the classes the proxy confuses, a uniform one anywhere. Reported: the estimate at that
    mix with a bootstrap interval, and the estimate under each canary kind alone (its sensitivity);
+   When the data come with a test split taken as correctly labelled, the estimate is read against it instead
+   (lossaudit.audit.transition: identifiable whatever the noise looks like, as long as it depends on the true class
+   only), the suspicion score becomes each example's probability of being mislabeled, and the canaries' readings are
+   still reported next to it;
 3. `per_class`: the noise share per given label and the classes its suspects most likely are (both in
-   lossaudit.audit.noise_share);
+   lossaudit.audit.noise_share, or from the transition read against the trusted labels);
 4. `find_suspects`: every user example ranked, the top `share` of them listed as suspects (never a canary);
 5. `judge`: with the selection methods' own pick rules replayed on the logged losses (injected), how much
    of their compute would land on the suspects, and the verdict.
@@ -32,19 +36,13 @@ import numpy as np
 import pandas as pd
 
 from lossaudit.audit import scores as score_registry
-from lossaudit.audit.noise_share import (BOOTSTRAP, LABEL_KINDS, MIN_LABEL_CANARIES, NOISE_METHOD, Estimate,
-                                         confusion_table, estimate_share, per_class)
+from lossaudit.audit import transition as trusted_reading
+from lossaudit.audit.suspicion import (CANARY_KINDS, OOS_SIGNALS, TRUSTED_SCORE, Scored, score, trusted_data,
+                                       with_score)
+from lossaudit.audit.noise_share import (BOOTSTRAP, LABEL_KINDS, MIN_LABEL_CANARIES, NOISE_METHOD, TOP_SUGGESTED,
+                                         Estimate, confusion_table, estimate_share, per_class)
 from lossaudit.audit.queries import run_query
-from lossaudit.errors import UserError
 
-CANARY_KINDS = (*LABEL_KINDS, "shuffle_pixels", "gaussian")
-OOS_SIGNALS = {"oos_margin": "out-of-sample: highest probability of another class minus that of the given label",
-               "oos_loss": "out-of-sample: cross-entropy of the given label"}
-COMBINED = {"oos_margin+mean_loss": ("oos_margin", "mean_loss"),
-            "oos_margin+aum": ("oos_margin", "aum"),
-            "loss+aum+confidence": ("mean_loss", "aum", "confidence"),
-            "aum+forgetting": ("aum", "forgetting")}  # rank averages of the audit's signals, by short name
-FALLBACK_SCORE = "oos_margin+mean_loss"  # the suspicion score when no canary can choose one
 UNSAFE_SHARE, CAUTION_SHARE, UNSAFE_OVERPICK = 0.10, 0.03, 1.5
 REPLAY_MODES = {"pick rule": "every round after warm-up selected from, a switch (vr's τ) forced on",
                 "as run": "warm-up and switch as in a real run; rounds not selected from train every candidate"}
@@ -52,150 +50,14 @@ JUDGED_MODE = "pick rule"  # the replay the verdict rests on
 
 
 def verdict_rule(reference: str) -> str:
-    return (f"unknown: the noise share cannot be estimated (fewer than {MIN_LABEL_CANARIES} label canaries); "
+    return (f"unknown: the noise share cannot be estimated (no trusted labels and fewer than {MIN_LABEL_CANARIES} "
+            "label canaries of a kind); "
             f"unsafe: estimated noise share >= {UNSAFE_SHARE:.0%} and {reference}'s pick rule would spend >= "
             f"{UNSAFE_OVERPICK}x the suspects' share of the data on them; safe: the whole interval of the noise "
-            f"share (estimate, canary kinds and resamples) below {CAUTION_SHARE:.0%}; caution: otherwise")
+            f"share below {CAUTION_SHARE:.0%}; caution: otherwise")
 
 
-# -- 1. score ------------------------------------------------------------------------------------
-
-
-@dataclass
-class Scored:
-    """The audited examples (example_scores rows of the fold runs, canaries included), their out-of-sample class
-    probabilities, every candidate suspicion score, the canary AUROC table, and the chosen score's values (higher =
-    more suspect)."""
-
-    rows: pd.DataFrame
-    probs: np.ndarray  # (n, K) out-of-sample class probabilities, mean over the predicted epochs
-    confusion: np.ndarray  # (K, K) the confusable canaries' flip weights, W[true, given]
-    candidates: pd.DataFrame
-    table: pd.DataFrame
-    choice: str
-    values: np.ndarray
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def is_canary(self) -> np.ndarray:
-        return self.rows.role.eq("canary").to_numpy()
-
-    @property
-    def kind(self) -> np.ndarray:
-        return self.rows.corruption_kind.fillna("").to_numpy(dtype=object)
-
-    @property
-    def user(self) -> np.ndarray:
-        return ~self.is_canary
-
-    @property
-    def label(self) -> np.ndarray:
-        return self.rows.label.to_numpy(dtype=np.int64)
-
-    def of_kind(self, kind: str) -> np.ndarray:
-        return self.is_canary & (self.kind == kind)
-
-    @property
-    def suggested(self) -> np.ndarray:
-        """The class with the highest mean out-of-sample probability (deterministic; the lowest index on an exact
-        tie)."""
-        return self.probs.argmax(1)
-
-    @property
-    def other(self) -> np.ndarray:
-        """The most likely class other than the given label."""
-        p = self.probs.copy()
-        p[np.arange(len(p)), self.label] = -1.0
-        return p.argmax(1)
-
-
-def rank01(values: np.ndarray) -> np.ndarray:
-    """Ranks scaled to [0, 1] (ties share their mean rank)."""
-    return (pd.Series(values).rank(method="average").to_numpy() - 1) / max(1, len(values) - 1)
-
-
-def oos_signals(probs: np.ndarray, label: np.ndarray) -> dict[str, np.ndarray]:
-    """`OOS_SIGNALS` of each example from its out-of-sample probabilities (higher = more suspect)."""
-    rows = np.arange(len(label))
-    given = probs[rows, label]
-    other = probs.copy()
-    other[rows, label] = -1.0
-    return {"oos_margin": other.max(1) - given, "oos_loss": -np.log(np.clip(given, 1e-12, 1.0))}
-
-
-def candidate_scores(rows: pd.DataFrame, probs: np.ndarray) -> pd.DataFrame:
-    """Every candidate suspicion score per example (higher = more suspect): the audit's in-sample signals, the
-    out-of-sample ones and rank averages."""
-    signals = score_registry.audit_signals()
-    out = pd.DataFrame({name: rows[col].to_numpy(dtype=float) for name, col in signals.items()}, index=rows.index)
-    for name, values in oos_signals(probs, rows.label.to_numpy(dtype=np.int64)).items():
-        out[name] = values
-    out = out.fillna(out.min())
-    ranks = {name: rank01(out[name].to_numpy()) for name in out.columns}
-    for name, parts in COMBINED.items():
-        if all(p in ranks for p in parts):
-            out[name] = np.mean([ranks[p] for p in parts], axis=0)
-    return out
-
-
-def canary_auroc(candidates: pd.DataFrame, is_canary: np.ndarray, kind: np.ndarray) -> pd.DataFrame:
-    """AUROC of each candidate for ranking each canary kind above the user's examples, and the mean over the label
-    canary kinds present (the choice), sorted best first."""
-    from lossaudit.audit.separability import auroc
-    rows = []
-    user = ~is_canary
-    kinds = [k for k in CANARY_KINDS if np.any(is_canary & (kind == k))]
-    labels = [k for k in kinds if k in LABEL_KINDS] or kinds
-    for name in candidates.columns:
-        s = candidates[name].to_numpy()
-        row = {"score": name}
-        for k in kinds:
-            pick = user | (is_canary & (kind == k))
-            row[f"auroc_{k}"] = auroc(is_canary[pick], s[pick])
-        row["auroc_labels"] = float(np.mean([row[f"auroc_{k}"] for k in labels])) if labels else math.nan
-        rows.append(row)
-    return pd.DataFrame(rows).sort_values("auroc_labels", ascending=False, kind="stable").reset_index(drop=True)
-
-
-def load(con: duckdb.DuckDBPyConnection, run_ids: list[int]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """The fold runs' examples (example_scores rows, each from the run that trained it), their out-of-sample class
-    probabilities (from the run that held it out) and the confusable canaries' flip weights."""
-    rows = pd.concat([run_query(con, "example_scores", mode="any", run_id=r) for r in run_ids], ignore_index=True)
-    if rows.empty:
-        raise UserError(f"run(s) {', '.join(map(str, run_ids))} have no observations to audit")
-    held = pd.concat([run_query(con, "heldout_probs", run_id=r) for r in run_ids], ignore_index=True)
-    confusion = run_query(con, "audit_runs", run_ids=",".join(map(str, run_ids)))
-    n_classes = int(held["class"].max()) + 1 if len(held) else int(rows.label.max()) + 1
-    probs = np.full((len(rows), n_classes), np.nan)
-    if len(held):
-        wide = held.pivot_table(index="example_id", columns="class", values="prob", aggfunc="mean")
-        probs = wide.reindex(index=rows.example_id, columns=range(n_classes)).to_numpy()
-    missing = np.isnan(probs).any(1)
-    if missing.any():
-        raise UserError(f"{int(missing.sum())} audited example(s) have no out-of-sample prediction: runs "
-                        f"{', '.join(map(str, run_ids))} are not the complete folds of one audit")
-    weights = next((np.stack([np.asarray(r, dtype=float) for r in w]) for w in confusion.canary_confusion
-                    if w is not None), None)
-    if weights is None or weights.shape != (n_classes, n_classes):
-        weights = np.ones((n_classes, n_classes))
-    return rows, probs, weights
-
-
-def score(con: duckdb.DuckDBPyConnection, run_ids: list[int]) -> Scored:
-    rows, probs, confusion = load(con, run_ids)
-    is_canary = rows.role.eq("canary").to_numpy()
-    kind = rows.corruption_kind.fillna("").to_numpy(dtype=object)
-    notes = []
-    candidates = candidate_scores(rows, probs)
-    if is_canary.any():
-        table = canary_auroc(candidates, is_canary, kind)
-        choice = table.score.iloc[0]
-    else:
-        notes.append("no canaries: the score cannot be chosen or the noise share estimated; add --canaries")
-        table = pd.DataFrame({"score": list(candidates.columns), "auroc_labels": math.nan})
-        choice = FALLBACK_SCORE
-    return Scored(rows, probs, confusion, candidates, table, choice, candidates[choice].to_numpy(), notes)
-
+# -- 1. score: lossaudit.audit.suspicion
 
 # -- 2. estimate ---------------------------------------------------------------------------------
 
@@ -205,6 +67,20 @@ def estimate(scored: Scored, *, seed: int = 0, n_boot: int = BOOTSTRAP) -> Estim
     user = scored.user
     return estimate_share(scored.values[user], (scored.label[user], scored.other[user]), scored.confusion,
                           {k: scored.values[scored.of_kind(k)] for k in LABEL_KINDS}, seed=seed, n_boot=n_boot)
+
+
+def transition_per_class(reading: trusted_reading.TransitionEstimate, suspects: pd.DataFrame,
+                         classes: list[str]) -> pd.DataFrame:
+    """Per given label, from the transition read against trusted labels: its examples, the estimated noise share,
+    its suspects and the classes its examples truly are instead, as shares of the label."""
+    rows = []
+    for j, name in enumerate(classes):
+        share = reading.matrix[j]
+        others = [(k, share[k]) for k in np.argsort(-share, kind="stable") if k != j and share[k] >= 0.005]
+        rows.append({"class": name, "n": int(reading.counts[j]), "noise_share": float(reading.per_class[j]),
+                     "suspects": int((suspects.given_label == name).sum()),
+                     "suggested": ", ".join(f"{classes[k]} {v:.0%}" for k, v in others[:TOP_SUGGESTED])})
+    return pd.DataFrame(rows)
 
 
 # -- 4. suspects ---------------------------------------------------------------------------------
@@ -323,6 +199,10 @@ class AuditResult:
     verdict_line: str
     verdict_rule: str
     notes: list[str] = field(default_factory=list)
+    noise_method: str = NOISE_METHOD
+    noise_reference: str = "canaries"  # what the estimate was read against: canaries, or trusted labels
+    n_trusted: int | None = None  # trusted examples read against
+    transition: pd.DataFrame | None = None  # given label (rows) → true class (columns), shares; with trusted labels
 
     def row(self) -> dict:
         """The `audits` row of this result (see schema.sql); tables as JSON-ready records, NaN and inf as null."""
@@ -330,7 +210,11 @@ class AuditResult:
                         "fold_runs": self.fold_runs, "n_examples": self.n_examples, "canaries": self.canaries,
                         "score": self.score, "noise_share": self.noise_share, "noise_low": self.noise_interval[0],
                         "noise_high": self.noise_interval[1], "noise_by_kind": self.noise_by_kind,
-                        "uniform_weight": self.uniform_weight, "noise_method": NOISE_METHOD,
+                        "uniform_weight": self.uniform_weight, "noise_method": self.noise_method,
+                        "noise_reference": self.noise_reference, "n_trusted": self.n_trusted,
+                        "transition": (None if self.transition is None else
+                                       {g: {t: round(float(v), 4) for t, v in row.items() if v >= 0.0005}
+                                        for g, row in self.transition.iterrows()}),
                         "n_suspects": len(self.suspects), "threshold": self.threshold,
                         "canary_recall": self.canary_recall,
                         "score_table": self.score_table.to_dict(orient="records"),
@@ -355,32 +239,55 @@ def _finite(obj):
 
 def analyse(con: duckdb.DuckDBPyConnection, run_ids: list[int], *, classes: list[str],
             replay: Callable[[pd.DataFrame], dict], reference: str,
-            advice: str = "raise --canaries or audit more images") -> AuditResult:
+            advice: str = "raise --canaries or audit more images", trusted: bool = True) -> AuditResult:
     """The audit of one set of fold runs: score → estimate → per class → suspects → verdict (see the module
     docstring). `replay` replays the selection methods' pick rules on one run's logged losses, keyed by (method,
     replay mode) (training.replay.replay_both); `reference` is the replayed method the verdict rests on; `advice`
-    says what would make an impossible estimate possible."""
+    says what would make an impossible estimate possible; `trusted`: read against the test split's labels when the
+    runs predicted one."""
     scored = score(con, run_ids)
     counts = {k: int(scored.of_kind(k).sum()) for k in CANARY_KINDS}
     est = estimate(scored)
-    share = est.share if est is not None else math.nan
     notes = list(scored.notes)
     if est is not None and len(est.by_kind) < len(LABEL_KINDS):
         notes.append(f"only {', '.join(est.by_kind)} canaries are numerous enough to estimate from: the estimate "
                      "assumes the noise looks like them")
+    reading, data = None, trusted_data(con, run_ids, scored) if trusted else None
+    if data is not None and data.missing_classes():
+        notes.append(f"the test split has fewer than {trusted_reading.MIN_TRUSTED_PER_CLASS} examples of "
+                     f"{', '.join(classes[k] for k in data.missing_classes())}: the estimate is read against the "
+                     "canaries instead")
+    elif data is not None:
+        reading = trusted_reading.estimate(data)
+        everyone = trusted_data(con, run_ids, scored, rows=np.ones(len(scored.rows), bool))
+        scored = with_score(scored, TRUSTED_SCORE, trusted_reading.mislabeled_probability(everyone, reading.matrix))
+        notes.append(f"the noise share is read against the labels of {reading.n_trusted} test examples, taken as "
+                     "correct, and assumes the noise depends on the true class only (errors that fall on ambiguous "
+                     "images read low); the canaries' readings are beside it")
+    if reading is not None:
+        share, interval = reading.share, (reading.low, reading.high)
+    else:
+        share = est.share if est is not None else math.nan
+        interval = (est.low, est.high) if est else (math.nan, math.nan)
     found = find_suspects(scored, share, classes)
     orders = [run_query(con, "proxy_losses", run_id=r) for r in run_ids]
     replays = _joined([replay(order) for order in orders])
     picked = overpicking(np.concatenate([o.example_id.to_numpy() for o in orders]), replays,
                          set(found.frame.example_id.tolist()))
-    verdict, line = judge(share, est.high if est else math.nan, len(found.frame), picked, reference,
+    verdict, line = judge(share, interval[1], len(found.frame), picked, reference,
                           n_label_canaries=sum(counts[k] for k in LABEL_KINDS), advice=advice)
+    by_class = (transition_per_class(reading, found.frame, classes) if reading is not None else
+                per_class(scored.label[scored.user], scored.values[scored.user], est, found.frame, classes))
+    extra = {}
+    if reading is not None:
+        extra = {"noise_method": trusted_reading.METHOD, "noise_reference": "trusted labels",
+                 "n_trusted": reading.n_trusted,
+                 "transition": pd.DataFrame(reading.matrix, index=pd.Index(classes, name="given"),
+                                            columns=pd.Index(classes, name="true"))}
     return AuditResult(run_ids[0], list(run_ids), int(scored.user.sum()), counts, scored.table, scored.choice, share,
-                       (est.low, est.high) if est else (math.nan, math.nan), est.by_kind if est else {},
-                       est.uniform_weight if est else math.nan,
-                       per_class(scored.label[scored.user], scored.values[scored.user], est, found.frame, classes),
-                       confusion_table(found.frame, classes), found.frame, found.ranking, found.threshold,
-                       found.canary_recall, picked, verdict, line, verdict_rule(reference), notes)
+                       interval, est.by_kind if est else {}, est.uniform_weight if est else math.nan,
+                       by_class, confusion_table(found.frame, classes), found.frame, found.ranking, found.threshold,
+                       found.canary_recall, picked, verdict, line, verdict_rule(reference), notes, **extra)
 
 
 def _joined(replays: list[dict]) -> dict:

@@ -108,6 +108,14 @@ create table if not exists predictions (
     probs      float[] not null
 );
 
+create table if not exists test_predictions (
+    run_id     integer not null,
+    example_id integer not null,
+    epoch      integer not null,
+    label      smallint not null,
+    probs      float[] not null
+);
+
 create table if not exists example_summaries (
     run_id         integer not null,
     example_id     integer not null,
@@ -132,6 +140,9 @@ create table if not exists audits (
     noise_by_kind map(varchar, double),
     uniform_weight double,
     noise_method  varchar not null,
+    noise_reference varchar,
+    n_trusted     integer,
+    transition    json,
     n_suspects    integer not null,
     threshold     double,
     canary_recall map(varchar, double) not null,
@@ -204,6 +215,12 @@ comment on column predictions.example_id is 'A held-out example (its examples ro
 comment on column predictions.epoch is 'Epoch (0-based) after which the prediction was made; every epoch of the later half of the run.';
 comment on column predictions.probs is 'Softmax probabilities over the classes (runs.classes order), eval mode, un-augmented image: out-of-sample, since the run never trained the example.';
 
+comment on column test_predictions.run_id is 'A cross-fitted run (config folds > 0) with a test split: it predicts every test example at the epochs it predicts its held-out fold.';
+comment on column test_predictions.example_id is 'The test example (its index in the dataset''s test split, or in the stratified subset of --test-size).';
+comment on column test_predictions.epoch is 'Epoch (0-based) after which the prediction was made; the epochs of the run''s predictions rows.';
+comment on column test_predictions.label is 'The test example''s label (the test split is never corrupted): an audit that trusts it reads its own examples against these predictions.';
+comment on column test_predictions.probs is 'Softmax probabilities over the classes (runs.classes order), eval mode, un-augmented image.';
+
 comment on column example_summaries.run_id is 'A complete run: its per-example scores are computed once, when it completes.';
 comment on column example_summaries.example_id is 'The example.';
 comment on column example_summaries.n_observations is 'Observations of the example in the run (every forward mode, every epoch).';
@@ -219,12 +236,15 @@ comment on column audits.verdict_rule is 'The rule that turned the numbers into 
 comment on column audits.n_examples is 'User examples audited (canaries and the originals label canaries replaced not counted).';
 comment on column audits.canaries is 'Canaries added, by kind (random_labels, confusable_labels, shuffle_pixels, gaussian).';
 comment on column audits.score is 'The suspicion score: the candidate that found the label canaries best (mean AUROC over the uniform and confusable ones).';
-comment on column audits.noise_share is 'Estimated share of mislabeled examples, against the label canaries at the estimated mix of uniform and confusable flips (noise_method); NULL when it could not be estimated.';
-comment on column audits.noise_low is 'Bottom of the noise share''s interval: the lowest 5th percentile over bootstrap resamples (of the canaries and the examples) of the estimate at the mix and against each canary kind alone (never above noise_share).';
-comment on column audits.noise_high is 'Top of the interval: the highest 95th percentile of those (never below noise_share); the verdict is safe only when it is below the caution line.';
+comment on column audits.noise_share is 'Estimated share of mislabeled examples (noise_method): read against trusted labels when noise_reference says so, else against the label canaries at the estimated mix of uniform and confusable flips; NULL when it could not be estimated.';
+comment on column audits.noise_low is 'Bottom of the noise share''s interval (never above noise_share). Against trusted labels: the 5th percentile over bootstrap resamples of the trusted and the audited examples (the top, the 95th, is a 95% upper confidence bound); against canaries: the lowest 5th percentile over bootstrap resamples (of the canaries and the examples) of the estimate at the mix and against each canary kind alone.';
+comment on column audits.noise_high is 'Top of the interval: the 95th percentile, or the highest of those (never below noise_share); the verdict is safe only when it is below the caution line.';
 comment on column audits.noise_by_kind is 'The noise share estimated against one kind of label canary alone (random_labels: uniform flips, confusable_labels: flips to a class the proxy confuses): how much the estimate depends on what the noise is assumed to look like.';
 comment on column audits.uniform_weight is 'Share of the label noise that looks like uniform flips rather than confusable ones, from the label pairs of the examples above the threshold (the mix noise_share is read at).';
 comment on column audits.noise_method is 'How the noise share was estimated.';
+comment on column audits.noise_reference is 'What the noise share was read against: trusted labels (the test split''s, taken as correct; lossaudit.audit.transition) or canaries (noise_by_kind, uniform_weight); NULL before lossaudit 0.4 (canaries).';
+comment on column audits.n_trusted is 'Trusted (test) examples the noise share was read against; NULL when read against the canaries.';
+comment on column audits.transition is 'JSON object, read against trusted labels: given label → true class → estimated share of the examples with that label (shares under 0.05% left out); NULL otherwise.';
 comment on column audits.n_suspects is 'Examples listed as suspects (round(noise_share × n_examples)); they are in the suspects table.';
 comment on column audits.threshold is 'Suspicion score of the last suspect; NULL when there is none.';
 comment on column audits.canary_recall is 'Share of each canary kind at or above the threshold.';

@@ -22,10 +22,11 @@ import duckdb
 
 from lossaudit.errors import UserError
 
-SCHEMA_VERSION = "3"  # 2 → 3 only adds tables and columns
-UPGRADABLE = (None, "1", "2")  # written by earlier versions: upgraded when opened
-TABLES = ("runs", "examples", "observations", "steps", "evals", "predictions", "example_summaries", "audits",
-          "suspects")
+SCHEMA_VERSION = "4"  # 2 → 3 → 4 only add tables and columns
+UPGRADABLE = (None, "1", "2", "3")  # written by earlier versions: upgraded when opened
+TABLES = ("runs", "examples", "observations", "steps", "evals", "predictions", "test_predictions",
+          "example_summaries", "audits", "suspects")
+EPOCH_TABLES = ("observations", "steps", "evals", "predictions", "test_predictions")  # appended once per epoch
 
 
 def _is_lock_error(err: Exception) -> bool:
@@ -172,6 +173,8 @@ class Store:
                 con.execute(_sql("upgrade_1.sql"))
             if version == "2":
                 con.execute(_sql("upgrade_2.sql"))
+            if version in ("2", "3"):
+                con.execute(_sql("upgrade_3.sql"))
             con.execute(schema_sql())
             if version == "1":
                 _fill_identity(con)
@@ -217,9 +220,8 @@ class Store:
         return int(run_id)
 
     def append(self, run_id: int, *, epochs_done: int | None = None, **tables) -> None:
-        """Append whole tables (observations, steps, evals, predictions; pandas or Arrow, columns by name) in one
-        transaction."""
-        unknown = set(tables) - {"observations", "steps", "evals", "predictions"}
+        """Append whole tables (`EPOCH_TABLES`; pandas or Arrow, columns by name) in one transaction."""
+        unknown = set(tables) - set(EPOCH_TABLES)
         if unknown:
             raise ValueError(f"cannot append to {sorted(unknown)}")
         with self.transaction() as con:
@@ -269,7 +271,7 @@ class Store:
         """Take up an unfinished run again from the end of epoch `epochs_done`: rows of later epochs (written after
         the checkpoint it resumes from) go, and the run is running again in this process."""
         with self.transaction() as con:
-            for table in ("observations", "steps", "evals", "predictions"):
+            for table in EPOCH_TABLES:
                 con.execute(f"delete from {table} where run_id = ? and epoch >= ?", [run_id, epochs_done])
             con.execute("update runs set status = 'running', epochs_done = ?, finished_at = null, error = null, "
                         "host = ?, pid = ? where run_id = ?", [epochs_done, socket.gethostname(), os.getpid(), run_id])

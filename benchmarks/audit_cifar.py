@@ -6,15 +6,18 @@ under a wrong class, in one of two ways:
 - confusable: a class the image is genuinely confused with, from a fixed map of CIFAR-10's classic confusions
   (cat↔dog, automobile↔truck, deer↔horse, airplane→bird/ship, bird→airplane, ship→airplane, frog→cat/bird), so the
   noise is class-dependent as real annotation errors are.
-Settings: no noise, and each kind at 10%, 20% and 40%. The ground truth goes to a CSV beside the folder that the audit
-never sees. Each setting runs the default `lossaudit audit` and scores it against the truth: AUROC and average
+Settings: no noise, and each kind at 10%, 20% and 40%. With --trusted-per-class N (default 200) the folder gets a
+test split too (PATH/train and PATH/test): N correctly labelled CIFAR-10 test images per class, which the audit reads
+the labels against; 0 gives the single folder of before, read against the canaries. The ground truth goes to a CSV
+beside the folder that the audit never sees. Each setting runs the default `lossaudit audit` and scores it against the truth: AUROC and average
 precision of its suspicion score, its noise-share estimate and interval against the planted share, the estimate under
 each canary kind alone, the per-class estimates against the per-class truth, the verdict and the time.
 
 Resumable: a setting whose result file exists is skipped; `--reanalyse` reruns only the analysis on the stored proxy
 runs (to compare estimators without retraining).
 
-    python benchmarks/audit_cifar.py [--per-class 1000] [--settings clean,uniform20,...] [--work DIR] [--reanalyse]
+    python benchmarks/audit_cifar.py [--per-class 1000] [--trusted-per-class 200] [--settings clean,uniform20,...]
+        [--work DIR] [--reanalyse]
 """
 
 from __future__ import annotations
@@ -43,9 +46,12 @@ CONFUSIONS = {"cat": ["dog"], "dog": ["cat"], "automobile": ["truck"], "truck": 
               "frog": ["cat", "bird"]}
 
 
-def plant(source: Path, target: Path, *, per_class: int, kind: str, share: float, seed: int) -> pd.DataFrame:
-    """Copy `per_class` training images of every class into target/<label>/, with `share` of them filed under a
-    wrong class of `kind`; returns the ground truth (path, true class, given class, mislabeled)."""
+def plant(source: Path, target: Path, *, per_class: int, kind: str, share: float, seed: int,
+          trusted_per_class: int = 0) -> pd.DataFrame:
+    """Copy `per_class` training images of every class into target/<label>/ (target/train/<label>/ with a test split),
+    with `share` of them filed under a wrong class of `kind`, and `trusted_per_class` test images of every class,
+    correctly labelled, into target/test/<label>/; returns the ground truth of the training images (path, true
+    class, given class, mislabeled)."""
     rng = np.random.default_rng(seed)
     classes = sorted(p.name for p in (source / "train").iterdir() if p.is_dir())
     rows = [(f, c) for c in classes
@@ -54,6 +60,12 @@ def plant(source: Path, target: Path, *, per_class: int, kind: str, share: float
     flip[rng.choice(len(rows), size=int(round(share * len(rows))), replace=False)] = True
     if target.exists():
         shutil.rmtree(target)
+    audited = target / "train" if trusted_per_class else target
+    trusted_rng = np.random.default_rng([seed, 1])  # its own stream: the planted noise is the same with or without
+    for c in classes if trusted_per_class else []:
+        for f in trusted_rng.choice(sorted((source / "test" / c).iterdir()), size=trusted_per_class, replace=False):
+            (target / "test" / c).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, target / "test" / c / f.name)
     truth = []
     for (f, c), bad in zip(rows, flip):
         given = c
@@ -61,7 +73,7 @@ def plant(source: Path, target: Path, *, per_class: int, kind: str, share: float
             given = classes[(classes.index(c) + int(rng.integers(1, len(classes)))) % len(classes)]
         elif bad:
             given = str(rng.choice(CONFUSIONS[c]))
-        dest = target / given / f"{c}_{f.name}"
+        dest = audited / given / f"{c}_{f.name}"
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(f, dest)
         truth.append((str(dest.resolve()), c, given, bool(bad)))
@@ -93,7 +105,8 @@ def evaluate(result, truth: pd.DataFrame, seconds: float) -> dict:
             "suspects": int(len(suspects)), "suspect_precision": float(suspects.mislabeled.mean()) if len(suspects)
             else None, "suggested_right": float((suspects.suggested_label == suspects.true_class)[suspects.mislabeled]
                                                 .mean()) if suspects.mislabeled.any() else None,
-            "verdict": result.verdict, "score": result.score, "seconds": seconds}
+            "auroc_oos_margin": auroc(noisy, merged.oos_margin.to_numpy(float)) if 0 < noisy.mean() < 1 else None,
+            "reference": result.noise_reference, "verdict": result.verdict, "score": result.score, "seconds": seconds}
 
 
 def reanalyse(db: Path):
@@ -108,13 +121,15 @@ def reanalyse(db: Path):
 
 
 def table(results: dict) -> str:
-    lines = ["| setting | planted | estimate (interval) | uniform-only / confusable-only | AUROC | AP | per-class error "
-             "(mean / max) | verdict | time |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| setting | planted | read against | estimate (interval) | canaries alone: uniform / confusable | AUROC "
+             "(oos_margin's) | AP | per-class error (mean / max) | verdict | time |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         kinds = " / ".join(f"{r['by_kind'].get(k, float('nan')):.1%}" for k in ("random_labels", "confusable_labels"))
         fmt = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
-        lines.append(f"| {name} | {r['true_share']:.1%} | {r['estimate']:.1%} ({r['low']:.1%}–{r['high']:.1%}) | "
-                     f"{kinds} | {fmt(r['auroc'])} | {fmt(r['average_precision'])} | "
+        lines.append(f"| {name} | {r['true_share']:.1%} | {r.get('reference', 'canaries')} | {r['estimate']:.1%} "
+                     f"({r['low']:.1%}–{r['high']:.1%}) | {kinds} | {fmt(r['auroc'])} "
+                     f"({fmt(r.get('auroc_oos_margin'))}) | {fmt(r['average_precision'])} | "
                      f"{r['per_class_mean_error']:.1%} / {r['per_class_max_error']:.1%} | {r['verdict']} | "
                      f"{r['seconds']:.0f} s |")
     return "\n".join(lines)
@@ -123,6 +138,8 @@ def table(results: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--per-class", type=int, default=1000)
+    ap.add_argument("--trusted-per-class", type=int, default=200, help="correctly labelled test images per class in "
+                    "the folder's test split; 0 = no test split (the audit reads against its canaries)")
     ap.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, of {', '.join(SETTINGS)}")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", type=Path, default=Path("audit_cifar_work"))
@@ -147,7 +164,8 @@ def main() -> None:
             result = reanalyse(db)
             truth = pd.read_csv(truth_csv)
         else:
-            truth = plant(source, args.work / name, per_class=args.per_class, kind=kind, share=share, seed=args.seed)
+            truth = plant(source, args.work / name, per_class=args.per_class, kind=kind, share=share, seed=args.seed,
+                          trusted_per_class=args.trusted_per_class)
             truth.to_csv(truth_csv, index=False)
             db.unlink(missing_ok=True)
             start = time.perf_counter()
@@ -160,6 +178,9 @@ def main() -> None:
         print(f"\n== {name}: {len(truth)} images, {r['true_share']:.1%} planted ({kind}); audit {seconds:.0f} s: "
               f"estimate {r['estimate']:.1%} ({r['low']:.1%}–{r['high']:.1%}), AUROC {r['auroc']}, verdict "
               f"{r['verdict']}", flush=True)
+    print(f"\n{args.per_class} images per class audited; "
+          + (f"test split of {args.trusted_per_class} correctly labelled images per class (read against)"
+             if args.trusted_per_class else "no test split (read against the canaries)"))
     print("\n" + table(results))
     for name, r in results.items():
         print(f"\n{name}: per class, estimated vs planted noise share: "

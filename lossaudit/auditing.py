@@ -25,6 +25,7 @@ MIN_CANARIES = 40  # ... but at least this many (half of them label canaries: 20
 MAX_CANARY_SHARE = 0.49  # canaries stay fewer than half the data
 KIND_WORDS = {"random_labels": "uniform flips", "confusable_labels": "confusable flips"}
 FOLDS = 2  # cross-fitting: each proxy trains on the other half and predicts its held-out half
+TRUSTED_SIZE = 2000  # test examples the proxies predict, to read the labels against (a stratified subset)
 
 
 def canary_share(n: int, requested: float | None) -> float:
@@ -44,24 +45,29 @@ def canary_advice(n: int, share: float) -> str:
 
 
 def proxy_config(dataset: str, *, model: str, epochs: int, canaries: float | None, image_size: int | None,
-                 train_size: int, seed: int, device: str, cache: dict):
+                 train_size: int, seed: int, device: str, cache: dict, trusted_size: int = TRUSTED_SIZE):
     """The proxy run of fold 0 (the others differ only in `fold`): plain SGD with the paper's recipe but a constant
     learning rate (no decay, so the model does not get to memorise the noise), every example of the other folds
-    trained (no test split unless the dataset has one). No audit output reads the test split, so it is evaluated only
-    before the first and after the last epoch (a check that training did not diverge), not every quarter epoch."""
+    trained (no test split unless the dataset has one). A test split (a stratified subset of at most `trusted_size`
+    examples, every one when 0) is predicted with the held-out fold, for the reading against trusted labels; its
+    error is evaluated only before the first and after the last epoch (a check that training did not diverge)."""
     from lossaudit.training.config import Grid, RunConfig, validate
     from lossaudit.training.prepare import prepare
     from lossaudit.training.trainer import resolve_device
 
     if canaries is not None and canaries <= 0:
         raise UserError(f"--canaries must be > 0 for an audit (they calibrate it), got {canaries}")
+    if trusted_size < 0:
+        raise UserError(f"--trusted-size must be >= 0 (0 = every test example), got {trusted_size}")
     cfg = RunConfig(dataset=dataset, model=model, method="sgd", epochs=epochs, lr_milestones=(), test_fraction=0.0,
                     canaries=0.0, train_size=train_size, seed=seed, device=device, image_size=image_size or 0,
                     eval_every=float(max(1, epochs)), folds=FOLDS, fold=0)
     validate(Grid(cfg, ("sgd",), ("none",), (seed,)))
     resolve_device(device)  # no CUDA, no database: fail before anything is written
-    x = prepare(cfg, cache).x
-    cfg = dataclasses.replace(cfg, canaries=canary_share(len(x), canaries))
+    first = prepare(cfg, cache)
+    x = first.x
+    cfg = dataclasses.replace(cfg, canaries=canary_share(len(x), canaries),
+                              test_size=min(trusted_size, len(first.dataset.test)) if trusted_size else 0)
     validate(Grid(cfg, ("sgd",), ("none",), (seed,)))
     if image_size is None:  # the default depends on the data: keep up to 32×32, shrink anything larger
         cfg = dataclasses.replace(cfg, image_size=PROXY_IMAGE_SIZE if max(x.shape[2:]) > PROXY_IMAGE_SIZE else 0)
@@ -70,7 +76,8 @@ def proxy_config(dataset: str, *, model: str, epochs: int, canaries: float | Non
 
 def run_audit(dataset: str, *, db: Path, out: Path, model: str = "resnet8", epochs: int = 25,
               canaries: float | None = None, image_size: int | None = None, train_size: int = 0, seed: int = 0,
-              device: str = "auto", threads: int = 0, command: str = "", quiet: bool = False) -> AuditResult:
+              device: str = "auto", threads: int = 0, trusted: bool = True, trusted_size: int = TRUSTED_SIZE,
+              command: str = "", quiet: bool = False) -> AuditResult:
     from rich.console import Console
 
     from lossaudit.terminal import check_output, progress_bar, sigterm_interrupts
@@ -85,7 +92,7 @@ def run_audit(dataset: str, *, db: Path, out: Path, model: str = "resnet8", epoc
     check_output(csv, "--out")
     cache: dict = {}
     cfg = proxy_config(dataset, model=model, epochs=epochs, canaries=canaries, image_size=image_size,
-                       train_size=train_size, seed=seed, device=device, cache=cache)
+                       train_size=train_size, seed=seed, device=device, cache=cache, trusted_size=trusted_size)
     n_threads = use_threads(threads)
     folds = [dataclasses.replace(cfg, fold=k) for k in range(cfg.folds)]
     preps = [prepare(c, cache) for c in folds]
@@ -98,6 +105,10 @@ def run_audit(dataset: str, *, db: Path, out: Path, model: str = "resnet8", epoc
                   f"({n_replaced} of them stand in for their originals, which are not audited); {cfg.folds} proxy "
                   f"runs of {cfg.model} for {cfg.epochs} epochs, each trained on {cfg.folds - 1} of {cfg.folds} folds "
                   f"and predicting the other, with {n_threads} CPU thread(s), logged into {db}")
+    if len(prep.test):
+        console.print(f"the proxies also predict {len(prep.test)} test examples: "
+                      + ("the labels are read against theirs, taken as correct (--no-trusted if they are not verified)"
+                         if trusted else "not read against them (--no-trusted)"))
     store = Store(db)
     store.mark_orphans()
     sigterm_interrupts()
@@ -109,7 +120,8 @@ def run_audit(dataset: str, *, db: Path, out: Path, model: str = "resnet8", epoc
                                    extra_config={"audit_proxy": True}))
     with connect_readonly(db) as con:
         result = analyse(con, run_ids, classes=list(prep.dataset.classes), replay=replay_both,
-                         reference=AUDIT_REFERENCE, advice=canary_advice(n_user + n_replaced, cfg.canaries))
+                         reference=AUDIT_REFERENCE, advice=canary_advice(n_user + n_replaced, cfg.canaries),
+                         trusted=trusted)
     try:
         result.suspects.to_csv(csv, index=False)
         result.suspects.to_parquet(parquet, index=False)
@@ -138,17 +150,25 @@ def print_summary(console, result: AuditResult, csv: Path, parquet: Path, scores
     print_table(scores_table, quiet=quiet)
     console.print(f"chosen score: {result.score} (finds the label canaries best)")
     lo, hi = result.noise_interval
+    kinds = " or ".join(f"{KIND_WORDS[k]} {v:.1%}" for k, v in result.noise_by_kind.items())
     if math.isnan(result.noise_share):
         console.print("estimated noise share: cannot be estimated (too few label canaries) → no suspects")
+    elif result.noise_reference == "trusted labels":
+        console.print(f"estimated noise share: {result.noise_share:.1%} (interval {lo:.1%} to {hi:.1%}), read against "
+                      f"the labels of {result.n_trusted} test examples → {len(result.suspects)} suspects"
+                      + (f"; the canaries alone would read {kinds}" if kinds else ""))
     else:
-        kinds = " or ".join(f"{KIND_WORDS[k]} {v:.1%}" for k, v in result.noise_by_kind.items())
         mix = f"; it looks {result.uniform_weight:.0%} like uniform flips" if result.noise_share > 0 else ""
         console.print(f"estimated noise share: {result.noise_share:.1%} (interval {lo:.1%} to {hi:.1%}) → "
                       f"{len(result.suspects)} suspects{mix}; read against {kinds} alone")
     if not math.isnan(result.noise_share) and len(result.suspects):
-        per_class = Table(title="per given label: estimated noise share and what its suspects most likely are")
-        for col in ("class", "examples", "noise share", "suspects", "suggested instead"):
-            per_class.add_column(col, justify="left" if col in ("class", "suggested instead") else "right")
+        trusted = result.noise_reference == "trusted labels"
+        per_class = Table(title="per given label: estimated noise share and " +
+                          ("what its examples truly are instead (share of the label)" if trusted
+                           else "what its suspects most likely are"))
+        for col in ("class", "examples", "noise share", "suspects", "truly instead" if trusted else "suggested instead"):
+            per_class.add_column(col, justify="left" if col in ("class", "truly instead", "suggested instead")
+                                 else "right")
         for r in result.per_class.itertuples(index=False):
             per_class.add_row(r[0], str(r.n), "—" if math.isnan(r.noise_share) else f"{r.noise_share:.1%}",
                               str(r.suspects), r.suggested)

@@ -263,16 +263,22 @@ def audit_command(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N"),
     threads: int = typer.Option(0, "--threads", help="CPU threads for the proxy runs; 0 = every core this process may use"),
     strict: bool = typer.Option(False, "--strict", help="exit 3 on caution, 4 on unsafe, 5 when the audit cannot tell"),
+    trusted: bool = typer.Option(True, "--trusted/--no-trusted",
+                                 help="read your labels against the test split's (imagefolder PATH/test, or the "
+                                      "dataset's own), taken as correct; --no-trusted when they are not verified"),
+    trusted_size: int = typer.Option(2000, "--trusted-size", help="test examples to read against (a stratified "
+                                     "subset); 0 = all"),
 ) -> None:
     """Audit your own dataset for label noise before using loss-based selection: two cross-fitted proxy runs,
-    every example's suspicion score and suggested label, an estimated noise share (overall and per class)
-    calibrated by canaries, and a safe / caution / unsafe verdict."""
+    every example's suspicion score and suggested label, an estimated noise share (overall and per class), read
+    against the test split's labels when there is one and calibrated by canaries otherwise, and a safe / caution /
+    unsafe verdict."""
     from lossaudit.auditing import run_audit
 
     try:
         result = run_audit(dataset, db=db, out=out, model=model, epochs=epochs, canaries=canaries,
                            image_size=image_size, train_size=train_size, seed=seed, device=device, threads=threads,
-                           command=command_line())
+                           trusted=trusted, trusted_size=trusted_size, command=command_line())
     except KeyboardInterrupt as stop:
         from lossaudit.terminal import exit_status
         typer.echo(f"interrupted: the proxy run is marked interrupted in {db}; nothing was audited", err=True)

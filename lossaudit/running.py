@@ -31,9 +31,9 @@ class StoreSink:
     def __init__(self, store: Store, run_id: int, checkpoints: Path | None = None):
         self.store, self.run_id, self.checkpoints = store, run_id, checkpoints
 
-    def write_epoch(self, epoch: int, *, observations, steps, evals, predictions=None) -> None:
+    def write_epoch(self, epoch: int, *, observations, steps, evals, predictions=None, test_predictions=None) -> None:
         self.store.append(self.run_id, observations=observations, steps=steps, evals=evals, predictions=predictions,
-                          epochs_done=epoch + 1)
+                          test_predictions=test_predictions, epochs_done=epoch + 1)
 
     def write_irreducible(self, example_id, loss, summary) -> None:
         """rho's irreducible losses, and what fitting their model cost (counted into rho's cost as upfront work)."""

@@ -106,6 +106,11 @@ def _audits_html(c: dict) -> str:
     parts = ["<h2 id=audit>Own-dataset audit</h2>"]
     for a in c["audits"]:
         recall = ", ".join(f"{k} {_pct(v, 0)}" for k, v in a["canary_recall"].items())
+        trusted = a.get("noise_reference") == "trusted labels"
+        kinds = escape(", ".join(f"{k} {_pct(v)}" for k, v in (a.get("noise_by_kind") or {}).items()))
+        canaries = (f"the canaries alone would read: {kinds}" if trusted else
+                    f"what the noise is assumed to look like: {_pct(a.get('uniform_weight'), 0)} uniform flips at the "
+                    f"estimated mix; against one canary kind alone: {kinds}")
         lo, hi = a["noise_low"], a["noise_high"]
         parts.append(
             f"<div class='verdict {AUDIT_LEVEL.get(a['verdict'], 'no-baseline')}'><strong>{escape(a['dataset'])}: "
@@ -115,16 +120,21 @@ def _audits_html(c: dict) -> str:
             f"<li>suspicion score: {escape(a['score'])}; canary recall at the suspect threshold: {escape(recall)}</li>"
             f"<li>estimated noise share {_pct(a['noise_share'])} (interval {_pct(lo)} to {_pct(hi)}; "
             f"{escape(a['noise_method'])})</li>"
-            + (f"<li>what the noise is assumed to look like: {_pct(a.get('uniform_weight'), 0)} uniform flips at the "
-               f"estimated mix; against one canary kind alone: "
-               f"{escape(', '.join(f'{k} {_pct(v)}' for k, v in a['noise_by_kind'].items()))}</li>"
-               if a.get("noise_by_kind") else "")
+            + (f"<li>read against the labels of {a['n_trusted']} test examples, taken as correct</li>"
+               if trusted else "")
+            + (f"<li>{canaries}</li>" if a.get("noise_by_kind") else "")
             + (f"<li>cross-fitted proxy runs: {escape(', '.join(map(str, a['fold_runs'])))}</li>"
                if a.get("fold_runs") is not None else "")
             + f"<li>rule: {escape(a['verdict_rule'])}</li></ul></div>")
         if a.get("per_class"):
-            parts.append("<h3>Per given label: estimated noise share and what its suspects most likely are</h3>"
-                         + _table(pd.DataFrame(a["per_class"])))
+            parts.append("<h3>Per given label: estimated noise share and "
+                         + ("what its examples truly are instead (share of the label)" if trusted
+                            else "what its suspects most likely are") + "</h3>" + _table(pd.DataFrame(a["per_class"])))
+        if a.get("transition"):
+            shares = pd.DataFrame(a["transition"]).T.fillna(0.0)
+            shares = shares.reindex(columns=list(shares.index)).fillna(0.0).map(lambda v: _pct(v, 0) if v else "")
+            parts.append("<h3>Given label (rows) → true class (columns): estimated shares</h3>"
+                         + _table(shares.rename_axis("given").reset_index()))
         parts.append("<h3>Canary AUROC of each candidate score</h3>" + _table(pd.DataFrame(a["score_table"])))
         modes = "; ".join(f"{k}: {v}" for k, v in (a.get("replay_modes") or {}).items())
         parts.append("<h3>Replayed pick rules: share of backprops on the suspects</h3>"

@@ -43,7 +43,8 @@ def train_data(prep: Prepared) -> TrainData:
                      prep.dataset.n_classes,
                      holdout_x=prep.x[held] if has_holdout else None, holdout_y=prep.label[held] if has_holdout else None,
                      holdout_id=prep.example_id[held] if has_holdout else None,
-                     predict_x=prep.x[out] if has_out else None, predict_id=prep.example_id[out] if has_out else None)
+                     predict_x=prep.x[out] if has_out else None, predict_id=prep.example_id[out] if has_out else None,
+                     test_id=prep.test.example_id)
 
 
 def run_row(cfg: RunConfig, prep: Prepared, trainer: Trainer, *, command: str, extra: dict | None = None) -> dict:

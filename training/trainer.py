@@ -52,6 +52,7 @@ class TrainData:
     holdout_id: np.ndarray | None = None
     predict_x: np.ndarray | None = None
     predict_id: np.ndarray | None = None
+    test_id: np.ndarray | None = None  # the test split's example ids (for its out-of-sample predictions)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -154,7 +155,7 @@ class Trainer:
             # evaluate, then log the epoch as whole columns (never a diverged one)
             self.maybe_evaluate(epoch, final=epoch == self.cfg.epochs - 1)
             self.check_finite()
-            self.log_epoch(epoch, order, self.predict(epoch))
+            self.log_epoch(epoch, order, *self.predict(epoch))
             if epoch + 1 < self.cfg.epochs:
                 self.sink.checkpoint(epoch + 1, self.state_dict)
 
@@ -165,11 +166,12 @@ class Trainer:
         self.obs, self.steps = ObservationLog(len(self.y), self.device), StepLog()
         return torch.randperm(len(self.y), generator=self.gen["order"], device=self.device), PickQueue()
 
-    def log_epoch(self, epoch: int, order: Tensor, predictions: pd.DataFrame | None) -> None:
+    def log_epoch(self, epoch: int, order: Tensor, predictions: pd.DataFrame | None, test: pd.DataFrame | None) -> None:
         """Hand the epoch to the sink: one device→host copy per column (the time is not charged to training)."""
         started = time.perf_counter()
         self.sink.write_epoch(epoch, observations=self.obs.frame(epoch, self.example_id[order.cpu().numpy()]),
-                              steps=self.steps.table(), evals=pd.DataFrame(self.evals), predictions=predictions)
+                              steps=self.steps.table(), evals=pd.DataFrame(self.evals), predictions=predictions,
+                              test_predictions=test)
         self.evals = []
         self.untimed_seconds += time.perf_counter() - started
 
@@ -351,18 +353,24 @@ class Trainer:
         return float(total_loss) / n, int(wrong) / n
 
     @torch.inference_mode()
-    def predict(self, epoch: int) -> pd.DataFrame | None:
-        """Softmax probabilities of the held-out examples (cross-fitting) after each epoch of the later half (the time
-        is not charged to training); None in other epochs and runs."""
+    def predict(self, epoch: int) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+        """Softmax probabilities of the held-out examples (cross-fitting) and of the test split (how they would look
+        with correct labels: audit.transition) after each epoch of the later half; (None, None) otherwise. Untimed."""
         if self.data.predict_x is None or epoch < self.cfg.epochs // 2:
-            return None
+            return None, None
         started = time.perf_counter()
         if self.predict_x is None:
             self.predict_x = torch.from_numpy(self.data.predict_x).to(self.device)
-        probs = torch.cat([F.softmax(logits, dim=1) for _, logits in self.logits_of(self.predict_x)]).cpu().numpy()
+        none = torch.zeros(0, self.data.n_classes, device=self.device)  # an empty test split has no chunk
+        probs = [torch.cat([none, *(F.softmax(logits, dim=1) for _, logits in self.logits_of(x))]).cpu().numpy()
+                 for x in (self.predict_x, self.test_x)]
+        held = pd.DataFrame({"example_id": self.data.predict_id.astype(np.int32), "epoch": np.int32(epoch),
+                             "probs": list(probs[0])})
+        test_id = np.arange(len(self.test_y)) if self.data.test_id is None else self.data.test_id
+        test = pd.DataFrame({"example_id": test_id.astype(np.int32), "epoch": np.int32(epoch),
+                             "label": self.data.test_y.astype(np.int16), "probs": list(probs[1])})
         self.untimed_seconds += time.perf_counter() - started
-        return pd.DataFrame({"example_id": self.data.predict_id.astype(np.int32), "epoch": np.int32(epoch),
-                             "probs": list(probs)})
+        return held, test
 
     def set_lr(self, lr: float) -> None:
         for group in self.opt.param_groups:
@@ -388,6 +396,5 @@ class Trainer:
                                  f"(epoch {epoch}); try a lower --lr (now {self.cfg.lr:g})")
 
     def train_seconds(self) -> float:
-        """Wall-clock seconds of training so far: scoring, selection and training steps; evaluation and
-        logging excluded."""
+        """Wall-clock seconds of training so far: scoring, selection and training steps; evaluation, logging out."""
         return time.perf_counter() - self.t0 - self.untimed_seconds

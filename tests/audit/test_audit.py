@@ -1,5 +1,7 @@
 """`lossaudit audit` against planted truth the audit never sees: digits and a tiny image folder."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -219,3 +221,57 @@ def test_an_audit_that_cannot_tell_says_unknown_and_what_would_work(tmp_path):
     assert CliRunner().invoke(app, [*args, "--strict"]).exit_code == 5
     with connect_readonly(tmp_path / "u.duckdb") as con:
         assert con.execute("select verdict, noise_share, n_suspects from audits").fetchall()[-1] == ("unknown", None, 0)
+
+
+PARTNER = {1: 7, 7: 1, 3: 8, 8: 3, 4: 9, 9: 4, 5: 6, 6: 5}  # pairs of digits, each moved to the other
+
+
+@pytest.fixture(scope="module")
+def trusted_planted(tmp_path_factory):
+    """Digits with a correctly labelled test split and class-dependent noise in the rest: a quarter of every paired
+    digit labelled as its partner."""
+    tmp = tmp_path_factory.mktemp("trusted")
+    ds = load_dataset("digits")
+    x = np.concatenate([ds.train.x, ds.test.x])[:, 0]
+    y = np.concatenate([ds.train.y, ds.test.y])
+    rng = np.random.default_rng(1)
+    test = np.zeros(len(y), bool)
+    test[rng.choice(len(y), 450, replace=False)] = True
+    xtr, ytr = x[~test], y[~test].copy()
+    flipped = np.isin(ytr, list(PARTNER)) & (rng.random(len(ytr)) < 0.25)
+    ytr[flipped] = [PARTNER[int(v)] for v in ytr[flipped]]
+    path = tmp / "digits_pairs.npz"
+    np.savez(path, x=xtr, y=ytr, x_test=x[test], y_test=y[test])
+    result = run_audit(f"npz:{path}", db=tmp / "t.duckdb", out=tmp / "suspects", epochs=10, device="cpu", quiet=True)
+    return tmp, result, flipped
+
+
+def test_class_dependent_noise_is_read_against_the_trusted_test_split(trusted_planted):
+    tmp, result, flipped = trusted_planted
+    index = result.ranking.path.str.rsplit(":", n=1).str[1].astype(int).to_numpy()
+    truth = flipped[index].mean()
+    assert result.noise_reference == "trusted labels" and result.n_trusted == 450
+    assert result.score == "trusted_posterior"
+    assert abs(result.noise_share - truth) < 0.05 and result.noise_interval[0] <= truth <= result.noise_interval[1]
+    assert roc_auc_score(flipped[index], result.ranking.suspicion_score) > 0.9  # chance is 0.5
+    per_class = result.per_class.set_index("class")
+    for digit, partner in PARTNER.items():  # of the examples labelled with the partner, about a fifth are the digit
+        planted = flipped[index][result.ranking.given_label.to_numpy() == str(partner)].mean()
+        assert per_class.noise_share[str(partner)] == pytest.approx(planted, abs=0.12)  # 45 trusted per class
+        assert per_class.suggested[str(partner)].startswith(f"{digit} ")  # the true class named first
+    assert per_class.noise_share[["0", "2"]].max() < 0.05  # digits never moved
+    with connect_readonly(tmp / "t.duckdb") as con:
+        row = con.execute("select noise_reference, n_trusted, transition, noise_method from audits").fetchone()
+        test_rows = con.execute("select run_id, count(distinct example_id), count(distinct epoch) "
+                                "from test_predictions group by run_id order by run_id").fetchall()
+    assert row[:2] == ("trusted labels", 450) and "trusted labels" in row[3]
+    shares = json.loads(row[2])
+    assert max((v, t) for t, v in shares["7"].items() if t != "7")[1] == "1"
+    assert [n for _, n, _ in test_rows] == [450, 450] and {e for _, _, e in test_rows} == {10 - 10 // 2}
+
+
+def test_no_trusted_reads_against_the_canaries_instead(trusted_planted, tmp_path):
+    tmp, _, _ = trusted_planted
+    result = run_audit(f"npz:{tmp / 'digits_pairs.npz'}", db=tmp_path / "n.duckdb", out=tmp_path / "s", epochs=4,
+                       device="cpu", quiet=True, trusted=False)
+    assert result.noise_reference == "canaries" and result.score != "trusted_posterior" and result.transition is None

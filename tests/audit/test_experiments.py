@@ -195,7 +195,7 @@ def test_a_database_of_an_older_schema_is_upgraded_on_first_read(tmp_path, capsy
         row = con.execute("select experiment_id, experiment, arm, config from runs").fetchone()
         version = con.execute("select value from meta where key = 'schema_version'").fetchone()[0]
     who = identify(cfg, "cpu")
-    assert row[:3] == (who.experiment_id, who.experiment, "sb beta=3") and version == "3"
+    assert row[:3] == (who.experiment_id, who.experiment, "sb beta=3") and version == "4"
     config = json.loads(row[3])
     assert config["method_traits"] == {"loss_based": True, "is_control": False, "is_baseline": False,
                                        "nominal_selectivity": pytest.approx(1 / 4)}

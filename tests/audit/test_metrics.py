@@ -96,13 +96,14 @@ def fixture_db(tmp_path_factory):
         if method == "sb":
             obs = _obs([(e, e, i, "score", 1.0, 0.5, 0.0, 0.5, 0, 0.5, SB_PICKS[(e, i)], False)
                         for e in range(2) for i in range(4)])
-        predictions = None
-        if run_id == 1:  # as a cross-fitted audit run logs its held-out examples' class probabilities
+        predictions = test_predictions = None
+        if run_id == 1:  # as a cross-fitted audit run logs its held-out and test examples' class probabilities
             predictions = pd.DataFrame({"example_id": np.int32([0, 1, 0, 1]), "epoch": np.int32([2, 2, 3, 3]),
                                         "probs": [np.float32([0.9, 0.1]), np.float32([0.4, 0.6]),
                                                   np.float32([0.7, 0.3]), np.float32([0.2, 0.8])]})
+            test_predictions = predictions.assign(label=np.int16([0, 1, 0, 1]))
         store.append(run_id, observations=obs, evals=evals, steps=VR_STEPS if method == "vr" else None, epochs_done=4,
-                     predictions=predictions)
+                     predictions=predictions, test_predictions=test_predictions)
         store.finish(run_id, "complete")
     # an audit of run 1, as `lossaudit audit` stores one: the audits row and its suspects
     store.write_audit(1, dict(verdict="caution", verdict_line="caution: 25%", verdict_rule="rule", n_examples=4,
@@ -267,3 +268,10 @@ def test_heldout_probs_average_each_class_over_the_predicted_epochs(con):
     runs = run_query(con, "audit_runs", run_ids="1,2")
     assert runs.run_id.tolist() == [1, 2]
     assert [list(r) for r in runs.canary_confusion.iloc[0]] == [[0.0, 1.0], [1.0, 0.0]]
+
+
+def test_test_probs_average_each_class_over_the_predicted_epochs_and_keep_the_label(con):
+    probs = run_query(con, "test_probs", run_id=1).set_index(["example_id", "class"])
+    assert probs.prob.to_dict() == pytest.approx({(0, 0): 0.8, (0, 1): 0.2, (1, 0): 0.3, (1, 1): 0.7})
+    assert probs.label.to_dict() == {(0, 0): 0, (0, 1): 0, (1, 0): 1, (1, 1): 1}
+    assert set(probs.n_epochs) == {2}

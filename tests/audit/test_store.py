@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from lossaudit.errors import UserError
-from lossaudit.audit.store import TABLES, Store, connect_readonly
+from lossaudit.audit.store import SCHEMA_VERSION, TABLES, Store, connect_readonly
 
 
 def _run_row(**over):
@@ -92,7 +92,7 @@ def test_readers_wait_for_a_writer_in_another_process(tmp_path):
     assert holder.stdout.readline().strip() == "locked"
     started = time.monotonic()
     with connect_readonly(path, timeout=30) as con:
-        assert con.execute("select value from meta where key = 'schema_version'").fetchone()[0] == "3"
+        assert con.execute("select value from meta where key = 'schema_version'").fetchone()[0] == SCHEMA_VERSION
     assert time.monotonic() - started > 0.5  # it really had to wait for the other process
     holder.wait()
 
@@ -135,5 +135,23 @@ def test_a_schema_2_database_gains_the_audit_columns_of_schema_3(tmp_path):
     with connect_readonly(path) as con:
         columns = {c for c, in con.execute("select column_name from duckdb_columns() where table_name = 'audits'").fetchall()}
         assert set(added) <= columns
-        assert con.execute("select value from meta where key = 'schema_version'").fetchone()[0] == "3"
+        assert con.execute("select value from meta where key = 'schema_version'").fetchone()[0] == SCHEMA_VERSION
         assert con.execute("select count(*) from predictions").fetchone()[0] == 0
+
+
+def test_a_schema_3_database_gains_the_test_predictions_and_the_trusted_reading_columns(tmp_path):
+    import duckdb
+    path = tmp_path / "v3.duckdb"
+    Store(path)
+    added = ["noise_reference", "n_trusted", "transition"]
+    con = duckdb.connect(str(path))  # as lossaudit 0.3 left it
+    con.execute("drop table test_predictions")
+    for column in added:
+        con.execute(f"alter table audits drop column {column}")
+    con.execute("update meta set value = '3' where key = 'schema_version'")
+    con.close()
+    with connect_readonly(path) as con:
+        columns = {c for c, in con.execute("select column_name from duckdb_columns() where table_name = 'audits'").fetchall()}
+        assert set(added) <= columns
+        assert con.execute("select value from meta where key = 'schema_version'").fetchone()[0] == SCHEMA_VERSION
+        assert con.execute("select count(*) from test_predictions").fetchone()[0] == 0

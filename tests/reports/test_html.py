@@ -172,15 +172,19 @@ def test_the_page_renders_in_a_real_browser(report, tmp_path):
 
 def test_audit_section(tmp_path):
     from lossaudit.auditing import run_audit
-    x = np.random.default_rng(0).integers(0, 256, (300, 8, 8), dtype=np.uint8)
-    np.savez(tmp_path / "d.npz", x=x, y=np.arange(300) % 3, classes=np.array(["a", "b", "<c>"]))
+    x = np.random.default_rng(0).integers(0, 256, (360, 8, 8), dtype=np.uint8)
+    np.savez(tmp_path / "d.npz", x=x[:300], y=np.arange(300) % 3, x_test=x[300:], y_test=np.arange(60) % 3,
+             classes=np.array(["a", "b", "<c>"]))
     run_audit(f"npz:{tmp_path / 'd.npz'}", db=tmp_path / "a.duckdb", out=tmp_path / "s", epochs=2, canaries=0.1,
               model="mlp", device="cpu", quiet=True)
     html, js = tmp_path / "a.html", tmp_path / "a.json"
     build_report(tmp_path / "a.duckdb", html=html, json_path=js, images=RunImages())
     page = html.read_text()
     assert "<h2 id=audit>Own-dataset audit</h2>" in page and "estimated noise share" in page
+    assert "read against the labels of 60 test examples" in page and "true class (columns)" in page
     audit = json.loads(js.read_text())["audits"][0]
+    assert audit["noise_reference"] == "trusted labels" and audit["n_trusted"] == 60
+    assert set(audit["transition"]) == {"a", "b", "<c>"}
     assert audit["verdict"] in ("safe", "caution", "unsafe") and audit["canaries"]["random_labels"] == audit["canaries"]["confusable_labels"] == 11
     assert "<c>" not in page
 

@@ -78,7 +78,7 @@ class Recorder:
     def __init__(self, at: int):
         self.at, self.epochs, self.state = at, {}, None
 
-    def write_epoch(self, epoch, *, observations, steps, evals, predictions=None):
+    def write_epoch(self, epoch, *, observations, steps, evals, predictions=None, test_predictions=None):
         self.epochs[epoch] = (observations, steps.to_pandas().drop(columns=["seconds", "state"]),
                               evals.drop(columns=["seconds"], errors="ignore"))
 

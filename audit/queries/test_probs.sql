@@ -1,0 +1,25 @@
+-- Class probabilities a cross-fitted run gave its test split's examples, averaged over the epochs it predicted.
+-- params: run_id=null
+with long as (
+    select
+        example_id,
+        label,
+        unnest(probs) as prob,
+        generate_subscripts(probs, 1) - 1 as class
+    from test_predictions
+    where run_id = cast($run_id as integer)
+),
+
+final as (
+    select
+        example_id,
+        any_value(label) as label,
+        class,
+        avg(prob) as prob,
+        count(*) as n_epochs
+    from long
+    group by example_id, class
+)
+
+select * from final
+order by example_id, class
