@@ -288,6 +288,30 @@ def table1(con: duckdb.DuckDBPyConnection, include_incomplete: bool = False) -> 
     return frame
 
 
+def seed_speedups(con: duckdb.DuckDBPyConnection, include_incomplete: bool = False) -> pd.DataFrame:
+    """Table 1's speedups seed by seed: each seed's curve to the same target as Table 1, against sgd's curve of the same
+    seed (sgd's seed mean where that seed did not run sgd); one row per experiment, corruption, method and seed with
+    its best test error and speedup_<axis> for every axis (NaN: never reached, or no usable target)."""
+    table = table1(con, include_incomplete)
+    ev = compared(eval_curves(con), run_standing(con, include_incomplete))
+    rows = []
+    for (eid, corruption), setting in ev.groupby(["experiment_id", "corruption"], sort=False):
+        mine = table[(table.experiment_id == eid) & (table.corruption == corruption)]
+        if mine.empty or not mine.baseline.any():
+            continue
+        baseline = mine[mine.baseline].method.iloc[0]
+        goal = mine.target_error.iloc[0] if mine.target_usable.iloc[0] else math.nan
+        cost = {(m, s): {a: _cost(r, f"{a}_total", goal) for a in AXES}
+                for (m, s), r in setting.groupby(["method", "seed"], sort=False)}
+        for (method, seed), c in cost.items():
+            base = cost.get((baseline, seed)) or {a: mine[mine.baseline][f"{a}_to_target"].iloc[0] for a in AXES}
+            best = setting[(setting.method == method) & (setting.seed == seed)].test_error.min()
+            rows.append({"experiment_id": eid, "corruption": corruption, "method": method, "seed": int(seed),
+                         "best_test_error": best, **{f"speedup_{a}": _ratio(base[a], c[a]) for a in AXES}})
+    return pd.DataFrame(rows, columns=["experiment_id", "corruption", "method", "seed", "best_test_error",
+                                       *[f"speedup_{a}" for a in AXES]])
+
+
 def _cost(rows: pd.DataFrame, x: str, target: float) -> float:
     """x at which the seed-mean curve of `rows` first reaches `target` (NaN without a target)."""
     return math.nan if math.isnan(target) else first_reach(*_seed_mean(rows, x)[:2], target)

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from lossaudit import __version__
-from lossaudit.audit import metrics, separability
+from lossaudit.audit import claims, metrics, separability
 from lossaudit.audit import scores as score_registry
 from lossaudit.audit.queries import run_query
 from lossaudit.reports import figures
@@ -44,6 +44,7 @@ def gather(con, gallery_size: int, include_incomplete: bool = False) -> dict:
         "standing": standing,
         "summary": metrics.run_summary(con),
         "table1": metrics.table1(con, include_incomplete),
+        "seed_speedups": metrics.seed_speedups(con, include_incomplete),
         "curves": metrics.curves(con, "backprops", include_incomplete),
         "shares": metrics.corrupted_share(con, include_incomplete),
         "vr_switch": metrics.compared(metrics.vr_switch(con), standing),
@@ -91,7 +92,10 @@ def compose(db: str, data: dict, images: ImageSource | None, gallery_size: int,
             "settings": settings,
             "verdicts": [v.to_dict() for v in judged if v.experiment_id == eid],
             "alerts": warnings.get(eid, []),
-            "table1": {"rule": table1.attrs.get("rule", ""), "rows": records(mine["table1"])},
+            "table1": {"rule": table1.attrs.get("rule", ""), "rows": records(_with_spread(mine["table1"],
+                                                                                         mine["seed_speedups"]))},
+            "claims": [c.to_dict() for c in claims.check(claims.per_run(
+                metrics.compared(summary, members), mine["seed_speedups"]))],
             "curves": {"x": "backprops", "rows": records(mine["curves"])},
             "corrupted_share": {"rows": records(mine["shares"])},
             "vr_switch": {"rows": records(mine["vr_switch"])},
@@ -102,6 +106,19 @@ def compose(db: str, data: dict, images: ImageSource | None, gallery_size: int,
             "per_class": _per_class(mine, chosen["gallery"], settings),
         })
     return content
+
+
+def _with_spread(table1: pd.DataFrame, speeds: pd.DataFrame) -> pd.DataFrame:
+    """Table 1 with each speedup's spread over seeds (mean and standard deviation of the seeds' own speedups,
+    metrics.seed_speedups; NaN where no seed reached the target)."""
+    out = table1.copy()
+    for axis in metrics.AXES:
+        spread = (speeds.groupby(["corruption", "method"])[f"speedup_{axis}"]
+                  .agg(lambda v: claims.band(v)).to_dict())
+        out[f"speedup_{axis}_seeds"] = [
+            "—" if math.isnan(spread.get((c, m), (math.nan,))[0]) else
+            f"{spread[(c, m)][0]:.2f} ± {spread[(c, m)][1]:.2f}×" for c, m in zip(out.corruption, out.method)]
+    return out
 
 
 def _representatives(compared: pd.DataFrame, summary: pd.DataFrame) -> dict[str, dict[str, pd.Series]]:

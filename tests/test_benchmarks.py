@@ -44,3 +44,27 @@ def test_the_sbp_grid_summary_states_each_claim(tmp_path):
     assert all(line.count("holds") + line.count("does NOT hold") + line.count("cannot be told") >= 1 for line in lines)
     grid.figure(per, tmp_path / "g.png")
     assert (tmp_path / "g.png").stat().st_size > 10_000
+
+
+def test_the_study_runs_seed_by_seed_resumes_and_writes_its_outputs(tmp_path):
+    """examples/cifar10_study.py on a tiny digits grid: outputs written; a rerun on the finished database trains
+    nothing."""
+    import json
+
+    config = tmp_path / "tiny.toml"
+    config.write_text('train_size = 300\nmodel = "mlp"\nepochs = 3\ndevice = "cpu"\nmethod = ["sgd", "sb50", "uniform50"]\n'
+                      'corruption = ["none", "random_labels:0.5"]\nseeds = [0, 1]\n')
+    cmd = [sys.executable, str(ROOT / "examples" / "cifar10_study.py"), "--config", str(config), "--db",
+           str(tmp_path / "s.duckdb"), "--out", str(tmp_path / "out"), "--dataset", "digits"]
+    first = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert first.stderr.count("6 cell(s) trained, 0 resumed, 0 skipped") == 2  # seed by seed
+    out = tmp_path / "out"
+    for name in ("README.md", "report.html", "report.json", "table1.csv", "corrupted_share.csv", "claims.csv"):
+        assert (out / name).is_file(), name
+    readme = (out / "README.md").read_text()
+    assert "12 of 12 runs complete" in readme and "| (f) sb beats the uniform control" in readme
+    claims = json.loads((out / "report.json").read_text())["experiments"][0]["claims"]
+    assert [c["key"] for c in claims] == list("abcdef")
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert again.returncode == 0 and again.stderr.count("0 cell(s) trained, 0 resumed, 6 skipped") == 2

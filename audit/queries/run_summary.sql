@@ -2,7 +2,8 @@
 -- params: none
 -- realised_selectivity: picks / candidates in the rounds where the method selected (vs nominal_selectivity,
 -- its definition); vr_on_share: share of steps with vr's importance sampling switched on; upfront_*: work
--- done before the run's own training (rho's irreducible-loss model).
+-- done before the run's own training (rho's irreducible-loss model); family: the registry method the arm resolves to
+-- (sb, sbe, vr, uniform, rho, ...).
 with picks as (
     select
         o.run_id,
@@ -52,9 +53,11 @@ final as (
         r.experiment_id,
         r.experiment,
         r.arm as method,
+        r.config->>'method_resolved' as family,
         r.dataset,
         r.model,
         r.corruption,
+        r.corruption_kind,
         r.seed,
         r.status,
         r.epochs_done,

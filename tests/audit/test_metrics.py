@@ -275,3 +275,12 @@ def test_test_probs_average_each_class_over_the_predicted_epochs_and_keep_the_la
     assert probs.prob.to_dict() == pytest.approx({(0, 0): 0.8, (0, 1): 0.2, (1, 0): 0.3, (1, 1): 0.7})
     assert probs.label.to_dict() == {(0, 0): 0, (0, 1): 0, (1, 0): 1, (1, 1): 1}
     assert set(probs.n_epochs) == {2}
+
+
+def test_seed_speedups_read_each_seed_against_sgd_of_the_same_seed(con):
+    s = metrics.seed_speedups(con).set_index(["method", "seed"])
+    assert sorted(s.index) == [("sb", 0), ("sb", 1), ("sgd", 0), ("sgd", 1), ("vr", 0)]
+    assert s.loc[("sb", 0), "speedup_backprops"] == s.loc[("sb", 1), "speedup_backprops"] == pytest.approx(2.0)
+    assert s.loc[("sb", 1), "speedup_seconds"] == pytest.approx(1.0)
+    assert s.loc[("sgd", 1), "speedup_backprops"] == 1.0 and math.isnan(s.loc[("vr", 0), "speedup_backprops"])
+    assert s.loc[("vr", 0), "best_test_error"] == pytest.approx(0.2)

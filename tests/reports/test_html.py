@@ -18,7 +18,7 @@ from lossaudit.training.config import RunConfig
 from lossaudit.running import run_one
 from lossaudit.training.examples import RunImages
 
-SECTIONS = ("verdict", "alerts", "table1", "curves", "corrupted-share", "separability", "galleries", "data-map",
+SECTIONS = ("verdict", "alerts", "table1", "claims", "curves", "corrupted-share", "separability", "galleries", "data-map",
             "per-class")
 
 
@@ -58,6 +58,10 @@ def test_every_section_is_present_and_filled(report):
     assert "class='tile bad'" in page
     assert re.search(r"<img class=fig alt='test error curves' src='data:image/png;base64,", page)
     assert "http://" not in page and "https://" not in page and "<script" not in page  # offline, static
+    checked = {c["key"]: c["verdict"] for c in experiment["claims"]}
+    assert list(checked) == list("abcdef") and set(checked.values()) <= {"supported", "not supported", "not measurable"}
+    assert checked["e"] == "not measurable"  # no sbe ran
+    assert "The paper&#x27;s claims, checked on this data" in page
 
 
 def test_json_twin_equals_the_analysis_functions(report, grid_db):
