@@ -100,6 +100,13 @@ class RunCommand:
             P("threads", P.KEYWORD_ONLY, annotation=int,
               default=typer.Option(0, "--threads", help="CPU threads for training; 0 = every core this process may "
                                                         "use")),
+            P("shard", P.KEYWORD_ONLY, annotation=Optional[str],
+              default=typer.Option(None, "--shard", help="I/N: run only the cells whose index in the expanded grid is "
+                                                         "≡ I (mod N), e.g. $SLURM_ARRAY_TASK_ID/4; each shard into its "
+                                                         "own --db, then `lossaudit merge`")),
+            P("plan", P.KEYWORD_ONLY, annotation=bool,
+              default=typer.Option(False, "--plan", help="print the grid's cells in their stable order (index, shard, "
+                                                         "what a run would do now) and train nothing")),
             P("keep_checkpoints", P.KEYWORD_ONLY, annotation=bool,
               default=typer.Option(False, "--keep-checkpoints", help="keep each run's last checkpoint (DB.checkpoints/) "
                                                                      "when it completes")),
@@ -130,16 +137,18 @@ class RunCommand:
 
     @staticmethod
     def run(**options) -> None:
-        from lossaudit.running import train_grid
+        from lossaudit.running import parse_shard, train_grid
         from lossaudit.training.config import load_config_file
 
         values = load_config_file(options.pop("config")) if options.get("config") else {}
         db = Path(options.pop("db") or values.pop("db", DEFAULT_DB))
         restart, keep, threads = options.pop("restart"), options.pop("keep_checkpoints"), options.pop("threads")
+        shard, plan_only = parse_shard(options.pop("shard")), options.pop("plan")
         values.update({k: v for k, v in options.items() if v is not None})
         try:
             status = train_grid(values, db=db, command=command_line(), default_corruptions=DEFAULT_CORRUPTIONS,
-                                restart=restart, keep_checkpoints=keep, threads=threads)
+                                restart=restart, keep_checkpoints=keep, threads=threads, shard=shard,
+                                plan_only=plan_only)
         except KeyboardInterrupt as stop:
             from lossaudit.terminal import exit_status
             typer.echo(f"interrupted: the current run is marked interrupted; its finished epochs are in {db}", err=True)
@@ -198,7 +207,11 @@ def export_command(
 def report_command(
     html: Optional[Path] = typer.Option(None, "--html", help="write a self-contained HTML page here"),
     json: Optional[Path] = typer.Option(None, "--json", help="write every number of the page as JSON here"),
-    db: Path = _db_option(),
+    db: list[Path] = typer.Option([DEFAULT_DB], "--db", help="DuckDB file to read; repeat it to report several at once "
+                                                             "(merged as `lossaudit merge` would, run ids renumbered in "
+                                                             "the order given)"),
+    keep: Optional[str] = typer.Option(None, "--keep", help="with several --db: first or last, whose runs win when a "
+                                                            "cell is complete in more than one"),
     run: list[int] = typer.Option([], "--run", help="only this run_id; repeatable"),
     where: Optional[str] = typer.Option(None, "--where", help="only runs matching this SQL condition, e.g. \"seed < 3\""),
     experiment: Optional[str] = typer.Option(None, "--experiment", help="only this experiment: its id, a prefix of it, "
@@ -219,8 +232,18 @@ def report_command(
     check_output(json, "--json")
     if gallery_size < 1:
         raise UserError(f"--gallery-size must be >= 1, got {gallery_size}")
-    written = build_report(db, html=html, json_path=json, where=where, run_ids=run or None, experiment=experiment,
-                           include_incomplete=include_incomplete, gallery_size=gallery_size, images=run_images())
+    options = dict(html=html, json_path=json, where=where, run_ids=run or None, experiment=experiment,
+                   include_incomplete=include_incomplete, gallery_size=gallery_size, images=run_images())
+    if len(db) == 1:
+        written = build_report(db[0], **options)
+    else:
+        import tempfile
+
+        from lossaudit.audit.merge import merge
+        with tempfile.TemporaryDirectory() as tmp:
+            merged = Path(tmp) / "merged.duckdb"
+            merge(merged, db, keep=keep)
+            written = build_report(merged, label=" + ".join(map(str, db)), **options)
     for path in written:
         typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
     if open_ and html is not None:
@@ -238,6 +261,28 @@ def run_images():
             state["source"] = RunImages()
         return state["source"](run, example_ids)
     return images
+
+
+# ---------------------------------------------------------------------------------------------
+# merge
+
+
+@app.command("merge")
+@friendly
+def merge_command(
+    out: Path = typer.Argument(..., help="the database to merge into (created if missing)"),
+    inputs: list[Path] = typer.Argument(..., help="databases to merge, e.g. shard-*.duckdb"),
+    keep: Optional[str] = typer.Option(None, "--keep", help="first or last: whose runs win when a cell is complete "
+                                                            "in more than one input (default: refuse)"),
+) -> None:
+    """Merge databases (the shards of a grid run with --shard I/N) into one: every table copied, run ids
+    renumbered, in one transaction."""
+    from lossaudit.audit.merge import merge
+
+    copied = merge(out, inputs, keep=keep)
+    for path, n in copied.items():
+        typer.echo(f"{path}: {n} run(s)")
+    typer.echo(f"merged {sum(copied.values())} run(s) from {len(copied)} database(s) into {out}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -199,12 +199,53 @@ def use_threads(threads: int) -> int:
     return n
 
 
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """`--shard I/N` → (I, N): this process runs the cells whose index in the expanded grid is ≡ I (mod N)."""
+    from lossaudit.errors import UserError
+    if text is None:
+        return None
+    parts = str(text).split("/")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise UserError(f"--shard {text!r}: give I/N, e.g. 0/4 (shard I of N, I in 0..N-1)")
+    i, n = int(parts[0]), int(parts[1])
+    if n < 1 or i >= n:
+        raise UserError(f"--shard {text!r}: I must be in 0..N-1 and N at least 1; valid here: "
+                        f"{', '.join(f'{k}/{n}' for k in range(max(n, 1)))}" if n >= 1 else
+                        f"--shard {text!r}: N must be at least 1")
+    return i, n
+
+
+def print_plan(cells: list[RunConfig], store_path: Path, shard: tuple[int, int] | None) -> None:
+    """The expanded grid in its stable order: index, the shard of N that runs it, the cell, and what a run into
+    `store_path` would do with it now (train, resume or skip)."""
+    from rich.table import Table
+
+    from lossaudit.terminal import print_table
+    actions = {}
+    if Path(store_path).is_file():
+        for index, cell in zip(range(len(cells)), plan(cells, Store(store_path), checkpoint_folder(store_path))):
+            actions[index] = cell.action + (f" ({cell.reason})" if cell.action == "skip" and cell.reason else "")
+    table = Table(title=f"{len(cells)} cell(s), in the order every process expands them")
+    for col in ("index", "shard", "method", "corruption", "seed", f"now, in {store_path}"):
+        table.add_column(col, justify="right" if col in ("index", "shard", "seed") else "left")
+    n = shard[1] if shard else 1
+    for index, cfg in enumerate(cells):
+        if shard and index % n != shard[0]:
+            continue
+        table.add_row(str(index), f"{index % n}/{n}", cfg.method, cfg.corruption, str(cfg.seed),
+                      actions.get(index, "train"))
+    print_table(table)
+
+
 def train_grid(values: dict, *, db: Path, command: str, default_corruptions: str, restart: bool = False,
-               keep_checkpoints: bool = False, threads: int = 0) -> int:
-    """`lossaudit run`: build and check the grid from config values; train, resume or skip every cell with a progress
-    bar; print a line per failed run and the summary table; returns the exit status (0, or 1 if a run failed)."""
+               keep_checkpoints: bool = False, threads: int = 0, shard: tuple[int, int] | None = None,
+               plan_only: bool = False) -> int:
+    """`lossaudit run`: build and check the grid from config values; train, resume or skip every cell (of `shard` I/N
+    only: the cells whose index is ≡ I mod N) with a progress bar; print a line per failed run and the summary
+    table; returns the exit status (0, or 1 if a run failed). `plan_only`: print the cells and train nothing."""
     from rich.console import Console
 
+    from lossaudit.errors import UserError
     from lossaudit.terminal import progress_bar, sigterm_interrupts
     from lossaudit.training.config import build_grid
     from lossaudit.training.methods import DEFAULT_METHODS
@@ -212,13 +253,23 @@ def train_grid(values: dict, *, db: Path, command: str, default_corruptions: str
     values.setdefault("corruption", default_corruptions)
     grid = build_grid(values, default_methods=DEFAULT_METHODS, extra_keys=("db", "restart", "keep_checkpoints"))
     cells = grid.runs()
+    if plan_only:
+        print_plan(cells, db, shard)
+        return 0
+    if shard:
+        cells = [c for index, c in enumerate(cells) if index % shard[1] == shard[0]]
+        if not cells:
+            raise UserError(f"--shard {shard[0]}/{shard[1]}: the grid has only {len(grid.runs())} cell(s), none of "
+                            "them in this shard")
     device = resolve_device(cells[0].device)  # no CUDA: one line, and no database left behind
     n_threads = use_threads(threads)
     cache: dict = {}
     prepare(cells[0], cache)  # load the data before the progress bars, so loader warnings print cleanly
     store = Store(db)
     console = Console(stderr=True)
-    console.print(f"lossaudit: {len(cells)} run(s) into {db}, on {device.type} with {n_threads} CPU thread(s)")
+    console.print(f"lossaudit: {len(cells)} run(s) into {db}"
+                  + (f" (shard {shard[0]}/{shard[1]} of a {len(grid.runs())}-cell grid)" if shard else "")
+                  + f", on {device.type} with {n_threads} CPU thread(s)")
     sigterm_interrupts()
     failed: list[str] = []
     with progress_bar(console) as bar:

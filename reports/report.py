@@ -13,8 +13,9 @@ from lossaudit.reports.html import render
 
 def build_report(db: str | Path, *, html: Path | None = None, json_path: Path | None = None, where: str | None = None,
                  run_ids: list[int] | None = None, experiment: str | None = None, include_incomplete: bool = False,
-                 gallery_size: int = 8, images: ImageSource | None = None) -> list[Path]:
-    """Write the HTML page and/or the JSON twin for the selected runs of `db`; returns the paths written.
+                 gallery_size: int = 8, images: ImageSource | None = None, label: str | None = None) -> list[Path]:
+    """Write the HTML page and/or the JSON twin for the selected runs of `db` (named `label` on the page, default its
+    path); returns the paths written.
 
     Runs are selected by `where` (a SQL condition on runs), `run_ids` and `experiment` (an experiment id, a
     prefix of one, or its exact name); the page has one section per experiment among them."""
@@ -22,7 +23,7 @@ def build_report(db: str | Path, *, html: Path | None = None, json_path: Path | 
         run_ids = _experiment_runs(db, experiment, run_ids)
     with connect_readonly(db, where=where, run_ids=run_ids) as con:
         data = gather(con, gallery_size, include_incomplete)
-    content = compose(str(db), data, images, gallery_size, include_incomplete)
+    content = compose(label or str(db), data, images, gallery_size, include_incomplete)
     written = []
     if json_path is not None:
         Path(json_path).write_text(json.dumps(jsonable(content), indent=1, allow_nan=False))
