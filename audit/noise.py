@@ -258,9 +258,8 @@ def analyse(con: duckdb.DuckDBPyConnection, run_ids: list[int], *, classes: list
                      f"{', '.join(classes[k] for k in data.missing_classes())}: the estimate is read against the "
                      "canaries instead")
     elif data is not None:
-        reading = trusted_reading.estimate(data)
-        everyone = trusted_data(con, run_ids, scored, rows=np.ones(len(scored.rows), bool))
-        scored = with_score(scored, TRUSTED_SCORE, trusted_reading.mislabeled_probability(everyone, reading.matrix))
+        reading = trusted_reading.estimate(data.rows(scored.user))  # canaries are not the user's: not read
+        scored = with_score(scored, TRUSTED_SCORE, trusted_reading.mislabeled_probability(data, reading.matrix))
         notes.append(f"the noise share is read against the labels of {reading.n_trusted} test examples, taken as "
                      "correct, and assumes the noise depends on the true class only (errors that fall on ambiguous "
                      "images read low); the canaries' readings are beside it")

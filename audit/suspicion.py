@@ -192,15 +192,13 @@ def score(con: duckdb.DuckDBPyConnection, run_ids: list[int]) -> Scored:
     return Scored(rows, probs, reader, confusion, candidates, table, choice, candidates[choice].to_numpy(), notes)
 
 
-def trusted_data(con: duckdb.DuckDBPyConnection, run_ids: list[int], scored: Scored,
-                 rows: np.ndarray | None = None) -> trusted_reading.Trusted | None:
-    """The proxies' predictions of the audited examples (`rows`, default the user's) and of the test split; None when
-    the runs did not predict a test split."""
+def trusted_data(con: duckdb.DuckDBPyConnection, run_ids: list[int], scored: Scored) -> trusted_reading.Trusted | None:
+    """The proxies' predictions of every audited row (canaries included; `Trusted.rows` picks the user's) and of the
+    test split; None when the runs did not predict a test split."""
     found = load_trusted(con, run_ids, scored.probs.shape[1])
     if found is None:
         return None
-    rows = scored.user if rows is None else rows
-    return trusted_reading.Trusted(scored.probs[rows], scored.label[rows], scored.reader[rows], *found)
+    return trusted_reading.Trusted(scored.probs, scored.label, scored.reader, *found)
 
 
 def with_score(scored: Scored, name: str, values: np.ndarray) -> Scored:

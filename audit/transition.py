@@ -55,6 +55,11 @@ class Trusted:
     def n_classes(self) -> int:
         return self.user_probs.shape[1]
 
+    def rows(self, keep: np.ndarray) -> "Trusted":
+        """The same readings for the audited examples in `keep` only."""
+        return Trusted(self.user_probs[keep], self.user_label[keep], self.user_reader[keep], self.trusted_probs,
+                       self.trusted_label)
+
     def missing_classes(self) -> list[int]:
         """Classes with fewer than MIN_TRUSTED_PER_CLASS trusted examples (their mixture component is unknown)."""
         counts = np.bincount(self.trusted_label, minlength=self.n_classes)
