@@ -104,6 +104,10 @@ class RunCommand:
               default=typer.Option(None, "--shard", help="I/N: run only the cells whose index in the expanded grid is "
                                                          "≡ I (mod N), e.g. $SLURM_ARRAY_TASK_ID/4; each shard into its "
                                                          "own --db, then `lossaudit merge`")),
+            P("nproc", P.KEYWORD_ONLY, annotation=int,
+              default=typer.Option(1, "--nproc", help="train each run on this many processes of this machine "
+                                                      "(DistributedDataParallel; launches torchrun --standalone "
+                                                      "--nproc-per-node N); 1 = this process")),
             P("plan", P.KEYWORD_ONLY, annotation=bool,
               default=typer.Option(False, "--plan", help="print the grid's cells in their stable order (index, shard, "
                                                          "what a run would do now) and train nothing")),
@@ -144,6 +148,11 @@ class RunCommand:
         db = Path(options.pop("db") or values.pop("db", DEFAULT_DB))
         restart, keep, threads = options.pop("restart"), options.pop("keep_checkpoints"), options.pop("threads")
         shard, plan_only = parse_shard(options.pop("shard")), options.pop("plan")
+        nproc = options.pop("nproc")
+        if nproc < 1:
+            raise UserError(f"--nproc must be >= 1, got {nproc}")
+        if nproc > 1 and "WORLD_SIZE" not in os.environ and not plan_only:
+            raise typer.Exit(_torchrun(nproc))
         values.update({k: v for k, v in options.items() if v is not None})
         try:
             status = train_grid(values, db=db, command=command_line(), default_corruptions=DEFAULT_CORRUPTIONS,
@@ -155,6 +164,22 @@ class RunCommand:
             raise typer.Exit(exit_status(stop)) from None
         if status:
             raise typer.Exit(status)
+
+
+def _torchrun(nproc: int) -> int:
+    """`lossaudit run ... --nproc N`: the same command under torchrun on N local processes; its exit status."""
+    import subprocess
+    args, skip = [], False
+    for a in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            args.append(a)
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+              "-m", "lossaudit.cli", *args]
+    return subprocess.run(launch).returncode
 
 
 # ---------------------------------------------------------------------------------------------

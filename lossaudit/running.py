@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from lossaudit.audit.store import Store
-from lossaudit.errors import TrainingFailed
+from lossaudit.errors import TrainingFailed, UserError
+from lossaudit.training import distributed
 from lossaudit.training.config import Grid, RunConfig
 from lossaudit.training.prepare import Prepared, candidates, examples_frame, prepare, run_row, train_data
 from lossaudit.training.trainer import Trainer, resolve_device
@@ -108,7 +109,11 @@ def run_one(cfg: RunConfig, store: Store, *, command: str = "", cache: dict | No
         store.finish(run_id, "failed", str(err))
         raise RunFailed(run_id, str(err)) from None
     except Exception as err:
-        store.finish(run_id, "failed", " ".join(f"{type(err).__name__}: {err}".split()))
+        reason = " ".join(f"{type(err).__name__}: {err}".split())
+        store.finish(run_id, "failed", reason)
+        if distributed.current().active and isinstance(err, RuntimeError):  # a collective lost a process
+            raise UserError(f"run {run_id} failed: a process of the run stopped or could not be reached "
+                            f"({reason[:200]})") from None
         raise
     store.finish(run_id, "complete")
     if checkpoints is not None and not keep_checkpoint:
@@ -168,8 +173,12 @@ def run_grid(cells: Grid | list[RunConfig], store: Store, *, command: str = "", 
     store.mark_orphans()
     cache = {} if cache is None else cache
     done = []
-    for i, cell in enumerate(plan(cells.runs() if isinstance(cells, Grid) else list(cells), store, checkpoints,
-                                  restart=restart)):
+    planned = plan(cells.runs() if isinstance(cells, Grid) else list(cells), store, checkpoints, restart=restart)
+    if distributed.current().active:  # the other ranks train what rank 0 planned (follow_grid)
+        distributed.current().broadcast_object([c.action for c in planned])
+        if any(c.action == "resume" for c in planned):
+            raise UserError(RESUME_UNDER_TORCHRUN)
+    for i, cell in enumerate(planned):
         if cell.action == "skip":
             done.append(cell)
             continue
@@ -186,22 +195,41 @@ def run_grid(cells: Grid | list[RunConfig], store: Store, *, command: str = "", 
     return done
 
 
+RESUME_UNDER_TORCHRUN = ("an interrupted run cannot be resumed on several processes yet; resume it in one process "
+                         "(without torchrun) or pass --restart")
+
+
+def follow_grid(cells: list[RunConfig], cache: dict) -> int:
+    """A rank other than 0 under torchrun: train, in step with rank 0, the cells it planned to train, writing
+    nothing (rank 0 logs every observation of the run)."""
+    from lossaudit.training.logs import NullSink
+    actions = distributed.current().broadcast_object(None)
+    if "resume" in actions:
+        raise UserError(RESUME_UNDER_TORCHRUN)
+    for cfg, action in zip(cells, actions):
+        if action != "train":
+            continue
+        try:
+            Trainer(cfg, train_data(prepare(cfg, cache))).fit(NullSink())
+        except TrainingFailed:
+            continue  # rank 0 met the same failure at the same step and marks the run failed
+    return 0
+
+
 def use_threads(threads: int) -> int:
     """Train with `threads` CPU threads (0: every core this process may use); returns the number set."""
     import torch
 
-    from lossaudit.errors import UserError
     if threads < 0:
         raise UserError(f"--threads must be >= 0 (0 = every core), got {threads}")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    n = threads or cores
+    n = threads or max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))  # torchrun's processes share them
     torch.set_num_threads(n)
     return n
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
     """`--shard I/N` → (I, N): this process runs the cells whose index in the expanded grid is ≡ I (mod N)."""
-    from lossaudit.errors import UserError
     if text is None:
         return None
     parts = str(text).split("/")
@@ -245,7 +273,6 @@ def train_grid(values: dict, *, db: Path, command: str, default_corruptions: str
     table; returns the exit status (0, or 1 if a run failed). `plan_only`: print the cells and train nothing."""
     from rich.console import Console
 
-    from lossaudit.errors import UserError
     from lossaudit.terminal import progress_bar, sigterm_interrupts
     from lossaudit.training.config import build_grid
     from lossaudit.training.methods import DEFAULT_METHODS
@@ -265,11 +292,15 @@ def train_grid(values: dict, *, db: Path, command: str, default_corruptions: str
     n_threads = use_threads(threads)
     cache: dict = {}
     prepare(cells[0], cache)  # load the data before the progress bars, so loader warnings print cleanly
+    ranks = distributed.current()
+    if ranks.rank != 0:
+        return follow_grid(cells, cache)
     store = Store(db)
     console = Console(stderr=True)
     console.print(f"lossaudit: {len(cells)} run(s) into {db}"
                   + (f" (shard {shard[0]}/{shard[1]} of a {len(grid.runs())}-cell grid)" if shard else "")
-                  + f", on {device.type} with {n_threads} CPU thread(s)")
+                  + f", on {device.type} with {n_threads} CPU thread(s)"
+                  + (f" in each of {ranks.world} processes (torchrun)" if ranks.active else ""))
     sigterm_interrupts()
     failed: list[str] = []
     with progress_bar(console) as bar:

@@ -107,6 +107,7 @@ def print_frame(frame, *, title: str | None = None, max_rows: int = MAX_ROWS, nu
     Numbers, text that starts with a digit and the `numeric` columns are right-aligned."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=title, show_lines=False)
     for col in frame.columns:
@@ -114,8 +115,8 @@ def print_frame(frame, *, title: str | None = None, max_rows: int = MAX_ROWS, nu
             frame[col].map(lambda v: isinstance(v, str) and v[:1].isdigit()).any())
         table.add_column(str(col), justify="right" if right else "left")
     for row in frame.head(max_rows).itertuples(index=False):
-        table.add_row(*(("" if v is None or (isinstance(v, float) and math.isnan(v)) else
-                         f"{v:.4g}" if isinstance(v, float) else str(v)) for v in row))
+        table.add_row(*(Text("" if v is None or (isinstance(v, float) and math.isnan(v)) else  # never markup
+                              f"{v:.4g}" if isinstance(v, float) else str(v)) for v in row))
     print_table(table)
     if len(frame) > max_rows:
         Console(soft_wrap=True).print(f"({len(frame) - max_rows} more rows; use --format csv or json for all)")

@@ -75,3 +75,11 @@ def test_a_wide_table_is_not_cut_in_a_file(capsys):
     print_table(table)
     out = capsys.readouterr().out
     assert all(name in out for name in names) and "…" not in out
+
+
+def test_values_that_look_like_markup_are_printed_as_they_are(capsys):
+    import pandas as pd
+
+    from lossaudit.terminal import print_frame
+    print_frame(pd.DataFrame({"error": ["RuntimeError: [/src/gloo/pair.cc:545] Read error [127.0.0.1]:387"]}))
+    assert "[/src/gloo/pair.cc:545] Read error [127.0.0.1]:387" in capsys.readouterr().out

@@ -8,6 +8,7 @@ import pandas as pd
 import torch
 
 from lossaudit import __version__
+from lossaudit.training import distributed
 from lossaudit.training.config import RunConfig
 from lossaudit.training.corruptions import parse_corruption
 from lossaudit.training.examples import DataSpec, Prepared, prepare_examples
@@ -63,6 +64,7 @@ def run_row(cfg: RunConfig, prep: Prepared, trainer: Trainer, *, command: str, e
         "n_canaries": int((prep.role == "canary").sum()),
         "n_held_out": int((prep.role == "held_out").sum()),
         "threads": torch.get_num_threads(),
+        "processes": distributed.current().world,  # under torchrun: the run's processes (training.distributed)
     } | (extra or {})
     return dict(experiment_id=who.experiment_id, experiment=who.experiment, arm=who.arm, method=cfg.method, dataset=cfg.dataset, model=cfg.model, corruption=cfg.corruption,
                 corruption_kind=kind, corrupt_frac=share, seed=cfg.seed, n_train=int(prep.trained.sum()),

@@ -8,7 +8,6 @@ when the epoch is handed to the sink (the database writer, injected: training kn
 from __future__ import annotations
 
 import bisect
-import dataclasses
 import math
 import time
 from contextlib import nullcontext
@@ -24,9 +23,10 @@ from torch.nn import functional as F
 from lossaudit.errors import TrainingFailed, UserError
 from lossaudit.training.augment import channel_stats, crop_flip, normalise
 from lossaudit.training.config import RunConfig
-from lossaudit.training.logs import SCORE, TRAIN, Batch, Counters, NullSink, ObservationLog, PickQueue, Sink, StepLog
+from lossaudit.training.logs import SCORE, TRAIN, Batch, Counters, ObservationLog, PickQueue, Sink, StepLog
 from lossaudit.training.methods import Forward, create_method
 from lossaudit.training.models import create_model
+from lossaudit.training import distributed, holdout
 from lossaudit.training.state import restore, state_of
 
 EVAL_CHUNK = 1024  # examples per no-grad forward when evaluating or computing irreducible losses
@@ -87,6 +87,8 @@ def _generator(device: torch.device, seed: int, stream: int) -> torch.Generator:
 class Trainer:
     """Holds the model, optimizer, method and counters of one run; `fit` is the loop."""
 
+    EVAL_CHUNK = EVAL_CHUNK
+
     def __init__(self, cfg: RunConfig, data: TrainData, *, progress: Callable[[int], None] | None = None):
         self.cfg, self.data, self.progress = cfg, data, progress or (lambda n: None)
         self.device = device = resolve_device(cfg.device)
@@ -104,6 +106,9 @@ class Trainer:
             model = create_model(cfg.model, in_channels=data.x.shape[1], n_classes=data.n_classes,
                                  image_size=data.x.shape[2])
         self.model = model.to(device, memory_format=torch.channels_last)
+        self.ranks = distributed.current()  # under torchrun: this process's share of the run (training.distributed)
+        self.train_model = (torch.nn.parallel.DistributedDataParallel(self.model) if self.ranks.active
+                            else self.model)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                    weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
         self.method = create_method(cfg.method, cfg.params, batch_size=cfg.batch_size, n_train=len(data.y),
@@ -224,65 +229,36 @@ class Trainer:
 
     @torch.inference_mode()
     def score(self, x: Tensor, y: Tensor) -> Forward:
-        """No-grad eval-mode forward: BatchNorm uses (and never updates) its running statistics."""
+        """No-grad eval-mode forward: BatchNorm uses (and never updates) its running statistics. Under torchrun each
+        rank forwards its share of the rows and the logits are gathered."""
         self.model.eval()
+        start, stop = self.ranks.share(len(y))
         with self.score_autocast:
-            logits = self.model(x)
+            logits = self.model(x[start:stop])
+        if self.ranks.active:
+            logits = self.ranks.gather_rows(logits.float(), len(y))
         self.counters.forwards_scoring += len(y)
         self.counters.scored_since_step += len(y)
         return Forward.from_logits(logits, y)
 
     def fit_holdout_model(self, *, model: str | None = None, epochs: int | None = None) -> Tensor:
-        """Train a model on the holdout, then score every training example once (rho's irreducible losses).
-
-        The holdout run is plain SGD with this run's recipe (`model` and `epochs` default to the run's);
-        its losses are computed in eval mode on un-augmented images. What it cost is handed to the sink
-        with the losses, so that it is counted into the method's cost. Returns (N,) losses on the device.
-        """
-        cfg, data = self.cfg, self.data
-        if data.holdout_x is None:
-            raise ValueError(f"{cfg.method} needs a holdout, but its holdout_share is 0")
-        il_cfg = dataclasses.replace(cfg, method="sgd", params=None, model=model or cfg.model,
-                                     epochs=epochs or cfg.epochs)
-        il_data = TrainData(data.holdout_x, data.holdout_y, data.holdout_id, data.test_x, data.test_y, data.n_classes)
-        il = Trainer(il_cfg, il_data, progress=self.progress)
-        try:
-            il.fit(NullSink())
-        except TrainingFailed as err:
-            raise TrainingFailed(f"the irreducible-loss model: {err}") from None
-        il_seconds = il.train_seconds()  # its training, evaluation excluded, as for the run itself
-        started = time.perf_counter()
-        il.model.eval()
-        losses = []
-        with torch.no_grad():
-            for chunk in torch.split(torch.arange(len(self.y), device=self.device), EVAL_CHUNK):
-                x = normalise(self.x[chunk], il.mean, il.std).contiguous(memory_format=torch.channels_last)
-                with self.autocast:
-                    logits = il.model(x).float()
-                losses.append(F.cross_entropy(logits, self.y[chunk], reduction="none"))
-        irreducible = torch.cat(losses)
-        if not bool(torch.isfinite(irreducible).all()):
-            raise TrainingFailed("the irreducible-loss model gives non-finite losses; try a lower --lr "
-                                 f"(now {cfg.lr:g}) or more --il-epochs")
-        # what the model cost: its training passes plus one forward of every training example
-        summary = dict(model=il_cfg.model, epochs=il_cfg.epochs, holdout_size=len(il_data.y),
-                       backprops=il.counters.backprops, forwards=il.counters.forwards_training + len(self.y),
-                       seconds=il_seconds + time.perf_counter() - started, best_test_error=il.best_test_error)
-        self.sink.write_irreducible(self.example_id, irreducible.cpu().numpy(), summary)
-        return irreducible
+        """rho's irreducible losses: a model trained on the holdout scores every training example (training.holdout)."""
+        return holdout.fit_holdout_model(self, model=model, epochs=epochs)
 
     def train_step(self, batch: Batch, epoch: int) -> None:
         self.model.train()
         y = self.y[batch.index]
-        with self.autocast:
-            logits = self.model(batch.x)
-        loss_each = F.cross_entropy(logits.float(), y, reduction="none")
-        loss = (loss_each * batch.weight).mean()
+        if self.ranks.active:
+            logits, loss, objective = self.train_share(batch, y)
+        else:
+            with self.autocast:
+                logits = self.model(batch.x)
+            loss = objective = (F.cross_entropy(logits.float(), y, reduction="none") * batch.weight).mean()
         # remember the first step whose loss is not finite; read at the next host sync (no sync per step)
         self.bad_step = torch.where((self.bad_step < 0) & ~torch.isfinite(loss.detach()), self.counters.step,
                                     self.bad_step)
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        objective.backward()
         self.opt.step()
 
         fwd = Forward.from_logits(logits, y)
@@ -302,6 +278,20 @@ class Trainer:
         c.step += 1
         c.scored_since_step = 0
         self.maybe_evaluate(epoch)
+
+    def train_share(self, batch: Batch, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """This rank's share of a step (training.distributed): (the whole batch's logits, gathered; the batch's loss
+        as one process computes it; the objective whose gradient, averaged over the ranks, is that loss's)."""
+        n, k = len(batch), self.ranks.world
+        start, stop = self.ranks.share(n)
+        rows = slice(start, stop) if stop > start else slice(0, 1)  # an empty share still joins the all-reduce
+        with self.autocast:
+            mine = self.train_model(batch.x[rows]).float()
+        each = F.cross_entropy(mine, y[rows], reduction="none") * batch.weight[rows]
+        objective = each.sum() * (k / n) * float(stop > start)
+        logits = self.ranks.gather_rows(mine.detach()[:stop - start], n)
+        loss = (F.cross_entropy(logits, y, reduction="none") * batch.weight).mean()
+        return logits, loss, objective
 
     def maybe_evaluate(self, epoch: int, final: bool = False) -> None:
         """Evaluate when backprops cross the next multiple of the interval, and once at the very end."""
@@ -342,21 +332,26 @@ class Trainer:
 
     @torch.inference_mode()
     def evaluate(self) -> tuple[float, float]:
-        """Mean test cross-entropy and error over the whole (never corrupted, never augmented) test split."""
-        total_loss = torch.zeros((), device=self.device, dtype=torch.float64)
-        wrong = torch.zeros((), device=self.device, dtype=torch.int64)
-        for start, logits in self.logits_of(self.test_x):
-            y = self.test_y[start:start + EVAL_CHUNK]
-            total_loss += F.cross_entropy(logits, y, reduction="sum").double()
-            wrong += (logits.argmax(1) != y).sum()
-        n = len(self.test_y)
-        return float(total_loss) / n, int(wrong) / n
+        """Mean test cross-entropy and error over the whole (never corrupted, never augmented) test split; under
+        torchrun computed on rank 0 and broadcast."""
+        result = torch.zeros(2, dtype=torch.float64, device=self.device)
+        if self.ranks.rank == 0:
+            wrong = torch.zeros((), device=self.device, dtype=torch.int64)
+            for start, logits in self.logits_of(self.test_x):
+                y = self.test_y[start:start + EVAL_CHUNK]
+                result[0] += F.cross_entropy(logits, y, reduction="sum").double()
+                wrong += (logits.argmax(1) != y).sum()
+            result[1] = wrong.double()
+            result /= len(self.test_y)
+        if self.ranks.active:
+            self.ranks.broadcast(result)
+        return float(result[0]), float(result[1])
 
     @torch.inference_mode()
     def predict(self, epoch: int) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
         """Softmax probabilities of the held-out examples (cross-fitting) and of the test split (how they would look
         with correct labels: audit.transition) after each epoch of the later half; (None, None) otherwise. Untimed."""
-        if self.data.predict_x is None or epoch < self.cfg.epochs // 2:
+        if self.data.predict_x is None or epoch < self.cfg.epochs // 2 or self.ranks.rank != 0:
             return None, None
         started = time.perf_counter()
         if self.predict_x is None:
