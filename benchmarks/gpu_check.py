@@ -147,15 +147,16 @@ def per_example(trainer: Trainer, reps: int = 10) -> tuple[float, float]:
     return seconds(lambda: trainer.score(x, y)), seconds(train)
 
 
-def real_run(size: dict, tmp: Path, lines: list[str]) -> None:
-    """`lossaudit run` and `lossaudit report` as a user runs them; the database and the page are checked."""
-    db, page = tmp / "real.duckdb", tmp / "real.html"
+def real_run(size: dict, tmp: Path, lines: list[str], launcher: tuple[str, ...] = ()) -> None:
+    """`lossaudit run` and `lossaudit report` as a user runs them (under `launcher`, e.g. torchrun, when given); the
+    database and the page are checked."""
+    db, page = tmp / f"real{len(launcher)}.duckdb", tmp / f"real{len(launcher)}.html"
     if size is DRY:
         data = ["--dataset", "digits", "--model", "mlp", "--train-size", "300"]
     else:
         from _data import cifar10_folder
         data = ["--dataset", f"imagefolder:{cifar10_folder()}", "--model", "wrn-28-10"]
-    cmd = [sys.executable, "-m", "lossaudit.cli", "run", *data, "--device", size["device"], "--epochs", "2",
+    cmd = [sys.executable, *launcher, "-m", "lossaudit.cli", "run", *data, "--device", size["device"], "--epochs", "2",
            "--method", "sgd,sb50", "--corruption", "random_labels:0.25", "--db", str(db)]
     start = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True)
@@ -170,7 +171,7 @@ def real_run(size: dict, tmp: Path, lines: list[str]) -> None:
     assert [r[:3] for r in runs] == [("sgd", "complete", 2), ("sb50", "complete", 2)], runs
     assert observed == 2 * sum(r[3] for r in runs)  # one observation per example per epoch, every run
     assert "Table 1" in page.read_text()
-    say(lines, f"  {' '.join(cmd[3:])}: {seconds:.0f} s; runs {json.dumps([list(r) for r in runs])}; "
+    say(lines, f"  {' '.join(cmd[cmd.index('lossaudit.cli') + 1:])}: {seconds:.0f} s; runs {json.dumps([list(r) for r in runs])}; "
                f"{observed:,} observations; report {page.stat().st_size / 1e6:.1f} MB")
 
 
@@ -222,6 +223,8 @@ def main() -> None:
                    f"(sb50 {sb_epoch / sgd_epoch:.2f}x)")
         say(lines, "\n== 3. a real run, as a user types it")
         real_run(size, tmp, lines)
+        say(lines, "\n== 4. the same under torchrun --nproc-per-node 1 (the DistributedDataParallel launch path)")
+        real_run(size, tmp, lines, ("-m", "torch.distributed.run", "--standalone", "--nproc-per-node=1"))
     say(lines, f"\nall checks done in {time.perf_counter() - started:.0f} s")
     if args.out:
         args.out.write_text("\n".join(lines) + "\n")

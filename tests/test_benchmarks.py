@@ -14,7 +14,7 @@ def test_the_gpu_check_runs_dry(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     text = out.read_text()
     for part in ("== 1. bf16 matmul", "logging costs", "of the measured bf16 peak", "cost model N·(F + s·T)",
-                 "== 3. a real run", "all checks done"):
+                 "== 3. a real run", "== 4. the same under torchrun", "all checks done"):
         assert part in text, part
     assert '["sgd", "complete", 2, 300, "cpu"], ["sb50", "complete", 2, 300, "cpu"]' in text
 
