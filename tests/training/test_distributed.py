@@ -63,6 +63,17 @@ def test_two_processes_select_as_one_does(pair):
     assert two.loc["sb50", "corrupted_share"] > 0.55  # and both over-pick, as sb does (base rate 0.5)
 
 
+def _epochs_done(db) -> int:
+    if not db.is_file():
+        return 0
+    try:
+        with connect_readonly(db, timeout=5) as con:
+            row = con.execute("select max(epochs_done) from runs").fetchone()
+    except Exception:  # the writer holds the file, or has not written its schema yet
+        return 0
+    return int(row[0] or 0)
+
+
 def test_the_shares_of_a_round_are_disjoint_contiguous_and_cover_it():
     for n in (0, 1, 7, 128, 129):
         for world in (1, 2, 3, 8):
@@ -89,7 +100,8 @@ def test_nproc_launches_torchrun_and_a_killed_process_stops_the_run_cleanly(tmp_
         time.sleep(1)
         workers = [w for launcher in children(proc.pid) for w in children(launcher)]  # lossaudit → torchrun → ranks
     assert len(workers) >= 2, "torchrun started its two processes"
-    time.sleep(8)  # into training
+    while time.monotonic() < deadline + 120 and not _epochs_done(tmp_path / "k.duckdb"):
+        time.sleep(1)  # into training: at least one epoch logged
     os.kill(max(workers), signal.SIGKILL)  # the later-started worker: rank 1
     _, err = proc.communicate(timeout=300)
     assert proc.returncode != 0
