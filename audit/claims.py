@@ -217,10 +217,10 @@ def _e_entropy(runs: pd.DataFrame) -> Claim:
                                                           "corrupted images")
 
 
-def _f_beats_control(runs: pd.DataFrame, controls: dict[str, str] | None = None) -> Claim:
+def _f_beats_control(runs: pd.DataFrame) -> Claim:
     claim = ("(f) sb beats the uniform control of the same selectivity and schedule (Table 1 speedup above the "
              "control's)")
-    controls = controls or _controls(runs)
+    controls = _controls(runs)
     pairs = [(m, controls[m]) for m in _arms(runs, ("sb",)) if controls.get(m)]
     if not pairs or CLEAN not in set(runs.corruption):
         return Claim("f", claim, "—", NOT_MEASURABLE, "needs sb and its uniform control (same selectivity) on "

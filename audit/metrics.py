@@ -288,11 +288,13 @@ def table1(con: duckdb.DuckDBPyConnection, include_incomplete: bool = False) -> 
     return frame
 
 
-def seed_speedups(con: duckdb.DuckDBPyConnection, include_incomplete: bool = False) -> pd.DataFrame:
+def seed_speedups(con: duckdb.DuckDBPyConnection, include_incomplete: bool = False,
+                  table: pd.DataFrame | None = None) -> pd.DataFrame:
     """Table 1's speedups seed by seed: each seed's curve to the same target as Table 1, against sgd's curve of the same
     seed (sgd's seed mean where that seed did not run sgd); one row per experiment, corruption, method and seed with
-    its best test error and speedup_<axis> for every axis (NaN: never reached, or no usable target)."""
-    table = table1(con, include_incomplete)
+    its best test error and speedup_<axis> for every axis (NaN: never reached, or no usable target). `table`: this
+    connection's Table 1 when the caller has it already."""
+    table = table1(con, include_incomplete) if table is None else table
     ev = compared(eval_curves(con), run_standing(con, include_incomplete))
     rows = []
     for (eid, corruption), setting in ev.groupby(["experiment_id", "corruption"], sort=False):

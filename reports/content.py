@@ -39,12 +39,13 @@ def gather(con, gallery_size: int, include_incomplete: bool = False) -> dict:
     audits = run_query(con, "audit_results")
     standing = metrics.run_standing(con, include_incomplete)
     scores = metrics.compared(metrics.example_scores(con), standing)
+    table1 = metrics.table1(con, include_incomplete)
     return {
         "runs": runs,
         "standing": standing,
         "summary": metrics.run_summary(con),
-        "table1": metrics.table1(con, include_incomplete),
-        "seed_speedups": metrics.seed_speedups(con, include_incomplete),
+        "table1": table1,
+        "seed_speedups": metrics.seed_speedups(con, include_incomplete, table1),
         "curves": metrics.curves(con, "backprops", include_incomplete),
         "shares": metrics.corrupted_share(con, include_incomplete),
         "vr_switch": metrics.compared(metrics.vr_switch(con), standing),
