@@ -27,6 +27,7 @@ UPGRADABLE = (None, "1", "2", "3")  # written by earlier versions: upgraded when
 TABLES = ("runs", "examples", "observations", "steps", "evals", "predictions", "test_predictions",
           "example_summaries", "audits", "suspects")
 EPOCH_TABLES = ("observations", "steps", "evals", "predictions", "test_predictions")  # appended once per epoch
+UPDATABLE = ("device", "epochs")  # runs columns a recorded run settles after it started (Store.update_run)
 
 
 def _is_lock_error(err: Exception) -> bool:
@@ -151,8 +152,8 @@ def _pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except PermissionError:  # alive, under another user
+        pass
     return True
 
 
@@ -233,6 +234,16 @@ class Store:
                 con.unregister("new_rows")
             if epochs_done is not None:
                 con.execute("update runs set epochs_done = ? where run_id = ?", [epochs_done, run_id])
+
+    def update_run(self, run_id: int, *, config_patch: dict | None = None, **columns) -> None:
+        """What a recorded run learns after it started: `columns` (UPDATABLE), `config_patch` (into runs.config)."""
+        if set(columns) - set(UPDATABLE):
+            raise ValueError(f"cannot update runs.{', '.join(sorted(set(columns) - set(UPDATABLE)))}")
+        with self.transaction() as con:
+            for name, value in columns.items():
+                con.execute(f"update runs set {name} = ? where run_id = ?", [value, run_id])
+            if config_patch:
+                _patch_config(con, run_id, config_patch)
 
     def set_irreducible(self, run_id: int, losses, config_patch: dict) -> None:
         """Store rho's irreducible losses (example_id, irreducible_loss) and, merged into runs.config, what its

@@ -83,7 +83,7 @@ class RunCommand:
     @property
     def __signature__(self) -> inspect.Signature:
         """One option per RunConfig field (seed becomes --seeds) and per method parameter, plus --config and --db."""
-        from lossaudit import settings
+        import lossaudit.settings as settings
         from lossaudit.training import methods
         from lossaudit.training.config import FIELDS
 
@@ -198,7 +198,7 @@ def sql_command(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="write to this file instead of the terminal"),
 ) -> None:
     """Run SQL, or a named query or analysis, over the logs (read-only) and print or save the result."""
-    from lossaudit import querying
+    import lossaudit.querying as querying
 
     if list_:
         return querying.list_queries(db, typer.echo)

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from lossaudit import __version__
+from lossaudit.version import __version__
 from lossaudit.audit import claims, metrics, separability
 from lossaudit.audit import scores as score_registry
 from lossaudit.audit.queries import run_query

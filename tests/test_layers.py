@@ -1,8 +1,8 @@
 """The package's structure, read from its source: layers that only look down, no circles, small files.
 
-base (lossaudit: errors, settings) ← training ← audit (the store and the analysis) ← reports ← the
-command line (lossaudit.cli and the orchestration of run, sql and audit). Every import is counted,
-those inside functions too.
+base (lossaudit: errors, settings, version) ← training ← audit (the store and the analysis) ← reports ← the
+face: the command line (lossaudit.cli and the orchestration of run, sql and audit), the Recorder and the
+package root that offers it. Every import is counted, those inside functions too.
 """
 
 import ast
@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = {"lossaudit": ROOT / "lossaudit", "lossaudit.training": ROOT / "training",
            "lossaudit.audit": ROOT / "audit", "lossaudit.reports": ROOT / "reports"}
-BASE = {"lossaudit", "lossaudit.errors", "lossaudit.settings"}
+BASE = {"lossaudit.errors", "lossaudit.settings", "lossaudit.version"}
 # what each layer may import besides itself and the base
 ALLOWED = {"base": set(), "training": set(), "audit": {"lossaudit.training.config", "lossaudit.training.identity"},
            "reports": {"audit"}, "face": {"training", "audit", "reports"}}
@@ -116,3 +116,10 @@ def test_the_walk_sees_the_whole_package(graph):
             "lossaudit.training.methods.sb"} <= set(mods)
     assert "lossaudit.training.config" in edges["lossaudit.training.trainer"]  # imports are really read
     assert layer("lossaudit.running") == "face" and layer("lossaudit.settings") == "base"
+    assert layer("lossaudit") == "face"
+
+
+def test_nothing_inside_imports_the_package_root(graph):
+    """The root offers the public API (Recorder) lazily; the parts import what they need from where it lives."""
+    edges, _ = graph
+    assert [m for m, targets in edges.items() if "lossaudit" in targets] == []

@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from lossaudit import settings
+import lossaudit.settings as settings
 from lossaudit.errors import UserError, choices
 from lossaudit.settings import setting
 from lossaudit.training import methods

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lossaudit import __version__
+from lossaudit.version import __version__
 from lossaudit.training import distributed
 from lossaudit.training.config import RunConfig
 from lossaudit.training.corruptions import parse_corruption

@@ -81,7 +81,7 @@ def users_of(param: str) -> list[str]:
 def resolve_params(name: str, given: dict | None = None):
     """The parameters of method or preset `name`: its defaults, then the values given (those it has), then the
     preset's own values (a preset means them), coerced and checked."""
-    from lossaudit import settings
+    import lossaudit.settings as settings
 
     cls, fixed = resolve(name)
     own = {f.name for f in dataclasses.fields(cls.Params)}

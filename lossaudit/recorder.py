@@ -1,0 +1,360 @@
+"""Record your own training loop into a lossaudit database: the Recorder.
+
+    from lossaudit import Recorder
+    with Recorder("runs.duckdb", method="my-sb", dataset="cifar10", examples=ids, labels=labels) as rec:
+        for epoch in range(epochs):
+            for ids, x, y in loader:
+                logits = model(x); loss_each = F.cross_entropy(logits, y, reduction="none")
+                picked = select(loss_each)                  # your selection (or none: everything trained)
+                loss_each[picked].mean().backward(); opt.step()
+                rec.observe(ids, loss=loss_each, logits=logits, picked=picked)
+            rec.evaluate(test_error=err, test_loss=test_loss)
+            rec.end_epoch()
+
+The run lands in the same tables as `lossaudit run`'s, one transaction per epoch, so `lossaudit sql`, `report` and
+`audit --from-db` read it like any other. What each call means:
+
+- `observe(ids, loss=, logits=, picked=, mode="train")`: one training step's forward; `picked` marks the examples
+  back-propagated (default: all, i.e. no selection), so backprops are counted from it; every train-mode call is one
+  optimizer step. `mode="score"`: a scoring forward without a step (`picked`: chosen for a later step).
+- `predict(ids, logits)`: class probabilities of examples this run does not train on (cross-fitting), which the
+  audit reads as out-of-sample predictions.
+- `evaluate(test_error=, test_loss=)`: a test evaluation now (optionally the test predictions, for the audit's
+  reading against trusted labels); `end_epoch()` writes the epoch.
+- `paused()`: time inside it (your evaluation, say) is left out of the run's training seconds.
+
+Tensors stay on their device until the epoch is written: the Recorder never waits on the device per step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lossaudit.audit.store import Store
+from lossaudit.errors import UserError, choices
+from lossaudit.version import __version__
+
+GRID_KEYS = ("method", "seed", "corruption")  # not part of the experiment: they tell its arms and cells apart
+
+
+def _host_array(value, name: str) -> np.ndarray:
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    out = np.asarray(value)
+    if out.ndim != 1:
+        raise UserError(f"{name}: expected one value per example (1-D), got shape {out.shape}")
+    return out
+
+
+def _ints(value, name: str) -> np.ndarray:
+    out = _host_array(value, name)
+    if out.dtype.kind not in "iub":
+        raise UserError(f"{name}: expected integers, got {out.dtype}")
+    return out.astype(np.int64)
+
+
+def corruption_of(spec: str | None, is_corrupted: np.ndarray) -> tuple[str, str | None, float]:
+    """The run's corruption label, kind and share: as given (`KIND:SHARE` or `none`), else `none` when no example is
+    marked corrupted and `marked:SHARE` when some are."""
+    share = float(is_corrupted.mean()) if len(is_corrupted) else 0.0
+    if spec is None:
+        return ("none", None, 0.0) if share == 0 else (f"marked:{share:.3g}", "marked", share)
+    kind, sep, text = str(spec).partition(":")
+    if spec == "none":
+        return "none", None, 0.0
+    try:
+        given = float(text) if sep else share
+    except ValueError:
+        given = -1.0
+    if not kind or not 0 <= given <= 1:
+        raise UserError(f"corruption {spec!r}: give none or KIND:SHARE with 0 <= SHARE <= 1, e.g. random_labels:0.2")
+    return str(spec), kind, given
+
+
+class Recorder:
+    """One recorded run (see the module docstring). Arguments:
+
+    db: the DuckDB file (created if missing); method: the arm's name (runs of several methods with the same
+    dataset, model and config form one experiment, compared against its baseline); dataset, model: names;
+    config: your settings (JSON-able; all but method, seed and corruption decide the experiment); examples: the ids
+    of the examples this run trains (unique non-negative integers); labels: their labels as trained (0..K-1);
+    true_labels / is_corrupted: ground truth when you have it (Figure 3, separability); classes: class names
+    (default 0..K-1); sources: where each example came from (image file paths give the report its galleries);
+    epochs: planned epochs; n_test: size of your test split; corruption: `KIND:SHARE` label of the data's corruption;
+    baseline / control / loss_based / selectivity: how the analysis treats the method (default: read from what was
+    recorded — a run that never selected is a baseline, one that did is loss-based, at its realised selectivity).
+    """
+
+    def __init__(self, db, *, method: str, dataset: str, examples, labels, config: dict | None = None, seed: int = 0,
+                 true_labels=None, is_corrupted=None, classes=None, sources=None, model: str = "own model",
+                 epochs: int = 0, n_test: int = 0, corruption: str | None = None, baseline: bool | None = None,
+                 control: bool = False, loss_based: bool | None = None, selectivity: float | None = None,
+                 command: str | None = None):
+        import torch
+
+        from lossaudit.training.recording import EpochBuffer
+        self._torch = torch
+        if not str(method or "").strip():
+            raise UserError("method: give the name of your method (e.g. 'sgd' or 'my-sb'), got an empty one")
+        ids = _ints(examples, "examples")
+        label = _ints(labels, "labels")
+        if len(ids) == 0:
+            raise UserError("examples: no example ids given; pass the ids of the examples this run trains")
+        if len(label) != len(ids):
+            raise UserError(f"labels: {len(label)} values for {len(ids)} examples; give one label per example")
+        if ids.min() < 0 or ids.max() > np.iinfo(np.int32).max or len(np.unique(ids)) != len(ids):
+            raise UserError("examples: ids must be unique integers in 0..2147483647 "
+                            f"(got {len(ids) - len(np.unique(ids))} repeated, min {ids.min()}, max {ids.max()})")
+        names = [str(c) for c in classes] if classes is not None else [str(k) for k in range(int(label.max()) + 1)]
+        if label.min() < 0 or label.max() >= len(names):
+            raise UserError(f"labels: values must be class indices in 0..{len(names) - 1} ({len(names)} classes), got "
+                            f"{label.min()}..{label.max()}")
+        truth = label if true_labels is None else _ints(true_labels, "true_labels")
+        if len(truth) != len(ids) or truth.min() < 0 or truth.max() >= len(names):
+            raise UserError(f"true_labels: give one class index in 0..{len(names) - 1} per example")
+        marked = (truth != label) if is_corrupted is None else _host_array(is_corrupted, "is_corrupted").astype(bool)
+        if len(marked) != len(ids):
+            raise UserError(f"is_corrupted: {len(marked)} values for {len(ids)} examples; give one per example")
+        where = [str(s) for s in sources] if sources is not None else [f"{dataset}:{i}" for i in ids]
+        if len(where) != len(ids):
+            raise UserError(f"sources: {len(where)} values for {len(ids)} examples; give one per example")
+        spec, kind, share = corruption_of(corruption, marked)
+        self.n_classes, self.method = len(names), str(method)
+        order = np.argsort(ids, kind="stable")
+        self._sorted_ids, self._labels_sorted = torch.from_numpy(ids[order]), torch.from_numpy(label[order])
+        self._on: dict = {}  # device → (sorted ids, their labels) there
+        self._traits = {"baseline": baseline, "control": bool(control), "loss_based": loss_based,
+                        "selectivity": selectivity}
+        user_config = dict(config or {})
+        key = {"recorded": True, "dataset": str(dataset), "model": str(model), "n_examples": len(ids),
+               "config": {k: v for k, v in user_config.items() if k not in GRID_KEYS}}
+        text = json.dumps(key, sort_keys=True, default=str)
+        shown = " · ".join([str(dataset), str(model), "recorded"]
+                           + [f"{k}={v}" for k, v in sorted(key["config"].items())])
+        row = dict(experiment_id=hashlib.sha256(text.encode()).hexdigest()[:12],
+                   experiment=shown if len(shown) <= 160 else shown[:159] + "…", arm=self.method, method=self.method,
+                   dataset=str(dataset), model=str(model), corruption=spec, corruption_kind=kind, corrupt_frac=share,
+                   seed=int(seed), n_train=len(ids), n_test=int(n_test), n_classes=len(names), classes=names,
+                   epochs=int(epochs), command=command if command is not None else " ".join(sys.argv),
+                   version=__version__, torch_version=torch.__version__, device="unknown",
+                   config=user_config | {"recorder": True, "threads": torch.get_num_threads(), "processes": 1,
+                                         "method_traits": self._method_traits(0, 0)})
+        frame = pd.DataFrame({"example_id": ids.astype(np.int32), "label": label.astype(np.int16),
+                              "true_label": truth.astype(np.int16),
+                              "corruption_kind": pd.array([kind if m else None for m in marked], dtype="string"),
+                              "is_corrupted": marked, "source": where, "role": "train"})
+        self.store = Store(db)
+        self.store.mark_orphans()
+        self.run_id = self.store.start_run(row, frame)
+        self._device, self._closed, self._epochs = None, False, int(epochs)
+        self._picks_since_step: list = []  # device counts of picks made since the last step (scoring rounds)
+        self.epoch, self.step, self._calls = 0, 0, 0
+        self.counters = {"forwards_scoring": 0, "forwards_training": 0, "selection_candidates": 0,
+                         "scored_since_step": 0, "backprops": 0, "selection_picks": 0}
+        self._new_buffer = lambda: EpochBuffer(self.epoch)
+        self.buffer = self._new_buffer()
+        self._t0, self._untimed = time.perf_counter(), 0.0
+
+    # --- recording ------------------------------------------------------------------------------------------------
+
+    def observe(self, ids, *, loss=None, logits=None, picked=None, mode: str = "train", select_prob=None,
+                lr: float | None = None) -> None:
+        """Record one forward of `ids` (see the module docstring); `select_prob`: the probability each had of
+        being picked (default: 1 when everything is trained, else the share of the call picked); `lr`: the step's
+        learning rate (NaN when not given)."""
+        from lossaudit.training.recording import MODES, Pending, as_tensor, shaped, statistics
+        torch = self._torch
+        started = time.perf_counter()
+        if mode not in MODES:
+            raise UserError(f"mode {mode!r}: valid: {choices(MODES)}")
+        if loss is None and logits is None:
+            raise UserError("observe: give loss= (one per id) or logits= (one row per id), or both")
+        first = logits if logits is not None else loss
+        device = first.device if isinstance(first, torch.Tensor) else torch.device("cpu")
+        index = as_tensor(ids, "ids", device)
+        if index.dim() != 1 or index.dtype.is_floating_point or index.dtype == torch.bool:
+            raise UserError(f"ids: expected a 1-D tensor of integer example ids, got shape {tuple(index.shape)} of "
+                            f"{index.dtype}")
+        index = index.long()
+        n = len(index)
+        sorted_ids, sorted_labels = self._lookup(device)
+        pos = torch.searchsorted(sorted_ids, index).clamp_(max=len(sorted_ids) - 1)
+        unknown = (sorted_ids[pos] != index).sum()
+        labels = sorted_labels[pos]
+        z = None if logits is None else as_tensor(logits, "logits", device)
+        if z is not None and (z.dim() != 2 or z.shape != (n, self.n_classes)):
+            raise UserError(f"logits: shape {tuple(z.shape)} disagrees with ({n}, {self.n_classes}): one row of "
+                            f"{self.n_classes} class scores per id")
+        given = None if loss is None else shaped(loss, "loss", n, device)
+        fwd = statistics(z, given, labels)
+        bad_loss = (~torch.isfinite(fwd.loss)).sum()
+        chose = picked is not None
+        pick = (shaped(picked, "picked", n, device).to(torch.int16) if chose else
+                torch.full((n,), int(mode == "train"), dtype=torch.int16, device=device))
+        if select_prob is None:  # unknown: the share of this call's examples that were picked
+            prob = (pick > 0).float().mean().expand(n) if chose else torch.full((n,), float(mode == "train"),
+                                                                                 device=device)
+        elif isinstance(select_prob, (int, float)):
+            prob = torch.full((n,), float(select_prob), device=device)
+        else:
+            prob = shaped(select_prob, "select_prob", n, device).float()
+        self._calls += 1
+        checks = [Pending(unknown, "ids", f"of {n} ids are not among the run's examples", self._calls),
+                  Pending(bad_loss, "logits" if given is None else "loss",
+                          f"of {n} losses are NaN or infinite", self._calls)]
+        if chose:
+            checks.append(Pending((pick < 0).sum(), "picked", "picks are negative", self._calls))
+        self.buffer.pending.extend(checks)
+        if device.type == "cpu":  # nothing to wait for: point at this call
+            self.buffer.check(self.step)
+        self._device = self._device or device
+        self.buffer.add_rows(self.step, mode, index, fwd, pick, prob)
+        c = self.counters
+        if chose:
+            c["selection_candidates"] += n
+            self._picks_since_step.append((pick > 0).sum())
+        if mode == "score":
+            c["forwards_scoring"] += n
+            c["scored_since_step"] += n
+        else:
+            c["forwards_training"] += n
+            back = pick.clamp(min=0).to(torch.float32)
+            self.buffer.add_step(
+                {"step": self.step, "epoch": self.epoch, "lr": math.nan if lr is None else float(lr),
+                 "n_scored": c["scored_since_step"], "forwards_scoring": c["forwards_scoring"],
+                 "forwards_training": c["forwards_training"], "selection_candidates": c["selection_candidates"],
+                 "seconds": self.seconds()}, back.sum(), (fwd.loss * back).sum(),
+                sum(self._picks_since_step, torch.zeros((), dtype=torch.int64, device=device)))
+            c["scored_since_step"], self._picks_since_step = 0, []
+            self.step += 1
+        self._untimed += time.perf_counter() - started  # the recorder's own work is not training
+
+    def predict(self, ids, logits) -> None:
+        """Out-of-sample class probabilities (softmax of `logits`) of examples this run does not train on."""
+        torch = self._torch
+        z = as_tensor_2d(logits, "logits", self.n_classes)
+        index = self._check_ids(ids, len(z), z.device)
+        self.buffer.predictions.append((index, torch.softmax(z.float(), 1)))
+
+    def evaluate(self, *, test_error, test_loss, train_loss=None, test_logits=None, test_labels=None,
+                 test_ids=None) -> None:
+        """A test evaluation now: its error (0..1) and mean loss (numbers or 0-d tensors, read with the epoch);
+        `train_loss` defaults to the mean of the steps' since the last evaluation. With `test_logits` and
+        `test_labels` the test predictions are kept too (`test_ids` default 0..m-1)."""
+        if test_logits is not None:
+            z = as_tensor_2d(test_logits, "test_logits", self.n_classes)
+            torch = self._torch
+            y = self._check_ids(test_labels, len(z), z.device, name="test_labels", upper=self.n_classes)
+            ids = (torch.arange(len(z), device=z.device) if test_ids is None else
+                   self._check_ids(test_ids, len(z), z.device, name="test_ids"))
+            self.buffer.test_predictions.append((ids, torch.softmax(z.float(), 1), y))
+        c = self.counters
+        self.buffer.evals.append({"step": self.step, "epoch": self.epoch, "steps_in_epoch": len(self.buffer.steps),
+                                  "forwards": c["forwards_scoring"] + c["forwards_training"],
+                                  "forwards_scoring": c["forwards_scoring"], "forwards_training": c["forwards_training"],
+                                  "seconds": self.seconds(), "test_error": test_error, "test_loss": test_loss,
+                                  "train_loss": train_loss})
+
+    def end_epoch(self) -> None:
+        """Write the epoch (one transaction; the only time the recorder copies from the device)."""
+        started = time.perf_counter()
+        buffer, self.buffer = self.buffer, self._new_buffer()
+        buffer.check(self.step)
+        tables = buffer.frames(self.counters)
+        evals = tables["evals"]
+        bad = [f"test_error {v:g}" for v in evals.test_error.astype(float) if not 0 <= v <= 1]
+        bad += [f"test_loss {v:g}" for v in evals.test_loss.astype(float) if not np.isfinite(v)]
+        if bad:
+            raise UserError("evaluate: test_error must be a share in 0..1 and test_loss finite; got " + ", ".join(bad))
+        self.store.append(self.run_id, epochs_done=self.epoch + 1, **tables)
+        if self.epoch == 0 and self._device is not None:
+            self.store.update_run(self.run_id, device=str(self._device))
+        self.epoch += 1
+        self.buffer = self._new_buffer()
+        self._untimed += time.perf_counter() - started
+
+    @contextmanager
+    def paused(self):
+        """Leave the time inside out of the run's training seconds (e.g. your evaluation)."""
+        started = time.perf_counter()
+        try:
+            yield self
+        finally:
+            self._untimed += time.perf_counter() - started
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self._t0 - self._untimed
+
+    # --- ending -------------------------------------------------------------------------------------------------
+
+    def close(self, status: str = "complete", error: str | None = None) -> None:
+        """Write what is pending (a last epoch without end_epoch) and mark the run `status`; the method's traits are
+        settled from what was recorded."""
+        if self._closed:
+            return
+        self._closed = True
+        if status == "complete" and len(self.buffer):
+            self.end_epoch()
+        c = self.counters
+        patch = {"method_traits": self._method_traits(c["selection_candidates"], c["selection_picks"])}
+        self.store.update_run(self.run_id, config_patch=patch, epochs=self._epochs or self.epoch)
+        self.store.finish(self.run_id, status, error)
+
+    def __enter__(self) -> "Recorder":
+        return self
+
+    def __exit__(self, kind, err, tb) -> None:
+        if kind is None:
+            self.close()
+        elif issubclass(kind, KeyboardInterrupt):
+            self.close("interrupted", "stopped by Ctrl-C or SIGTERM")
+        else:
+            self.close("failed", " ".join(f"{kind.__name__}: {err}".split())[:500])
+
+    # --- helpers ------------------------------------------------------------------------------------------------
+
+    def _method_traits(self, candidates: int, picks: int) -> dict:
+        t = self._traits
+        baseline = t["baseline"] if t["baseline"] is not None else candidates == 0
+        realised = picks / candidates if candidates else 1.0
+        loss_based = t["loss_based"] if t["loss_based"] is not None else not baseline and not t["control"]
+        selectivity = t["selectivity"] if t["selectivity"] is not None else round(realised, 3)
+        return {"loss_based": bool(loss_based), "is_control": t["control"], "is_baseline": bool(baseline),
+                "nominal_selectivity": float(selectivity)}
+
+    def _lookup(self, device):
+        if device not in self._on:
+            self._on[device] = (self._sorted_ids.to(device), self._labels_sorted.to(device))
+        return self._on[device]
+
+    def _check_ids(self, value, n: int, device, *, name: str = "ids", upper: int | None = None):
+        from lossaudit.training.recording import Pending, shaped
+        t = shaped(value, name, n, device)
+        if t.dtype.is_floating_point or t.dtype == self._torch.bool:
+            raise UserError(f"{name}: expected integers, got {t.dtype}")
+        t = t.long()
+        bad = (t < 0).sum() if upper is None else ((t < 0) | (t >= upper)).sum()
+        self.buffer.pending.append(Pending(bad, name, "values are out of range" + (
+            f" 0..{upper - 1}" if upper else " (negative)"), self._calls))
+        if t.device.type == "cpu":
+            self.buffer.check(self.step)
+        return t
+
+
+def as_tensor_2d(value, name: str, n_classes: int):
+    from lossaudit.training.recording import as_tensor
+    z = as_tensor(value, name)
+    if z.dim() != 2 or z.shape[1] != n_classes:
+        raise UserError(f"{name}: shape {tuple(z.shape)}; expected (n, {n_classes}): one row of class scores per "
+                        "example")
+    return z
+
