@@ -37,8 +37,8 @@ import pandas as pd
 
 from lossaudit.audit import scores as score_registry
 from lossaudit.audit import transition as trusted_reading
-from lossaudit.audit.suspicion import (CANARY_KINDS, OOS_SIGNALS, TRUSTED_SCORE, Scored, score, trusted_data,
-                                       with_score)
+from lossaudit.audit.suspicion import (CANARY_KINDS, NO_CANARIES, OOS_SIGNALS, TRUSTED_SCORE, Scored, score,
+                                       trusted_data, with_score)
 from lossaudit.audit.noise_share import (BOOTSTRAP, LABEL_KINDS, MIN_LABEL_CANARIES, NOISE_METHOD, TOP_SUGGESTED,
                                          Estimate, confusion_table, estimate_share, per_class)
 from lossaudit.audit.queries import run_query
@@ -260,6 +260,7 @@ def analyse(con: duckdb.DuckDBPyConnection, run_ids: list[int], *, classes: list
     elif data is not None:
         reading = trusted_reading.estimate(data.rows(scored.user))  # canaries are not the user's: not read
         scored = with_score(scored, TRUSTED_SCORE, trusted_reading.mislabeled_probability(data, reading.matrix))
+        notes = [n for n in notes if n != NO_CANARIES]  # the trusted labels stand in for them
         notes.append(f"the noise share is read against the labels of {reading.n_trusted} test examples, taken as "
                      "correct, and assumes the noise depends on the true class only (errors that fall on ambiguous "
                      "images read low); the canaries' readings are beside it")

@@ -30,6 +30,7 @@ COMBINED = {"oos_margin+mean_loss": ("oos_margin", "mean_loss"),
             "loss+aum+confidence": ("mean_loss", "aum", "confidence"),
             "aum+forgetting": ("aum", "forgetting")}  # rank averages of the audit's signals, by short name
 FALLBACK_SCORE = "oos_margin+mean_loss"  # the suspicion score when no canary can choose one
+NO_CANARIES = "no canaries: the score cannot be chosen or the noise share estimated; add --canaries"
 TRUSTED_SCORE = "trusted_posterior"  # with trusted labels: the probability that the label is wrong (audit.transition)
 
 
@@ -152,7 +153,7 @@ def load(con: duckdb.DuckDBPyConnection, run_ids: list[int]) -> tuple[pd.DataFra
         raise UserError(f"{int(missing.sum())} audited example(s) have no out-of-sample prediction: runs "
                         f"{', '.join(map(str, run_ids))} are not the complete folds of one audit")
     weights = next((np.stack([np.asarray(r, dtype=float) for r in w]) for w in confusion.canary_confusion
-                    if w is not None), None)
+                    if isinstance(w, (list, tuple, np.ndarray))), None)  # none recorded: NULL
     if weights is None or weights.shape != (n_classes, n_classes):
         weights = np.ones((n_classes, n_classes))
     return rows, probs, reader, weights
@@ -186,7 +187,7 @@ def score(con: duckdb.DuckDBPyConnection, run_ids: list[int]) -> Scored:
         table = canary_auroc(candidates, is_canary, kind)
         choice = table.score.iloc[0]
     else:
-        notes.append("no canaries: the score cannot be chosen or the noise share estimated; add --canaries")
+        notes.append(NO_CANARIES)
         table = pd.DataFrame({"score": list(candidates.columns), "auroc_labels": math.nan})
         choice = FALLBACK_SCORE
     return Scored(rows, probs, reader, confusion, candidates, table, choice, candidates[choice].to_numpy(), notes)

@@ -87,9 +87,7 @@ def run_audit(dataset: str, *, db: Path, out: Path, model: str = "resnet8", epoc
     from lossaudit.training.prepare import candidates, prepare
 
     console = Console(stderr=True, quiet=quiet)
-    csv, parquet = Path(f"{out}.csv"), Path(f"{out}.parquet")
-    scores_csv, scores_parquet = Path(f"{out}_scores.csv"), Path(f"{out}_scores.parquet")
-    check_output(csv, "--out")
+    check_output(Path(f"{out}.csv"), "--out")
     cache: dict = {}
     cfg = proxy_config(dataset, model=model, epochs=epochs, canaries=canaries, image_size=image_size,
                        train_size=train_size, seed=seed, device=device, cache=cache, trusted_size=trusted_size)
@@ -122,6 +120,14 @@ def run_audit(dataset: str, *, db: Path, out: Path, model: str = "resnet8", epoc
         result = analyse(con, run_ids, classes=list(prep.dataset.classes), replay=replay_both,
                          reference=AUDIT_REFERENCE, advice=canary_advice(n_user + n_replaced, cfg.canaries),
                          trusted=trusted)
+    return deliver(result, store, out, quiet=quiet)
+
+
+def deliver(result: AuditResult, store: Store, out: Path, *, quiet: bool = False) -> AuditResult:
+    """An audit's result to the suspects and scores files, the audits table and the terminal."""
+    from rich.console import Console
+    csv, parquet = Path(f"{out}.csv"), Path(f"{out}.parquet")
+    scores_csv, scores_parquet = Path(f"{out}_scores.csv"), Path(f"{out}_scores.parquet")
     try:
         result.suspects.to_csv(csv, index=False)
         result.suspects.to_parquet(parquet, index=False)
@@ -133,6 +139,47 @@ def run_audit(dataset: str, *, db: Path, out: Path, model: str = "resnet8", epoc
                                                      "scores_file": str(scores_csv.resolve())}, result.suspects)
     print_summary(Console(quiet=quiet, soft_wrap=True), result, csv, parquet, scores_csv, quiet=quiet)
     return result
+
+
+RECORD_FOLDS = ("the audit needs every example predicted by a model that did not train on it: record two runs, "
+                "each training on half of the examples and calling rec.predict(ids, logits) on the other half "
+                "(examples/own_loop.py --cross-fit)")
+
+
+def audit_recorded(db: Path, run_ids: list[int], *, out: Path, trusted: bool = True, quiet: bool = False
+                   ) -> AuditResult:
+    """`lossaudit audit --from-db`: the analysis of runs already in `db` (recorded loops of your own, or the proxy
+    runs of an earlier audit) as the fold runs of one audit — every example trained by one of them and predicted
+    out of sample (Recorder.predict) by another."""
+    from lossaudit.terminal import check_output
+    from lossaudit.training.methods import AUDIT_REFERENCE
+    from lossaudit.training.replay import replay_both
+
+    check_output(Path(f"{out}.csv"), "--out")
+    with connect_readonly(db) as con:
+        runs = con.execute("select run_id, classes, status from runs order by run_id").fetchall()
+        known = {r[0]: r for r in runs}
+        if not run_ids:
+            raise UserError(f"--run: name the runs to audit (runs in {str(db)!r}: "
+                            f"{', '.join(str(r[0]) for r in runs) or 'none'})")
+        missing = [r for r in run_ids if r not in known]
+        if missing:
+            raise UserError(f"--run {', '.join(map(str, missing))}: no such run in {str(db)!r}; valid: "
+                            f"{', '.join(str(r) for r in known)}")
+        if len({tuple(known[r][1]) for r in run_ids}) > 1:
+            raise UserError(f"--run {', '.join(map(str, run_ids))}: the runs have different classes; audit runs "
+                            "of one dataset together")
+        held = dict(con.execute("select run_id, count(*) from predictions group by run_id").fetchall())
+        if not any(held.get(r) for r in run_ids):
+            raise UserError(f"run(s) {', '.join(map(str, run_ids))} predicted no example they did not train on; "
+                            + RECORD_FOLDS)
+        try:
+            result = analyse(con, run_ids, classes=list(known[run_ids[0]][1]), replay=replay_both,
+                             reference=AUDIT_REFERENCE, advice="record label canaries or give test predictions "
+                             "(Recorder.evaluate(test_logits=..., test_labels=...))", trusted=trusted)
+        except UserError as err:
+            raise UserError(f"{err}; {RECORD_FOLDS}" if "out-of-sample" in str(err) else str(err)) from None
+    return deliver(result, Store(db), out, quiet=quiet)
 
 
 def print_summary(console, result: AuditResult, csv: Path, parquet: Path, scores: Path, *, quiet: bool = False) -> None:
@@ -147,8 +194,11 @@ def print_summary(console, result: AuditResult, csv: Path, parquet: Path, scores
         scores_table.add_column(col.replace("auroc_", ""), justify="left" if col == "score" else "right")
     for row in result.score_table.itertuples(index=False):
         scores_table.add_row(*(v if isinstance(v, str) else f"{v:.3f}" for v in row))
-    print_table(scores_table, quiet=quiet)
-    console.print(f"chosen score: {result.score} (finds the label canaries best)")
+    if any(result.canaries.values()):
+        print_table(scores_table, quiet=quiet)
+    console.print(f"chosen score: {result.score} " + ("(each example's probability of a wrong label, read against "
+                                                      "the trusted labels)" if result.noise_reference ==
+                                                      "trusted labels" else "(finds the label canaries best)"))
     lo, hi = result.noise_interval
     kinds = " or ".join(f"{KIND_WORDS[k]} {v:.1%}" for k, v in result.noise_by_kind.items())
     if math.isnan(result.noise_share):

@@ -317,8 +317,8 @@ def merge_command(
 @app.command("audit")
 @friendly
 def audit_command(
-    dataset: str = typer.Argument(..., help="your labelled images: imagefolder:PATH, csv:PATH (columns path,label) "
-                                            "or any other dataset spec"),
+    dataset: Optional[str] = typer.Argument(None, help="your labelled images: imagefolder:PATH, csv:PATH (columns "
+                                            "path,label) or any other dataset spec; or --from-db"),
     db: Path = typer.Option(DEFAULT_DB, "--db", help="DuckDB file to log the proxy runs into"),
     out: Path = typer.Option(Path("suspects"), "--out", help="write the ranked suspects to OUT.csv and OUT.parquet, "
                                                              "every audited example to OUT_scores.csv and .parquet"),
@@ -338,17 +338,26 @@ def audit_command(
                                       "dataset's own), taken as correct; --no-trusted when they are not verified"),
     trusted_size: int = typer.Option(2000, "--trusted-size", help="test examples to read against (a stratified "
                                      "subset); 0 = all"),
+    from_db: Optional[Path] = typer.Option(None, "--from-db", help="audit runs already in this database (recorded "
+                                           "with lossaudit.Recorder, cross-fitted) instead of training proxies"),
+    run: list[int] = typer.Option([], "--run", help="with --from-db: a run to audit; repeatable"),
 ) -> None:
-    """Audit your own dataset for label noise before using loss-based selection: two cross-fitted proxy runs,
+    """Audit your own dataset for label noise before using loss-based selection: two cross-fitted proxy runs
+    (or, with --from-db, runs already recorded),
     every example's suspicion score and suggested label, an estimated noise share (overall and per class), read
     against the test split's labels when there is one and calibrated by canaries otherwise, and a safe / caution /
     unsafe verdict."""
-    from lossaudit.auditing import run_audit
+    from lossaudit.auditing import audit_recorded, run_audit
 
+    if (dataset is None) == (from_db is None):
+        raise UserError("give the dataset to audit, or --from-db DB --run ID (runs already recorded), not both")
     try:
-        result = run_audit(dataset, db=db, out=out, model=model, epochs=epochs, canaries=canaries,
-                           image_size=image_size, train_size=train_size, seed=seed, device=device, threads=threads,
-                           trusted=trusted, trusted_size=trusted_size, command=command_line())
+        if from_db is not None:
+            result = audit_recorded(from_db, run, out=out, trusted=trusted)
+        else:
+                result = run_audit(dataset, db=db, out=out, model=model, epochs=epochs, canaries=canaries,
+                               image_size=image_size, train_size=train_size, seed=seed, device=device,
+                               threads=threads, trusted=trusted, trusted_size=trusted_size, command=command_line())
     except KeyboardInterrupt as stop:
         from lossaudit.terminal import exit_status
         typer.echo(f"interrupted: the proxy run is marked interrupted in {db}; nothing was audited", err=True)

@@ -302,7 +302,7 @@ class Recorder:
         if self._closed:
             return
         self._closed = True
-        if status == "complete" and len(self.buffer):
+        if status == "complete" and (len(self.buffer) or self.buffer.evals):
             self.end_epoch()
         c = self.counters
         patch = {"method_traits": self._method_traits(c["selection_candidates"], c["selection_picks"])}

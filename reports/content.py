@@ -184,7 +184,8 @@ def _audits(data: dict, images: ImageSource | None) -> list[dict]:
                 row = runs.loc[a["run_id"]]
                 config = json.loads(row.config) if isinstance(row.config, str) else dict(row.config)
                 ids = top.example_id.astype(int).tolist()
-                a["images"] = {int(e): figures.tile(p) for e, p in zip(ids, images({"config": config}, ids))}
+                where = {"config": config, "sources": dict(zip(ids, top.path))}
+                a["images"] = {int(e): figures.tile(p) for e, p in zip(ids, images(where, ids))}
             except Exception as err:  # the dataset may have moved since the audit; the page says so
                 a["images_note"] = f"images unavailable: {type(err).__name__}: {err}"
         out.append(a)
@@ -216,6 +217,7 @@ def _gallery(data: dict, runs: pd.DataFrame, run: pd.Series, images: ImageSource
     try:
         row = detail.to_dict()
         row["config"] = json.loads(row["config"]) if isinstance(row["config"], str) else row["config"]
+        row["sources"] = dict(zip(g.example_id.astype(int), g.source))  # where a recorded run's images are
         pixels = images(row, g.example_id.astype(int).tolist())
         out["images"] = {int(e): figures.tile(p) for e, p in zip(g.example_id, pixels)}
     except Exception as err:  # the dataset may have moved since training; the page says so

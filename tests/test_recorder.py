@@ -186,3 +186,73 @@ def test_out_of_sample_and_test_predictions_are_kept_for_the_audit(tmp_path):
     n, p = con.execute("select count(*), max(probs[1]) from predictions").fetchone()
     assert n == 120 and p == pytest.approx(1 / 3)
     assert con.execute("select count(*), sum(label) from test_predictions").fetchone() == (5, 4)
+
+
+def cross_fitted(db, noisy=0.25, epochs=4):
+    """Two recorded runs of a plain loop, each training on half of the planted data and predicting the other half
+    (and the same clean test split) after every epoch of its later half."""
+    ids, x, label, true = planted(noisy=noisy)
+    g = np.random.default_rng(1)
+    test_true = g.integers(0, K, 600)
+    test_x = torch.from_numpy(g.normal(size=(600, D)).astype(np.float32) + 3 * np.eye(K, D, dtype=np.float32)[test_true])
+    half = np.arange(N) % 2
+    runs = []
+    for fold in (0, 1):
+        torch.manual_seed(fold)
+        model = torch.nn.Linear(D, K)
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        mine, held = np.flatnonzero(half != fold), np.flatnonzero(half == fold)
+        y = torch.from_numpy(label)
+        with Recorder(db, method="sgd", dataset="planted", config={"fold": fold}, examples=ids[mine],
+                      labels=label[mine], true_labels=true[mine]) as rec:
+            for epoch in range(epochs):
+                for rows in torch.from_numpy(mine)[torch.randperm(len(mine))].split(16):
+                    logits = model(x[rows])
+                    loss_each = F.cross_entropy(logits, y[rows], reduction="none")
+                    opt.zero_grad()
+                    loss_each.mean().backward()
+                    opt.step()
+                    rec.observe(torch.from_numpy(ids)[rows], loss=loss_each, logits=logits)
+                with torch.no_grad():
+                    z = model(test_x)
+                    rec.evaluate(test_error=(z.argmax(1).numpy() != test_true).mean(), test_loss=1.0, test_logits=z,
+                                 test_labels=test_true)
+                    if epoch >= epochs // 2:
+                        rec.predict(ids[held], model(x[held]))
+                rec.end_epoch()
+        runs.append(rec.run_id)
+    return runs, ids, label != true
+
+
+def test_audit_from_db_reads_cross_fitted_recorded_runs_and_finds_the_planted_noise(tmp_path):
+    from typer.testing import CliRunner
+
+    from lossaudit.cli import app
+    from lossaudit.audit.separability import auroc
+    db = tmp_path / "r.duckdb"
+    runs, ids, flipped = cross_fitted(db)
+    out = tmp_path / "suspects"
+    result = CliRunner().invoke(app, ["audit", "--from-db", str(db), "--run", str(runs[0]), "--run", str(runs[1]),
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    con = duckdb.connect(str(db), read_only=True)
+    share, low, high, reference = con.execute("select noise_share, noise_low, noise_high, noise_reference "
+                                              "from audits").fetchone()
+    assert reference == "trusted labels" and low <= flipped.mean() <= high and abs(share - flipped.mean()) < 0.08
+    scores = __import__("pandas").read_csv(f"{out}_scores.csv")
+    truth = dict(zip(ids, flipped))
+    assert auroc(scores.example_id.map(truth).to_numpy(), scores.suspicion_score.to_numpy()) > 0.9
+
+
+def test_audit_from_db_refuses_runs_without_out_of_sample_predictions(tmp_path):
+    from typer.testing import CliRunner
+
+    from lossaudit.cli import app
+    db = tmp_path / "r.duckdb"
+    run = train(db, "sgd", epochs=1)
+    result = CliRunner().invoke(app, ["audit", "--from-db", str(db), "--run", str(run), "--out",
+                                      str(tmp_path / "s")])
+    assert result.exit_code == 2
+    assert "predicted no example they did not train on" in result.output and "rec.predict" in result.output
+    result = CliRunner().invoke(app, ["audit", "--from-db", str(db), "--run", "7", "--out", str(tmp_path / "s")])
+    assert result.exit_code == 2 and "--run 7: no such run" in result.output and "valid: 1" in result.output

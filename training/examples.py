@@ -205,6 +205,30 @@ class RunImages:
         self.cache: dict = {}
 
     def __call__(self, run: dict, example_ids) -> np.ndarray:
+        if run["config"].get("recorder"):  # a loop of the user's own: its images are the files it recorded
+            return recorded_images(run.get("sources") or {}, example_ids)
         prep = prepare_examples(DataSpec.of(run["config"]), self.cache)  # the trained examples: holdout not needed
         position = {int(e): i for i, e in enumerate(prep.example_id)}
         return prep.x[[position[int(e)] for e in example_ids]]
+
+
+GALLERY_SIZE = 64  # recorded images larger than this are shrunk (aspect kept) for the report's tiles
+
+
+def recorded_images(sources: dict, example_ids) -> list[np.ndarray]:
+    """The images of a recorded run's examples, read from the sources it recorded (image file paths), as (C, H, W)
+    uint8 arrays; one clear error when a source is not an image file."""
+    from PIL import Image, UnidentifiedImageError
+    out = []
+    for e in example_ids:
+        source = sources.get(int(e))
+        try:
+            with Image.open(str(source)) as im:
+                im = im.convert("RGB" if im.mode not in ("L", "1") else "L")
+                im.thumbnail((GALLERY_SIZE, GALLERY_SIZE))
+                arr = np.asarray(im)
+        except (OSError, UnidentifiedImageError, TypeError, ValueError):
+            raise UserError(f"example {int(e)}: its recorded source {source!r} is not a readable image file; pass "
+                            "sources= (image file paths) to the Recorder for the report's galleries") from None
+        out.append(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
+    return out
