@@ -102,9 +102,15 @@ def main() -> None:
     args = ap.parse_args()
     values = load_config_file(args.config)
     if not args.outputs_only:
-        values = train(args.config, args.db, args.dataset)
+        try:
+            values = train(args.config, args.db, args.dataset)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the run is marked interrupted, its checkpoint kept
+            print(f"stopped: rerun the same command to continue the study (finished epochs are in {args.db})",
+                  file=sys.stderr)
+            return 130
     write_outputs(args.db, args.out, values)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
