@@ -20,6 +20,7 @@ from pathlib import Path
 
 import duckdb
 
+from lossaudit.audit.rows import fill_identity, insert_suspects, move_audits, patch_config, settle, summarise
 from lossaudit.errors import UserError
 
 SCHEMA_VERSION = "4"  # 2 → 3 → 4 only add tables and columns
@@ -27,7 +28,6 @@ UPGRADABLE = (None, "1", "2", "3")  # written by earlier versions: upgraded when
 TABLES = ("runs", "examples", "observations", "steps", "evals", "predictions", "test_predictions",
           "example_summaries", "audits", "suspects")
 EPOCH_TABLES = ("observations", "steps", "evals", "predictions", "test_predictions")  # appended once per epoch
-UPDATABLE = ("device", "epochs")  # runs columns a recorded run settles after it started (Store.update_run)
 
 
 def _is_lock_error(err: Exception) -> bool:
@@ -178,8 +178,8 @@ class Store:
                 con.execute(_sql("upgrade_3.sql"))
             con.execute(schema_sql())
             if version == "1":
-                _fill_identity(con)
-                _move_audits(con)
+                fill_identity(con)
+                move_audits(con)
             con.execute("insert or replace into meta values ('schema_version', ?)", [SCHEMA_VERSION])
 
     @contextmanager
@@ -220,8 +220,9 @@ class Store:
             con.unregister("new_examples")
         return int(run_id)
 
-    def append(self, run_id: int, *, epochs_done: int | None = None, **tables) -> None:
-        """Append whole tables (`EPOCH_TABLES`; pandas or Arrow, columns by name) in one transaction."""
+    def append(self, run_id: int, *, epochs_done: int | None = None, settled: dict | None = None, **tables) -> None:
+        """Append whole tables (`EPOCH_TABLES`; pandas or Arrow, columns by name) in one transaction; `settled`:
+        runs columns learnt since the run started (`settle`)."""
         unknown = set(tables) - set(EPOCH_TABLES)
         if unknown:
             raise ValueError(f"cannot append to {sorted(unknown)}")
@@ -234,16 +235,7 @@ class Store:
                 con.unregister("new_rows")
             if epochs_done is not None:
                 con.execute("update runs set epochs_done = ? where run_id = ?", [epochs_done, run_id])
-
-    def update_run(self, run_id: int, *, config_patch: dict | None = None, **columns) -> None:
-        """What a recorded run learns after it started: `columns` (UPDATABLE), `config_patch` (into runs.config)."""
-        if set(columns) - set(UPDATABLE):
-            raise ValueError(f"cannot update runs.{', '.join(sorted(set(columns) - set(UPDATABLE)))}")
-        with self.transaction() as con:
-            for name, value in columns.items():
-                con.execute(f"update runs set {name} = ? where run_id = ?", [value, run_id])
-            if config_patch:
-                _patch_config(con, run_id, config_patch)
+            settle(con, run_id, settled or {})
 
     def set_irreducible(self, run_id: int, losses, config_patch: dict) -> None:
         """Store rho's irreducible losses (example_id, irreducible_loss) and, merged into runs.config, what its
@@ -253,7 +245,7 @@ class Store:
             con.execute("update examples set irreducible_loss = il.irreducible_loss from il "
                         "where examples.run_id = ? and examples.example_id = il.example_id", [run_id])
             con.unregister("il")
-            _patch_config(con, run_id, config_patch)
+            patch_config(con, run_id, config_patch)
 
     def write_audit(self, run_id: int, row: dict, suspects) -> None:
         """The result of `lossaudit audit` on its proxy run: the `audits` row and every suspect, in one transaction.
@@ -270,7 +262,7 @@ class Store:
             cols = ["run_id", *values]
             con.execute(f"insert into audits ({', '.join(cols)}) values ({', '.join('?' * len(cols))})",
                         [run_id, *values.values()])
-            _insert_suspects(con, run_id, suspects)
+            insert_suspects(con, run_id, suspects)
 
     def cells(self) -> list[tuple]:
         """Every run as (run_id, experiment_id, arm, corruption, seed, status, host, pid), oldest first."""
@@ -287,13 +279,14 @@ class Store:
             con.execute("update runs set status = 'running', epochs_done = ?, finished_at = null, error = null, "
                         "host = ?, pid = ? where run_id = ?", [epochs_done, socket.gethostname(), os.getpid(), run_id])
 
-    def finish(self, run_id: int, status: str, error: str | None = None) -> None:
+    def finish(self, run_id: int, status: str, error: str | None = None, settled: dict | None = None) -> None:
         """Mark how a run ended; a complete run gets its per-example summary in the same transaction."""
         with self.transaction() as con:
+            settle(con, run_id, settled or {})
             con.execute("update runs set status = ?, finished_at = ?, error = ? where run_id = ?",
                         [status, _now(), error, run_id])
             if status == "complete":
-                _summarise(con, run_id)
+                summarise(con, run_id)
 
     def mark_orphans(self) -> list[int]:
         """Mark as interrupted the runs left `running` by processes on this host that no longer exist."""
@@ -305,96 +298,3 @@ class Store:
                 con.execute("update runs set status = 'interrupted', error = 'process ended without finishing the run' "
                             "where run_id = ?", [run_id])
         return dead
-
-
-def _fill_identity(con) -> None:
-    """Experiment and arm of runs written before schema 2, from their stored config (a one-off upgrade)."""
-    rows = con.execute("select run_id, method, config, device from runs where experiment_id is null").fetchall()
-    if not rows:
-        return
-    from lossaudit.training.config import RunConfig
-    from lossaudit.training.identity import identify, traits_of
-    for run_id, method, config, device in rows:
-        values = json.loads(config) | {"method": method}
-        try:
-            who = identify(RunConfig.from_dict(values), str(device or "cpu").split(":")[0])
-        except UserError:  # a method or setting this version no longer knows: its own experiment
-            who = None
-        if who is None:
-            con.execute("update runs set experiment_id = ?, experiment = ?, arm = method where run_id = ?",
-                        [f"run{run_id}", f"run {run_id} (unknown settings)", run_id])
-            continue
-        con.execute("update runs set experiment_id = ?, experiment = ?, arm = ? where run_id = ?",
-                    [who.experiment_id, who.experiment, who.arm, run_id])
-        if "method_traits" not in values:
-            _patch_config(con, run_id, {"method_traits": traits_of(RunConfig.from_dict(values))})
-        if "irreducible_model" in values and "upfront" not in values:
-            il = values["irreducible_model"]
-            _patch_config(con, run_id, {"upfront": {k: il.get(k, 0) for k in ("backprops", "forwards", "seconds")}
-                                        | {"for": "the irreducible-loss model"}})
-
-
-def _summarise(con, run_id: int) -> None:
-    """Store a complete run's per-example scores (every registered score, every observation), so that reports over
-    tens of millions of observations read one row per example instead of aggregating them again."""
-    import pyarrow as pa
-
-    from lossaudit.audit import scores
-    from lossaudit.audit.queries import run_query
-    rows = run_query(con, "example_scores", mode="any", run_id=run_id)
-    names = scores.names()
-    table = pa.table({"run_id": pa.array(rows.run_id, pa.int32()), "example_id": pa.array(rows.example_id, pa.int32()),
-                      "n_observations": pa.array(rows.n_observations, pa.int32()),
-                      "modes": pa.array(rows.modes.astype(str), pa.string()), "picks": pa.array(rows.picks, pa.int64()),
-                      "keys": pa.array([names] * len(rows), pa.list_(pa.string())),
-                      "vals": pa.array(rows[names].astype(float).values.tolist(), pa.list_(pa.float64()))})
-    con.execute("delete from example_summaries where run_id = ?", [run_id])
-    con.register("summary", table)
-    con.execute("insert into example_summaries select run_id, example_id, n_observations, modes, picks, "
-                "map(keys, vals) from summary")
-    con.unregister("summary")
-
-
-SUSPECT_COLUMNS = ("rank", "example_id", "path", "given_label", "suggested_label", "suspicion_score", "signals")
-
-
-def _insert_suspects(con, run_id: int, suspects) -> None:
-    import pyarrow as pa
-    if len(suspects) == 0:
-        return
-    score_columns = [c for c in suspects.columns if c not in SUSPECT_COLUMNS]
-    frame = pa.Table.from_pandas(suspects[list(SUSPECT_COLUMNS)], preserve_index=False)
-    frame = frame.append_column("keys", pa.array([score_columns] * len(suspects), pa.list_(pa.string())))
-    frame = frame.append_column("vals", pa.array(suspects[score_columns].astype(float).values.tolist(),
-                                                 pa.list_(pa.float64())))
-    con.register("new_suspects", frame)
-    con.execute(f"insert into suspects select {int(run_id)} as run_id, {', '.join(SUSPECT_COLUMNS)}, "
-                "map(keys, vals) as scores from new_suspects")
-    con.unregister("new_suspects")
-
-
-def _move_audits(con) -> None:
-    """Audits that lossaudit 0.1 kept in runs.config['audit'] into the audits and suspects tables (a one-off
-    upgrade; 0.1 kept only the top 48 suspects in the database, the rest is in its suspects files)."""
-    import pandas as pd
-    rows = con.execute("select run_id, config->'audit' from runs where (config->'audit') is not null").fetchall()
-    for run_id, text in rows:
-        a = json.loads(text)
-        lo, hi = (a.get("noise_interval") or [None, None])[:2]
-        row = {k: a.get(k) for k in ("verdict", "verdict_line", "verdict_rule", "n_examples", "canaries", "score",
-                                     "noise_share", "noise_method", "n_suspects", "threshold", "canary_recall")}
-        row |= {"noise_low": lo, "noise_high": hi, "score_table": a.get("score_table") or [],
-                "replay": a.get("replay") or [], "replay_modes": a.get("replay_modes") or {},
-                "notes": a.get("notes") or [], "suspects_file": a.get("suspects_csv")}
-        for key in ("score_table", "replay", "replay_modes"):
-            row[key] = json.dumps(row[key])
-        cols = ["run_id", *row]
-        con.execute(f"insert into audits ({', '.join(cols)}) values ({', '.join('?' * len(cols))})",
-                    [run_id, *row.values()])
-        top = pd.DataFrame(a.get("top_suspects") or [], columns=list(SUSPECT_COLUMNS))
-        _insert_suspects(con, run_id, top)
-
-
-def _patch_config(con, run_id: int, patch: dict) -> None:
-    con.execute("update runs set config = json_merge_patch(config, ?) where run_id = ?",
-                [json.dumps(patch, allow_nan=False, default=str), run_id])

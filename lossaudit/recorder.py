@@ -34,7 +34,6 @@ import math
 import sys
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -275,9 +274,9 @@ class Recorder:
         bad += [f"test_loss {v:g}" for v in evals.test_loss.astype(float) if not np.isfinite(v)]
         if bad:
             raise UserError("evaluate: test_error must be a share in 0..1 and test_loss finite; got " + ", ".join(bad))
-        self.store.append(self.run_id, epochs_done=self.epoch + 1, **tables)
-        if self.epoch == 0 and self._device is not None:
-            self.store.update_run(self.run_id, device=str(self._device))
+        first = self.epoch == 0 and self._device is not None
+        self.store.append(self.run_id, epochs_done=self.epoch + 1, settled={"device": str(self._device)} if first
+                          else None, **tables)
         self.epoch += 1
         self.buffer = self._new_buffer()
         self._untimed += time.perf_counter() - started
@@ -306,8 +305,8 @@ class Recorder:
             self.end_epoch()
         c = self.counters
         patch = {"method_traits": self._method_traits(c["selection_candidates"], c["selection_picks"])}
-        self.store.update_run(self.run_id, config_patch=patch, epochs=self._epochs or self.epoch)
-        self.store.finish(self.run_id, status, error)
+        self.store.finish(self.run_id, status, error,
+                          settled={"config": patch, "epochs": self._epochs or self.epoch})
 
     def __enter__(self) -> "Recorder":
         return self
