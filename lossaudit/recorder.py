@@ -133,7 +133,9 @@ class Recorder:
         self._on: dict = {}  # device → (sorted ids, their labels) there
         self._traits = {"baseline": baseline, "control": bool(control), "loss_based": loss_based,
                         "selectivity": selectivity}
-        user_config = dict(config or {})
+        if config is not None and not isinstance(config, dict):
+            raise UserError(f"config: expected a dict of your settings, got {type(config).__name__}")
+        user_config = json.loads(json.dumps(config or {}, default=str))  # numpy numbers, paths ... as JSON
         key = {"recorded": True, "dataset": str(dataset), "model": str(model), "n_examples": len(ids),
                "config": {k: v for k, v in user_config.items() if k not in GRID_KEYS}}
         text = json.dumps(key, sort_keys=True, default=str)
@@ -155,7 +157,6 @@ class Recorder:
         self.store.mark_orphans()
         self.run_id = self.store.start_run(row, frame)
         self._device, self._closed, self._epochs = None, False, int(epochs)
-        self._picks_since_step: list = []  # device counts of picks made since the last step (scoring rounds)
         self.epoch, self.step, self._calls = 0, 0, 0
         self.counters = {"forwards_scoring": 0, "forwards_training": 0, "selection_candidates": 0,
                          "scored_since_step": 0, "backprops": 0, "selection_picks": 0}
@@ -170,7 +171,7 @@ class Recorder:
         """Record one forward of `ids` (see the module docstring); `select_prob`: the probability each had of
         being picked (default: 1 when everything is trained, else the share of the call picked); `lr`: the step's
         learning rate (NaN when not given)."""
-        from lossaudit.training.recording import MODES, Pending, as_tensor, shaped, statistics
+        from lossaudit.training.recording import DEFER_CLASSES, MODES, Call, as_tensor, shaped, statistics
         torch = self._torch
         started = time.perf_counter()
         if mode not in MODES:
@@ -180,60 +181,40 @@ class Recorder:
         first = logits if logits is not None else loss
         device = first.device if isinstance(first, torch.Tensor) else torch.device("cpu")
         index = as_tensor(ids, "ids", device)
-        if index.dim() != 1 or index.dtype.is_floating_point or index.dtype == torch.bool:
+        if index.dim() != 1 or index.dtype.is_floating_point or index.dtype == torch.bool or not len(index):
             raise UserError(f"ids: expected a 1-D tensor of integer example ids, got shape {tuple(index.shape)} of "
                             f"{index.dtype}")
         index = index.long()
         n = len(index)
-        sorted_ids, sorted_labels = self._lookup(device)
-        pos = torch.searchsorted(sorted_ids, index).clamp_(max=len(sorted_ids) - 1)
-        unknown = (sorted_ids[pos] != index).sum()
-        labels = sorted_labels[pos]
         z = None if logits is None else as_tensor(logits, "logits", device)
         if z is not None and (z.dim() != 2 or z.shape != (n, self.n_classes)):
             raise UserError(f"logits: shape {tuple(z.shape)} disagrees with ({n}, {self.n_classes}): one row of "
                             f"{self.n_classes} class scores per id")
         given = None if loss is None else shaped(loss, "loss", n, device)
-        fwd = statistics(z, given, labels)
-        bad_loss = (~torch.isfinite(fwd.loss)).sum()
-        chose = picked is not None
-        pick = (shaped(picked, "picked", n, device).to(torch.int16) if chose else
-                torch.full((n,), int(mode == "train"), dtype=torch.int16, device=device))
-        if select_prob is None:  # unknown: the share of this call's examples that were picked
-            prob = (pick > 0).float().mean().expand(n) if chose else torch.full((n,), float(mode == "train"),
-                                                                                 device=device)
-        elif isinstance(select_prob, (int, float)):
-            prob = torch.full((n,), float(select_prob), device=device)
-        else:
-            prob = shaped(select_prob, "select_prob", n, device).float()
+        pick = None if picked is None else shaped(picked, "picked", n, device).to(torch.int16)
+        prob = (select_prob if select_prob is None or isinstance(select_prob, float) else
+                float(select_prob) if isinstance(select_prob, int) else shaped(select_prob, "select_prob", n, device))
+        fwd = None
+        if z is None or self.n_classes > DEFER_CLASSES:  # summarised now: many classes' logits are not kept
+            fwd = statistics(z, given, self._lookup(device)(index)[0])
+            z = None
         self._calls += 1
-        checks = [Pending(unknown, "ids", f"of {n} ids are not among the run's examples", self._calls),
-                  Pending(bad_loss, "logits" if given is None else "loss",
-                          f"of {n} losses are NaN or infinite", self._calls)]
-        if chose:
-            checks.append(Pending((pick < 0).sum(), "picked", "picks are negative", self._calls))
-        self.buffer.pending.extend(checks)
-        if device.type == "cpu":  # nothing to wait for: point at this call
-            self.buffer.check(self.step)
         self._device = self._device or device
-        self.buffer.add_rows(self.step, mode, index, fwd, pick, prob)
+        self.buffer.calls.append(Call(index, z, given, fwd, pick, prob, self.step, MODES.index(mode), self._calls))
         c = self.counters
-        if chose:
+        if pick is not None:
             c["selection_candidates"] += n
-            self._picks_since_step.append((pick > 0).sum())
         if mode == "score":
             c["forwards_scoring"] += n
             c["scored_since_step"] += n
         else:
             c["forwards_training"] += n
-            back = pick.clamp(min=0).to(torch.float32)
-            self.buffer.add_step(
+            self.buffer.steps.append(
                 {"step": self.step, "epoch": self.epoch, "lr": math.nan if lr is None else float(lr),
                  "n_scored": c["scored_since_step"], "forwards_scoring": c["forwards_scoring"],
                  "forwards_training": c["forwards_training"], "selection_candidates": c["selection_candidates"],
-                 "seconds": self.seconds()}, back.sum(), (fwd.loss * back).sum(),
-                sum(self._picks_since_step, torch.zeros((), dtype=torch.int64, device=device)))
-            c["scored_since_step"], self._picks_since_step = 0, []
+                 "seconds": self.seconds(), "call": len(self.buffer.calls) - 1})
+            c["scored_since_step"] = 0
             self.step += 1
         self._untimed += time.perf_counter() - started  # the recorder's own work is not training
 
@@ -267,8 +248,8 @@ class Recorder:
         """Write the epoch (one transaction; the only time the recorder copies from the device)."""
         started = time.perf_counter()
         buffer, self.buffer = self.buffer, self._new_buffer()
-        buffer.check(self.step)
-        tables = buffer.frames(self.counters)
+        buffer.check()
+        tables = buffer.frames(self.counters, self._lookup(self._device or self._torch.device("cpu")))
         evals = tables["evals"]
         bad = [f"test_error {v:g}" for v in evals.test_error.astype(float) if not 0 <= v <= 1]
         bad += [f"test_loss {v:g}" for v in evals.test_loss.astype(float) if not np.isfinite(v)]
@@ -302,7 +283,15 @@ class Recorder:
             return
         self._closed = True
         if status == "complete" and (len(self.buffer) or self.buffer.evals):
-            self.end_epoch()
+            try:
+                self.end_epoch()
+            except BaseException as err:  # the pending epoch failed its checks: the run fails, earlier epochs stay
+                status, error = "failed", " ".join(f"{type(err).__name__}: {err}".split())[:500]
+                self._finish(status, error)
+                raise
+        self._finish(status, error)
+
+    def _finish(self, status: str, error: str | None) -> None:
         c = self.counters
         patch = {"method_traits": self._method_traits(c["selection_candidates"], c["selection_picks"])}
         self.store.finish(self.run_id, status, error,
@@ -331,9 +320,15 @@ class Recorder:
                 "nominal_selectivity": float(selectivity)}
 
     def _lookup(self, device):
+        """ids → (their labels as trained, a mask of the ids this run does not know), on `device`."""
         if device not in self._on:
             self._on[device] = (self._sorted_ids.to(device), self._labels_sorted.to(device))
-        return self._on[device]
+        known, labels = self._on[device]
+
+        def lookup(ids):
+            pos = self._torch.searchsorted(known, ids).clamp_(max=len(known) - 1)
+            return labels[pos], known[pos] != ids
+        return lookup
 
     def _check_ids(self, value, n: int, device, *, name: str = "ids", upper: int | None = None):
         from lossaudit.training.recording import Pending, shaped
@@ -344,8 +339,6 @@ class Recorder:
         bad = (t < 0).sum() if upper is None else ((t < 0) | (t >= upper)).sum()
         self.buffer.pending.append(Pending(bad, name, "values are out of range" + (
             f" 0..{upper - 1}" if upper else " (negative)"), self._calls))
-        if t.device.type == "cpu":
-            self.buffer.check(self.step)
         return t
 
 

@@ -152,12 +152,23 @@ def test_bad_input_is_one_line_naming_the_argument_and_the_run_is_marked_failed(
     (dict(labels=[0, 1, 5], classes=["a", "b", "c"]), "labels: values must be class indices in 0..2"),
     (dict(corruption="random_labels:2"), "corruption 'random_labels:2'"),
     (dict(method=""), "method: give the name"),
+    (dict(config=[1, 2]), "config: expected a dict"),
 ])
 def test_bad_arguments_refused_before_anything_is_written(tmp_path, kwargs, words):
     args = dict(method="m", dataset="d", examples=[1, 2, 3], labels=[0, 1, 2]) | kwargs
     with pytest.raises(UserError, match=words.replace("(", r"\(").replace(")", r"\)")):
         Recorder(tmp_path / "r.duckdb", **args)
     assert not (tmp_path / "r.duckdb").exists()
+
+
+def test_config_values_that_json_cannot_hold_are_stored_as_text(tmp_path):
+    from pathlib import Path
+    db = tmp_path / "r.duckdb"
+    with Recorder(db, method="m", dataset="d", examples=[1, 2], labels=[0, 1],
+                  config={"lr": np.float32(0.5), "root": Path("/data")}) as rec:
+        rec.observe([1, 2], loss=[0.1, 0.2])
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("select config->>'lr', config->>'root' from runs").fetchone() == ("0.5", "/data")
 
 
 def test_an_interrupted_loop_keeps_its_finished_epochs(tmp_path):
@@ -256,3 +267,31 @@ def test_audit_from_db_refuses_runs_without_out_of_sample_predictions(tmp_path):
     assert "predicted no example they did not train on" in result.output and "rec.predict" in result.output
     result = CliRunner().invoke(app, ["audit", "--from-db", str(db), "--run", "7", "--out", str(tmp_path / "s")])
     assert result.exit_code == 2 and "--run 7: no such run" in result.output and "valid: 1" in result.output
+
+
+@pytest.mark.parametrize("classes", [3, 70])  # a few classes: summarised in one batch per epoch; many: per call
+def test_statistics_are_the_definitions_whether_summarised_per_epoch_or_per_call(tmp_path, classes):
+    g = torch.Generator().manual_seed(0)
+    ids = np.arange(40)
+    label = np.arange(40) % classes
+    logits = torch.randn(40, classes, generator=g)
+    db = tmp_path / "r.duckdb"
+    with Recorder(db, method="m", dataset="d", examples=ids, labels=label, classes=[f"c{k}" for k in range(classes)]
+                  ) as rec:
+        rec.observe(ids[:20], logits=logits[:20])
+        rec.observe(ids[20:30], logits=logits[20:30], loss=torch.full((10,), 7.0))  # the loss as given wins
+        rec.observe(ids[30:], loss=torch.ones(10))  # no logits: entropy, margin, p_true unknown
+    con = duckdb.connect(str(db), read_only=True)
+    got = con.execute("select example_id, loss, entropy, margin, p_true, pred from observations order by example_id"
+                      ).fetchnumpy()
+    y = torch.from_numpy(label)
+    logp = torch.log_softmax(logits, 1)
+    expected_loss = -logp[torch.arange(40), y]
+    np.testing.assert_allclose(got["loss"][:20], expected_loss[:20].numpy(), rtol=1e-5)
+    np.testing.assert_allclose(got["loss"][20:30], 7.0)
+    np.testing.assert_allclose(got["entropy"][:30], -(logp.exp() * logp).sum(1)[:30].numpy(), rtol=1e-5)
+    others = logits.scatter(1, y[:, None], float("-inf")).max(1).values
+    np.testing.assert_allclose(got["margin"][:30], (logits[torch.arange(40), y] - others)[:30].numpy(), rtol=1e-5)
+    np.testing.assert_allclose(got["p_true"][:30], logp.exp()[torch.arange(40), y][:30].numpy(), rtol=1e-5)
+    assert (got["pred"][:30] == logits.argmax(1)[:30].numpy()).all() and (got["pred"][30:] == -1).all()
+    assert np.isnan(got["entropy"][30:]).all() and np.isnan(got["p_true"][30:]).all()

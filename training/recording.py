@@ -47,6 +47,9 @@ def shaped(value, name: str, n: int, device: torch.device) -> Tensor:
     return t
 
 
+DEFER_CLASSES = 64  # up to this many classes an epoch's logits are kept and summarised in one batch at its end
+
+
 @dataclass
 class Pending:
     """A value check waiting for the epoch's copy to the host: the number of bad entries (a device scalar), the
@@ -59,83 +62,133 @@ class Pending:
 
 
 @dataclass
+class Call:
+    """One observe call as given: ids (n,), logits (n, K) or None, loss (n,) or None, the statistics already
+    computed (`fwd`, for many classes) or None, picked (n,) int16 or None (the mode's default), select_prob ((n,),
+    a number, or None: the default), its step and mode, and its number in the run."""
+
+    ids: Tensor
+    logits: Tensor | None
+    loss: Tensor | None
+    fwd: Forward | None
+    picked: Tensor | None
+    prob: Tensor | float | None
+    step: int
+    mode: int
+    number: int
+
+
+@dataclass
 class EpochBuffer:
-    """An epoch's observations, steps and evaluations, as recorded; `frames` turns them into store tables."""
+    """An epoch's observe calls, steps and evaluations, as recorded; `frames` turns them into store tables."""
 
     epoch: int
-    columns: dict[str, list] = field(default_factory=lambda: {k: [] for k in (
-        "example_id", "loss", "entropy", "margin", "p_true", "pred", "picked", "select_prob")})
-    lengths: list[int] = field(default_factory=list)
-    steps_of_rows: list[int] = field(default_factory=list)
-    modes: list[int] = field(default_factory=list)
-    steps: list[dict] = field(default_factory=list)
-    step_device: dict[str, list] = field(default_factory=lambda: {"n_backprop": [], "loss_sum": [], "picks": []})
+    calls: list[Call] = field(default_factory=list)
+    steps: list[dict] = field(default_factory=list)  # host rows; "call": the index of the call that made the step
     evals: list[dict] = field(default_factory=list)
     predictions: list[tuple[Tensor, Tensor]] = field(default_factory=list)
     test_predictions: list[tuple[Tensor, Tensor, Tensor]] = field(default_factory=list)
     pending: list[Pending] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return sum(self.lengths)
+        return sum(len(c.ids) for c in self.calls)
 
-    def add_rows(self, step: int, mode: str, ids: Tensor, fwd: Forward, picked: Tensor, select_prob: Tensor) -> None:
-        for name, value in (("example_id", ids), ("loss", fwd.loss), ("entropy", fwd.entropy), ("margin", fwd.margin),
-                            ("p_true", fwd.p_true), ("pred", fwd.pred), ("picked", picked),
-                            ("select_prob", select_prob)):
-            self.columns[name].append(value)
-        self.lengths.append(len(ids))
-        self.steps_of_rows.append(step)
-        self.modes.append(MODES.index(mode))
-
-    def add_step(self, row: dict, n_backprop: Tensor, loss_sum: Tensor, picks: Tensor) -> None:
-        self.steps.append(row)
-        for name, value in (("n_backprop", n_backprop), ("loss_sum", loss_sum), ("picks", picks)):
-            self.step_device[name].append(value)
-
-    def check(self, call: int) -> None:
-        """Raise the first failed check of the epoch (reads the device: called per call on the CPU, per epoch
-        elsewhere)."""
+    def check(self) -> None:
+        """Raise the first failed check of predict/evaluate arguments (reads the device)."""
         if not self.pending:
             return
         counts = torch.stack([p.count.to("cpu", torch.int64) for p in self.pending]).tolist()
         for p, count in zip(self.pending, counts):
             if count:
-                raise UserError(f"{p.argument} of observe call {p.call} (step {call}): {count} {p.problem}")
+                raise UserError(f"{p.argument} (given after observe call {p.call}): {count} {p.problem}")
         self.pending.clear()
 
-    def frames(self, counters: dict) -> dict:
+    def columns(self, lookup) -> dict[str, np.ndarray]:
+        """Every observation column on the host (one copy each), the statistics computed in one batch when every
+        call gave logits; value checks raise here, naming the first call that failed them. `lookup(ids)` gives the
+        labels as trained and a mask of ids the run does not know."""
+        calls = self.calls
+        ids = torch.cat([c.ids for c in calls])
+        labels, unknown = lookup(ids)
+        if all(c.logits is not None for c in calls):
+            batched = Forward.from_logits(torch.cat([c.logits for c in calls]), labels)
+            given = [c.loss for c in calls]
+            loss = batched.loss if all(g is None for g in given) else torch.cat(
+                [g.float() if g is not None else part for g, part in zip(given, batched.loss.split(self.sizes()))])
+            fwd = Forward(loss, batched.entropy, batched.margin, batched.p_true, batched.pred)
+        else:
+            parts = [c.fwd or statistics(c.logits, c.loss, y) for c, y in zip(calls, labels.split(self.sizes()))]
+            fwd = Forward(*(torch.cat([getattr(f, k) for f in parts]) for k in ("loss", "entropy", "margin",
+                                                                                "p_true", "pred")))
+        device = ids.device
+        picked = torch.cat([c.picked if c.picked is not None else torch.full(
+            (len(c.ids),), int(c.mode == MODES.index("train")), dtype=torch.int16, device=device) for c in calls])
+        probs = []
+        for c, p in zip(calls, picked.split(self.sizes())):
+            if c.prob is None:  # unknown: the share of the call picked (1 / 0 when the mode trains / scores all)
+                probs.append((p > 0).float().mean().expand(len(p)))
+            elif isinstance(c.prob, float):
+                probs.append(torch.full((len(p),), c.prob, device=device))
+            else:
+                probs.append(c.prob.float())
+        out = {"example_id": ids, "loss": fwd.loss, "entropy": fwd.entropy, "margin": fwd.margin,
+               "p_true": fwd.p_true, "pred": fwd.pred, "picked": picked, "select_prob": torch.cat(probs),
+               "unknown": unknown, "finite": torch.isfinite(fwd.loss)}
+        host = {k: v.cpu().numpy() for k, v in out.items()}
+        ends = np.cumsum(self.sizes())
+        for name, bad, what in (("ids", host["unknown"], "ids are not among the run's examples"),
+                                ("loss", ~host["finite"], "losses are NaN or infinite"),
+                                ("picked", host["picked"] < 0, "picks are negative")):
+            if bad.any():
+                call = calls[int(np.searchsorted(ends, np.flatnonzero(bad)[0], side="right"))]
+                name = "logits" if name == "loss" and call.loss is None else name
+                raise UserError(f"{name} of observe call {call.number} (step {call.step}): {int(bad.sum())} of "
+                                f"{len(bad)} {what} this epoch (first: id {int(host['example_id'][bad][0])})")
+        return host
+
+    def sizes(self) -> list[int]:
+        return [len(c.ids) for c in self.calls]
+
+    def frames(self, counters: dict, lookup) -> dict:
         """The epoch's store tables. `counters` (backprops and selection_picks so far, before this epoch) is
-        advanced by it; every device column reaches the host in one copy."""
-        cpu = {name: (torch.cat(values).cpu().numpy() if values else np.zeros(0)) for name, values in
-               self.columns.items()}
-        n = np.asarray(self.lengths, dtype=np.int64)
+        advanced by it."""
+        cpu = self.columns(lookup) if self.calls else {k: np.zeros(0) for k in (
+            "example_id", "loss", "entropy", "margin", "p_true", "pred", "picked", "select_prob")}
+        n = np.asarray(self.sizes(), dtype=np.int64)
         rows = int(n.sum())
         observations = pa.table({  # from numpy: NaN stays NaN (a statistic the loop did not give), never NULL
-            "step": np.repeat(np.asarray(self.steps_of_rows, dtype=np.int32), n),
+            "step": np.repeat(np.asarray([c.step for c in self.calls], dtype=np.int32), n),
             "epoch": np.full(rows, self.epoch, dtype=np.int32),
             "example_id": cpu["example_id"].astype(np.int32),
-            "mode": pa.array(np.repeat(np.asarray(MODES)[np.asarray(self.modes, dtype=np.int64)], n)
-                             if len(n) else np.zeros(0, dtype=str), pa.string()),
+            "mode": pa.array(np.repeat(np.asarray(MODES)[np.asarray([c.mode for c in self.calls], dtype=np.int64)],
+                                       n) if len(n) else np.zeros(0, dtype=str), pa.string()),
             "loss": cpu["loss"].astype(np.float32), "entropy": cpu["entropy"].astype(np.float32),
             "margin": cpu["margin"].astype(np.float32), "p_true": cpu["p_true"].astype(np.float32),
             "pred": cpu["pred"].astype(np.int16), "select_prob": cpu["select_prob"].astype(np.float32),
             "picked": cpu["picked"].astype(np.int16), "stale": np.zeros(rows, dtype=bool),
         })
-        per_step = {name: (torch.stack([v.to(torch.float64) for v in values]).cpu().numpy() if values
-                           else np.zeros(0)) for name, values in self.step_device.items()}
-        backprops = counters["backprops"] + np.cumsum(per_step["n_backprop"]).astype(np.int64)
-        picks = counters["selection_picks"] + np.cumsum(per_step["picks"]).astype(np.int64)
+        starts = np.r_[0, np.cumsum(n)[:-1]].astype(np.int64)
+        back = np.clip(cpu["picked"].astype(np.float64), 0, None)
+        train = np.repeat(np.asarray([c.mode == MODES.index("train") for c in self.calls], dtype=bool), n)
+        chose = np.repeat(np.asarray([c.picked is not None for c in self.calls], dtype=bool), n)
+        per_call = {name: np.add.reduceat(v, starts) if rows else np.zeros(0) for name, v in (
+            ("back", back * train), ("loss_sum", cpu["loss"].astype(np.float64) * back * train),
+            ("picks", ((cpu["picked"] > 0) & chose).astype(np.float64)))}
+        at = np.asarray([s["call"] for s in self.steps], dtype=np.int64)
+        backprops = counters["backprops"] + np.cumsum(per_call["back"]).astype(np.int64)[at]
+        picks_so_far = counters["selection_picks"] + np.cumsum(per_call["picks"]).astype(np.int64)
         step_rows = pd.DataFrame(self.steps, columns=["step", "epoch", "lr", "n_scored", "forwards_scoring",
                                                       "forwards_training", "selection_candidates", "seconds"])
         with np.errstate(invalid="ignore", divide="ignore"):
-            train_loss = (per_step["loss_sum"] / per_step["n_backprop"]).astype(np.float32)
-        step_rows = step_rows.assign(n_backprop=per_step["n_backprop"].astype(np.int32), backprops=backprops,
-                                     selection_picks=picks, train_loss=train_loss)
+            train_loss = (per_call["loss_sum"][at] / per_call["back"][at]).astype(np.float32)
+        step_rows = step_rows.assign(n_backprop=per_call["back"][at].astype(np.int32), backprops=backprops,
+                                     selection_picks=picks_so_far[at], train_loss=train_loss)
         steps = pa.table({k: step_rows[k].to_numpy() for k in step_rows.columns}).append_column(  # NaN stays NaN
             "state", pa.nulls(len(step_rows), pa.map_(pa.string(), pa.float64())))
         evals = self._evals(counters, backprops, train_loss)
-        if len(backprops):
-            counters["backprops"], counters["selection_picks"] = int(backprops[-1]), int(picks[-1])
+        if rows:
+            counters["backprops"] += int(per_call["back"].sum())
+            counters["selection_picks"] = int(picks_so_far[-1])
         return {"observations": observations, "steps": steps, "evals": evals,
                 "predictions": self._probs(self.predictions), "test_predictions": self._test_probs()}
 
