@@ -23,7 +23,8 @@ The run lands in the same tables as `lossaudit run`'s, one transaction per epoch
   reading against trusted labels); `end_epoch()` writes the epoch.
 - `paused()`: time inside it (your evaluation, say) is left out of the run's training seconds.
 
-Tensors stay on their device until the epoch is written: the Recorder never waits on the device per step.
+Tensors stay on their device until the epoch is written: the Recorder never waits on the device per step. Shapes
+are checked in each call; values (ids known, losses finite) when the epoch is written, naming the call.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """One epoch of a recorded training loop (lossaudit.recorder.Recorder), kept where the user's tensors live.
 
-Every `observe` call appends device tensors to lists and host integers to others; nothing is copied to the host and
-nothing waits on the device until `frames`, once per epoch, concatenates each column and copies it over. Checks of
-values (ids known, losses finite) are device reductions too: on the CPU they are read at once, so the error points
-at the call; on an accelerator they are read with the epoch, so that the loop never waits on the device per step.
+Every `observe` call keeps references to the tensors it was given (a `Call`) and host integers; nothing is computed,
+copied to the host or waited for until `frames`, once per epoch, looks the labels up, summarises the logits (loss,
+entropy, margin, p_true, prediction) in one batch, checks the values (ids known, losses finite, picks non-negative;
+an error names the first call that failed) and copies each column over once. With more than DEFER_CLASSES classes
+the statistics are computed per call instead, so that an epoch of logits is never kept.
 """
 
 from __future__ import annotations
