@@ -12,7 +12,8 @@ model's inputs before the forward (so the model never sees it), and after each t
 ids, the logits and each example's cross-entropy against the batch's `labels`. Everything in a batch is trained
 (the Trainer has no selection), so the run records as a baseline. The test error and loss come from each evaluation's
 metrics (`error_key`, default `eval_error`, from your compute_metrics; `loss_key`, default `eval_loss`); `end_epoch`
-at each epoch's end. Only the main process records.
+at each epoch's end. Only the main process records. Each training forward is one recorded step (with gradient
+accumulation: one per micro-batch, so the steps table counts micro-batches; backprops and observations are exact).
 """
 
 from __future__ import annotations

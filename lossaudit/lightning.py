@@ -17,7 +17,9 @@
 The dictionary `training_step` returns carries what is recorded: `ids` and `loss_each` and/or `logits` (one per
 example of the batch), and optionally `picked` (a mask of the examples back-propagated, for a selecting method) and
 `select_prob`. The test error and loss are read from the logged metrics `error_key` and `loss_key` after each
-validation; `end_epoch` at each training epoch's end. Only the process of global rank 0 records.
+validation; `end_epoch` at each training epoch's end. Only the process of global rank 0 records (under DDP it sees
+its own share of each batch: gather ids, losses and logits into the dict to record them all). Each training_step is
+one recorded step (with accumulate_grad_batches: one per micro-batch; backprops and observations are exact).
 """
 
 from __future__ import annotations

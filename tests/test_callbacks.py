@@ -115,3 +115,33 @@ def test_huggingface_callback_records_the_training(tmp_path):
                                                                 labels=y.numpy())])
     trainer.train()
     check(db, epochs=2, steps_per_epoch=3)
+
+
+def test_lightning_callback_says_what_training_step_must_return(tmp_path):
+    L = pytest.importorskip("lightning.pytorch")
+    from lossaudit.errors import UserError
+    from lossaudit.lightning import LossauditCallback
+    ids, x, y = planted()
+
+    class Plain(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(D, K)
+
+        def training_step(self, batch, i):
+            _, bx, by = batch
+            return F.cross_entropy(self.layer(bx), by)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    db = tmp_path / "runs.duckdb"
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[LossauditCallback(db, method="sgd", dataset="planted", examples=ids,
+                                                     labels=y.numpy())])
+    data = torch.utils.data.TensorDataset(torch.from_numpy(ids), x, y)
+    with pytest.raises(UserError, match="training_step must return a dict with 'ids'"):
+        trainer.fit(Plain(), torch.utils.data.DataLoader(data, batch_size=32))
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("select status from runs").fetchone()[0] == "failed"
