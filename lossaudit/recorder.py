@@ -180,21 +180,22 @@ class Recorder:
         if loss is None and logits is None:
             raise UserError("observe: give loss= (one per id) or logits= (one row per id), or both")
         first = logits if logits is not None else loss
-        device = first.device if isinstance(first, torch.Tensor) else torch.device("cpu")
-        index = as_tensor(ids, "ids", device)
+        device = self._device or (first.device if isinstance(first, torch.Tensor) else torch.device("cpu"))
+        index = as_tensor(ids, "ids", device, own=True)  # kept until the epoch is written: never the loop's buffer
         if index.dim() != 1 or index.dtype.is_floating_point or index.dtype == torch.bool or not len(index):
             raise UserError(f"ids: expected a 1-D tensor of integer example ids, got shape {tuple(index.shape)} of "
                             f"{index.dtype}")
         index = index.long()
         n = len(index)
-        z = None if logits is None else as_tensor(logits, "logits", device)
+        z = None if logits is None else as_tensor(logits, "logits", device, own=True)
         if z is not None and (z.dim() != 2 or z.shape != (n, self.n_classes)):
             raise UserError(f"logits: shape {tuple(z.shape)} disagrees with ({n}, {self.n_classes}): one row of "
                             f"{self.n_classes} class scores per id")
-        given = None if loss is None else shaped(loss, "loss", n, device)
-        pick = None if picked is None else shaped(picked, "picked", n, device).to(torch.int16)
+        given = None if loss is None else shaped(loss, "loss", n, device, own=True)
+        pick = None if picked is None else shaped(picked, "picked", n, device, own=True).to(torch.int16)
         prob = (select_prob if select_prob is None or isinstance(select_prob, float) else
-                float(select_prob) if isinstance(select_prob, int) else shaped(select_prob, "select_prob", n, device))
+                float(select_prob) if isinstance(select_prob, int) else
+                shaped(select_prob, "select_prob", n, device, own=True))
         fwd = None
         if z is None or self.n_classes > DEFER_CLASSES:  # summarised now: many classes' logits are not kept
             fwd = statistics(z, given, self._lookup(device)(index)[0])

@@ -295,3 +295,15 @@ def test_statistics_are_the_definitions_whether_summarised_per_epoch_or_per_call
     np.testing.assert_allclose(got["p_true"][:30], logp.exp()[torch.arange(40), y][:30].numpy(), rtol=1e-5)
     assert (got["pred"][:30] == logits.argmax(1)[:30].numpy()).all() and (got["pred"][30:] == -1).all()
     assert np.isnan(got["entropy"][30:]).all() and np.isnan(got["p_true"][30:]).all()
+
+
+def test_buffers_the_loop_reuses_are_recorded_as_they_were_at_the_call(tmp_path):
+    ids = np.arange(8)
+    loss = np.zeros(4)  # one buffer, refilled by the loop every step
+    with Recorder(tmp_path / "r.duckdb", method="m", dataset="d", examples=ids, labels=ids % 2) as rec:
+        for step, rows in enumerate((ids[:4], ids[4:])):
+            loss[:] = step + 1.0
+            rec.observe(rows, loss=loss)
+    con = duckdb.connect(str(tmp_path / "r.duckdb"), read_only=True)
+    assert con.execute("select step, avg(loss) from observations group by step order by step").fetchall() == [
+        (0, 1.0), (1, 2.0)]

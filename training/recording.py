@@ -24,23 +24,25 @@ from lossaudit.training.methods.base import Forward
 MODES = ("train", "score")
 
 
-def as_tensor(value, name: str, device: torch.device | None = None) -> Tensor:
+def as_tensor(value, name: str, device: torch.device | None = None, *, own: bool = False) -> Tensor:
     """A torch tensor of `value` (a tensor on any device, a numpy array, a list, a number), detached; on `device`
-    when given (tensors only move when they are elsewhere)."""
+    when given (tensors only move when they are elsewhere). `own`: never the caller's memory (a copy where it would
+    be), for what is kept until the epoch is written while the loop may reuse its buffers."""
     if isinstance(value, Tensor):
         out = value.detach()
-    else:
-        try:
-            out = torch.as_tensor(np.asarray(value))
-        except (TypeError, ValueError, RuntimeError) as err:
-            raise UserError(f"{name}: expected a torch tensor or a numpy array, got {type(value).__name__} "
-                            f"({str(err).splitlines()[0]})") from None
+        moved = device is not None and out.device != device
+        return out.to(device) if moved else out.clone() if own else out
+    try:
+        out = torch.tensor(np.asarray(value)) if own else torch.as_tensor(np.asarray(value))
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise UserError(f"{name}: expected a torch tensor or a numpy array, got {type(value).__name__} "
+                        f"({str(err).splitlines()[0]})") from None
     return out if device is None or out.device == device else out.to(device)
 
 
-def shaped(value, name: str, n: int, device: torch.device) -> Tensor:
+def shaped(value, name: str, n: int, device: torch.device, *, own: bool = False) -> Tensor:
     """`value` as an (n,) tensor on `device`, or one clear error naming `name` and the shape it should have."""
-    t = as_tensor(value, name, device)
+    t = as_tensor(value, name, device, own=own)
     if t.dim() == 2 and t.shape[1] == 1:
         t = t[:, 0]
     if tuple(t.shape) != (n,):
