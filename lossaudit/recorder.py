@@ -334,7 +334,7 @@ class Recorder:
 
     def _check_ids(self, value, n: int, device, *, name: str = "ids", upper: int | None = None):
         from lossaudit.training.recording import Pending, shaped
-        t = shaped(value, name, n, device)
+        t = shaped(value, name, n, device, own=True)
         if t.dtype.is_floating_point or t.dtype == self._torch.bool:
             raise UserError(f"{name}: expected integers, got {t.dtype}")
         t = t.long()
