@@ -193,9 +193,8 @@ class Recorder:
                             f"{self.n_classes} class scores per id")
         given = None if loss is None else shaped(loss, "loss", n, device, own=True)
         pick = None if picked is None else shaped(picked, "picked", n, device, own=True).to(torch.int16)
-        prob = (select_prob if select_prob is None or isinstance(select_prob, float) else
-                float(select_prob) if isinstance(select_prob, int) else
-                shaped(select_prob, "select_prob", n, device, own=True))
+        prob = (None if select_prob is None else float(select_prob) if isinstance(select_prob, (int, float, np.number))
+                else shaped(select_prob, "select_prob", n, device, own=True))
         fwd = None
         if z is None or self.n_classes > DEFER_CLASSES:  # summarised now: many classes' logits are not kept
             fwd = statistics(z, given, self._lookup(device)(index)[0])
