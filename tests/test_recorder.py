@@ -307,3 +307,21 @@ def test_buffers_the_loop_reuses_are_recorded_as_they_were_at_the_call(tmp_path)
     con = duckdb.connect(str(tmp_path / "r.duckdb"), read_only=True)
     assert con.execute("select step, avg(loss) from observations group by step order by step").fetchall() == [
         (0, 1.0), (1, 2.0)]
+
+
+def test_the_test_split_is_read_at_the_epochs_the_held_out_examples_were_predicted(tmp_path):
+    from lossaudit.audit.queries import run_query
+    db = tmp_path / "r.duckdb"
+    with Recorder(db, method="sgd", dataset="d", examples=[0, 1], labels=[0, 1]) as rec:
+        for epoch in range(4):
+            rec.observe([0, 1], loss=[1.0, 1.0])
+            confident = torch.tensor([[float(epoch), 0.0]])  # the test prediction sharpens from epoch to epoch
+            rec.evaluate(test_error=0.5, test_loss=1.0, test_logits=confident, test_labels=[0])
+            if epoch >= 2:
+                rec.predict([5], torch.zeros(1, 2))
+            rec.end_epoch()
+    with connect_readonly(db) as con:
+        probs = run_query(con, "test_probs", run_id=1)
+    expected = np.mean([np.exp(e) / (np.exp(e) + 1) for e in (2, 3)])  # epochs 2 and 3 only
+    assert probs[probs["class"] == 0].prob.iloc[0] == pytest.approx(expected, rel=1e-5)
+    assert probs.n_epochs.tolist() == [2, 2]
