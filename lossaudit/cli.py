@@ -152,7 +152,7 @@ class RunCommand:
         if nproc < 1:
             raise UserError(f"--nproc must be >= 1, got {nproc}")
         if nproc > 1 and "WORLD_SIZE" not in os.environ and not plan_only:
-            raise typer.Exit(_torchrun(nproc))
+            raise typer.Exit(_torchrun(nproc, db))
         values.update({k: v for k, v in options.items() if v is not None})
         try:
             status = train_grid(values, db=db, command=command_line(), default_corruptions=DEFAULT_CORRUPTIONS,
@@ -166,8 +166,9 @@ class RunCommand:
             raise typer.Exit(status)
 
 
-def _torchrun(nproc: int) -> int:
-    """`lossaudit run ... --nproc N`: the same command under torchrun on N local processes; its exit status."""
+def _torchrun(nproc: int, db: Path) -> int:
+    """`lossaudit run ... --nproc N`: the same command under torchrun on N local processes; its exit status. When they
+    fail, a run their rank 0 could not mark (torchrun killed it too) is marked interrupted here."""
     import subprocess
     args, skip = [], False
     for a in sys.argv[1:]:
@@ -179,7 +180,13 @@ def _torchrun(nproc: int) -> int:
             args.append(a)
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
               "-m", "lossaudit.cli", *args]
-    return subprocess.run(launch).returncode
+    status = subprocess.run(launch).returncode
+    if status and db.is_file():
+        from lossaudit.audit.store import Store
+        for run_id in Store(db).mark_orphans():
+            typer.echo(f"run {run_id}: its processes ended without finishing it; marked interrupted, its finished "
+                       f"epochs are in {db}", err=True)
+    return status
 
 
 # ---------------------------------------------------------------------------------------------
