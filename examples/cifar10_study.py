@@ -59,14 +59,18 @@ def over_seeds(values: pd.Series) -> str:
     return text if reached == len(values) else f"{text} ({reached} of {len(values)} seeds reached it)"
 
 
+def grid(table: pd.DataFrame, column: str, methods: list[str]) -> str:
+    """One column of Table 1 as a markdown grid: methods in the config's order by corruptions in the table's."""
+    cells = table.pivot(index="method", columns="corruption", values=column)
+    cells = cells.reindex(index=[m for m in methods if m in cells.index], columns=list(dict.fromkeys(table.corruption)))
+    return markdown(cells.reset_index().fillna(""))
+
+
 def axis_tables(table: pd.DataFrame, methods: list[str]) -> list[str]:
     """Table 1 once per axis: each cell the seeds' speedup against sgd of the same seed, mean ± sd."""
     lines = []
     for axis, title in zip(metrics.AXES, ("backprops", "training seconds (wall-clock)", "example passes")):
-        cells = table.pivot(index="method", columns="corruption", values=f"speedup_{axis}_seeds")
-        cells = cells.reindex(index=[m for m in methods if m in cells.index],
-                              columns=list(dict.fromkeys(table.corruption)))
-        lines += [f"### Speedup in {title}", "", markdown(cells.reset_index().fillna("")), ""]
+        lines += [f"### Speedup in {title}", "", grid(table, f"speedup_{axis}_seeds", methods), ""]
     return lines
 
 
@@ -80,8 +84,8 @@ def write_outputs(db: Path, out: Path, values: dict) -> None:
         shares = metrics.corrupted_share(con)
         summary = metrics.compared(metrics.run_summary(con), standing)
         # training seconds as the runs measured them (a resumed run's started_at..finished_at spans the pause)
-        hours = con.execute("select (select sum(s) from (select max(seconds) as s from steps group by run_id)) / 3600, "
-                            "count(*), count(*) filter (status = 'complete') from runs").fetchone()
+        hours = con.execute("select (select sum(s) from (select max(seconds) as s from steps group by run_id)) "
+                            "/ 3600, count(*), count(*) filter (status = 'complete') from runs").fetchone()
         threads = con.execute("select max((config->>'threads')::int) from runs").fetchone()[0]
     spread = speeds.groupby(["corruption", "method"])[[f"speedup_{a}" for a in metrics.AXES]].agg(over_seeds)
     table = table.merge(spread.add_suffix("_seeds").reset_index(), on=["corruption", "method"], how="left")
@@ -89,22 +93,21 @@ def write_outputs(db: Path, out: Path, values: dict) -> None:
     shares.to_csv(out / "corrupted_share.csv", index=False)
     checked = claims.check(claims.per_run(summary, speeds))
     pd.DataFrame([c.to_dict() for c in checked]).to_csv(out / "claims.csv", index=False)
-    cells = table.pivot(index="method", columns="corruption", values="cell").reindex(
-        index=values["method"], columns=list(dict.fromkeys(table.corruption)))
     planned = len(values["method"]) * len(values["corruption"]) * len(values["seeds"])
     lines = [
         "# CIFAR-10 study: does loss-based selection pay, and when does it fail?", "",
         f"Command: `{COMMAND}` (the grid: [examples/cifar10_study.toml](../../examples/cifar10_study.toml)); "
         f"rerunning it continues an unfinished study and skips complete cells.", "",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, {threads} training threads, no GPU. "
-        f"{hours[2]} of the grid's {planned} runs complete ({hours[1]} started); {hours[0] or 0:.1f} hours of training wall-clock "
+        f"{hours[2]} of the grid's {planned} runs complete ({hours[1]} started); "
+        f"{hours[0] or 0:.1f} hours of training wall-clock "
         f"({(hours[0] or 0) * (threads or 1):.1f} CPU-hours; scoring, selection and backprops — the evaluations "
         "and logging come on top).", "",
         "The database is not committed (rebuild it with the command above); this folder holds its outputs: "
         "[report.html](report.html), [report.json](report.json), [table1.csv](table1.csv), "
         "[corrupted_share.csv](corrupted_share.csv), [claims.csv](claims.csv).", "",
         "## Table 1: speedup in backprops to 1.2 × sgd's best test error (best test error)", "",
-        markdown(cells.reset_index().fillna("")), "",
+        grid(table, "cell", values["method"]), "",
         "Cells: the speedup of the seeds' mean cost against sgd's (best test error, mean over seeds, in "
         "parentheses). Below, each seed's speedup against sgd of the same seed, mean ± standard deviation over seeds, "
         "on the three axes (also in table1.csv as `speedup_<axis>_seeds`). " + metrics.AXIS_RULE, "",
