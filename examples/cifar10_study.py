@@ -87,6 +87,8 @@ def write_outputs(db: Path, out: Path, values: dict) -> None:
         hours = con.execute("select (select sum(s) from (select max(seconds) as s from steps group by run_id)) "
                             "/ 3600, count(*), count(*) filter (status = 'complete') from runs").fetchone()
         threads = con.execute("select max((config->>'threads')::int) from runs").fetchone()[0]
+        devices = ", ".join(r[0] for r in con.execute("select distinct device from runs where device is not null "
+                                                      "order by 1").fetchall()) or "unknown"
     spread = speeds.groupby(["corruption", "method"])[[f"speedup_{a}" for a in metrics.AXES]].agg(over_seeds)
     table = table.merge(spread.add_suffix("_seeds").reset_index(), on=["corruption", "method"], how="left")
     table.to_csv(out / "table1.csv", index=False)
@@ -98,7 +100,8 @@ def write_outputs(db: Path, out: Path, values: dict) -> None:
         "# CIFAR-10 study: does loss-based selection pay, and when does it fail?", "",
         f"Command: `{COMMAND}` (the grid: [examples/cifar10_study.toml](../../examples/cifar10_study.toml)); "
         f"rerunning it continues an unfinished study and skips complete cells.", "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, {threads} training threads, no GPU. "
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, {threads} training threads; "
+        f"trained on: {devices}. "
         f"{hours[2]} of the grid's {planned} runs complete ({hours[1]} started); "
         f"{hours[0] or 0:.1f} hours of training wall-clock "
         f"({(hours[0] or 0) * (threads or 1):.1f} CPU-hours; scoring, selection and backprops — the evaluations "

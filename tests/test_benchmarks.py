@@ -63,7 +63,8 @@ def test_the_study_runs_seed_by_seed_resumes_and_writes_its_outputs(tmp_path):
     for name in ("README.md", "report.html", "report.json", "table1.csv", "corrupted_share.csv", "claims.csv"):
         assert (out / name).is_file(), name
     readme = (out / "README.md").read_text()
-    assert "12 of the grid's 12 runs complete (12 started)" in readme and "| (f) sb beats the uniform control" in readme
+    assert "12 of the grid's 12 runs complete (12 started)" in readme and "trained on: cpu." in readme
+    assert "| (f) sb beats the uniform control" in readme
     claims = json.loads((out / "report.json").read_text())["experiments"][0]["claims"]
     assert [c["key"] for c in claims] == list("abcdef")
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
