@@ -26,6 +26,7 @@ import pandas as pd  # noqa: E402
 from _data import cifar10_folder  # noqa: E402
 
 from lossaudit.audit import claims, metrics  # noqa: E402
+from lossaudit.audit.queries import run_query  # noqa: E402
 from lossaudit.audit.store import connect_readonly  # noqa: E402
 from lossaudit.reports.report import build_report  # noqa: E402
 from lossaudit.running import train_grid  # noqa: E402
@@ -83,12 +84,8 @@ def write_outputs(db: Path, out: Path, values: dict) -> None:
         speeds = metrics.seed_speedups(con)
         shares = metrics.corrupted_share(con)
         summary = metrics.compared(metrics.run_summary(con), standing)
-        # training seconds as the runs measured them (a resumed run's started_at..finished_at spans the pause)
-        hours = con.execute("select (select sum(s) from (select max(seconds) as s from steps group by run_id)) "
-                            "/ 3600, count(*), count(*) filter (status = 'complete') from runs").fetchone()
-        threads = con.execute("select max((config->>'threads')::int) from runs").fetchone()[0]
-        devices = ", ".join(r[0] for r in con.execute("select distinct device from runs where device is not null "
-                                                      "order by 1").fetchall()) or "unknown"
+        cost = run_query(con, "training_cost").iloc[0]
+    threads = int(cost.threads) if pd.notna(cost.threads) else 1
     spread = speeds.groupby(["corruption", "method"])[[f"speedup_{a}" for a in metrics.AXES]].agg(over_seeds)
     table = table.merge(spread.add_suffix("_seeds").reset_index(), on=["corruption", "method"], how="left")
     table.to_csv(out / "table1.csv", index=False)
@@ -101,11 +98,11 @@ def write_outputs(db: Path, out: Path, values: dict) -> None:
         f"Command: `{COMMAND}` (the grid: [examples/cifar10_study.toml](../../examples/cifar10_study.toml)); "
         f"rerunning it continues an unfinished study and skips complete cells.", "",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, {threads} training threads; "
-        f"trained on: {devices}. "
-        f"{hours[2]} of the grid's {planned} runs complete ({hours[1]} started); "
-        f"{hours[0] or 0:.1f} hours of training wall-clock "
-        f"({(hours[0] or 0) * (threads or 1):.1f} CPU-hours; scoring, selection and backprops — the evaluations "
-        "and logging come on top).", "",
+        f"trained on: {cost.devices or 'unknown'}. "
+        f"{cost.complete} of the grid's {planned} runs complete ({cost.runs} started); "
+        f"{cost.training_hours:.1f} hours of training wall-clock "
+        f"({cost.training_hours * threads:.1f} CPU-hours; scoring, selection and backprops — "
+        "the evaluations and logging come on top).", "",
         "The database is not committed (rebuild it with the command above); this folder holds its outputs: "
         "[report.html](report.html), [report.json](report.json), [table1.csv](table1.csv), "
         "[corrupted_share.csv](corrupted_share.csv), [claims.csv](claims.csv).", "",

@@ -284,3 +284,10 @@ def test_seed_speedups_read_each_seed_against_sgd_of_the_same_seed(con):
     assert s.loc[("sb", 1), "speedup_seconds"] == pytest.approx(1.0)
     assert s.loc[("sgd", 1), "speedup_backprops"] == 1.0 and math.isnan(s.loc[("vr", 0), "speedup_backprops"])
     assert s.loc[("vr", 0), "best_test_error"] == pytest.approx(0.2)
+
+
+def test_training_cost_sums_each_runs_own_seconds(con):
+    """Only the vr run logged steps (its seconds reach 0.4); the five runs are complete, on cpu, threads unrecorded."""
+    cost = run_query(con, "training_cost").iloc[0]
+    assert cost.training_hours == pytest.approx(0.4 / 3600)
+    assert (cost.runs, cost.complete, cost.devices) == (5, 5, "cpu") and pd.isna(cost.threads)
