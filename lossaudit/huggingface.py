@@ -74,8 +74,8 @@ class LossauditCallback(TrainerCallback):
         return None
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        if self.recorder is None or not metrics:
-            return
+        if self.recorder is None or self.recorder.closed or not metrics:
+            return  # closed: a trainer.evaluate() after train(), whose run is finished
         missing = [k for k in (self.error_key, self.loss_key) if k not in metrics]
         if missing:
             raise UserError(f"LossauditCallback: the evaluation's metrics lack {' and '.join(missing)} (return the "

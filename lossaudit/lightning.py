@@ -68,8 +68,8 @@ class LossauditCallback(pl.Callback):
                               lr=optimizer.param_groups[0]["lr"] if optimizer is not None else None)
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if self.recorder is None or trainer.sanity_checking:
-            return
+        if self.recorder is None or self.recorder.closed or trainer.sanity_checking:
+            return  # closed: a validate() after the fit, whose run is finished
         metrics = trainer.callback_metrics
         missing = [k for k in (self.error_key, self.loss_key) if k not in metrics]
         if missing:

@@ -24,7 +24,19 @@ The run lands in the same tables as `lossaudit run`'s, one transaction per epoch
 - `paused()`: time inside it (your evaluation, say) is left out of the run's training seconds.
 
 Tensors stay on their device until the epoch is written: the Recorder never waits on the device per step. Shapes
-are checked in each call; values (ids known, losses finite) when the epoch is written, naming the call.
+are checked in each call; values (ids known; logits, losses, picks, select_prob and predict/evaluate logits finite;
+test_error in 0..1) when the epoch is written, naming the argument and the call. An epoch that fails them is not
+written and stays pending: end_epoch() refuses it again, and close() marks the run failed with that line (the
+epochs before it stay in the database).
+
+The order of calls (anything else is refused with `OutOfOrder`, one line, before it changes anything: the run goes
+on correctly once the call is fixed):
+- an epoch is the observe calls since the last end_epoch(): end_epoch() with none (twice in a row, or before the
+  first observe) is refused, as it would count an epoch without a training step;
+- evaluate() and predict() may come anywhere, before an epoch's first observe too (they belong to the epoch written
+  next); those after the last end_epoch() are written by close() with that epoch, without counting a new one;
+- close() ends the run: observe, predict, evaluate, end_epoch and paused after it are refused (a new Recorder starts
+  a new run); close() again does nothing. paused() may nest (its time is left out once).
 """
 
 from __future__ import annotations
@@ -44,6 +56,11 @@ from lossaudit.errors import UserError, choices
 from lossaudit.version import __version__
 
 GRID_KEYS = ("method", "seed", "corruption")  # not part of the experiment: they tell its arms and cells apart
+
+
+class OutOfOrder(UserError):
+    """A Recorder call in an order the run cannot take (see the module docstring): refused before it changes the
+    database or the Recorder, with one line saying what was called and what is expected instead."""
 
 
 def _host_array(value, name: str) -> np.ndarray:
@@ -92,6 +109,7 @@ class Recorder:
     epochs: planned epochs; n_test: size of your test split; corruption: `KIND:SHARE` label of the data's corruption;
     baseline / control / loss_based / selectivity: how the analysis treats the method (default: read from what was
     recorded — a run that never selected is a baseline, one that did is loss-based, at its realised selectivity).
+    Attributes: run_id; epoch (epochs written); closed (True once close() has ended the run).
     """
 
     def __init__(self, db, *, method: str, dataset: str, examples, labels, config: dict | None = None, seed: int = 0,
@@ -157,13 +175,13 @@ class Recorder:
         self.store = Store(db)
         self.store.mark_orphans()
         self.run_id = self.store.start_run(row, frame)
-        self._device, self._closed, self._epochs = None, False, int(epochs)
+        self._device, self.closed, self._status, self._epochs = None, False, None, int(epochs)
         self.epoch, self.step, self._calls = 0, 0, 0
         self.counters = {"forwards_scoring": 0, "forwards_training": 0, "selection_candidates": 0,
                          "scored_since_step": 0, "backprops": 0, "selection_picks": 0}
         self._new_buffer = lambda: EpochBuffer(self.epoch)
         self.buffer = self._new_buffer()
-        self._t0, self._untimed = time.perf_counter(), 0.0
+        self._t0, self._untimed, self._pauses = time.perf_counter(), 0.0, 0
 
     # --- recording ------------------------------------------------------------------------------------------------
 
@@ -175,8 +193,12 @@ class Recorder:
         from lossaudit.training.recording import DEFER_CLASSES, MODES, Call, as_tensor, shaped, statistics
         torch = self._torch
         started = time.perf_counter()
+        self._refuse_if_closed("observe")
         if mode not in MODES:
             raise UserError(f"mode {mode!r}: valid: {choices(MODES)}")
+        rate = math.nan if lr is None else float(lr)
+        if lr is not None and not math.isfinite(rate):
+            raise UserError(f"lr: {rate} is not a learning rate; give a finite number, or leave lr out")
         if loss is None and logits is None:
             raise UserError("observe: give loss= (one per id) or logits= (one row per id), or both")
         first = logits if logits is not None else loss
@@ -192,16 +214,19 @@ class Recorder:
             raise UserError(f"logits: shape {tuple(z.shape)} disagrees with ({n}, {self.n_classes}): one row of "
                             f"{self.n_classes} class scores per id")
         given = None if loss is None else shaped(loss, "loss", n, device, own=True)
-        pick = None if picked is None else shaped(picked, "picked", n, device, own=True).to(torch.int16)
+        pick = None if picked is None else shaped(picked, "picked", n, device, own=True)
+        pick = pick if pick is None or pick.dtype.is_floating_point else pick.to(torch.int16)  # floats: checked later
         prob = (None if select_prob is None else float(select_prob) if isinstance(select_prob, (int, float, np.number))
                 else shaped(select_prob, "select_prob", n, device, own=True))
-        fwd = None
+        if isinstance(prob, float) and not 0 <= prob <= 1:
+            raise UserError(f"select_prob: {prob} is not a probability; give one in 0..1 (or one per id)")
+        fwd = ok = None
         if z is None or self.n_classes > DEFER_CLASSES:  # summarised now: many classes' logits are not kept
             fwd = statistics(z, given, self._lookup(device)(index)[0])
-            z = None
+            ok, z = None if z is None else torch.isfinite(z).all(1), None
         self._calls += 1
         self._device = self._device or device
-        self.buffer.calls.append(Call(index, z, given, fwd, pick, prob, self.step, MODES.index(mode), self._calls))
+        self.buffer.calls.append(Call(index, z, given, fwd, pick, prob, self.step, MODES.index(mode), self._calls, ok))
         c = self.counters
         if pick is not None:
             c["selection_candidates"] += n
@@ -211,65 +236,96 @@ class Recorder:
         else:
             c["forwards_training"] += n
             self.buffer.steps.append(
-                {"step": self.step, "epoch": self.epoch, "lr": math.nan if lr is None else float(lr),
+                {"step": self.step, "epoch": self.epoch, "lr": rate,
                  "n_scored": c["scored_since_step"], "forwards_scoring": c["forwards_scoring"],
                  "forwards_training": c["forwards_training"], "selection_candidates": c["selection_candidates"],
                  "seconds": self.seconds(), "call": len(self.buffer.calls) - 1})
             c["scored_since_step"] = 0
             self.step += 1
-        self._untimed += time.perf_counter() - started  # the recorder's own work is not training
+        self._untime(started)  # the recorder's own work is not training
 
     def predict(self, ids, logits) -> None:
-        """Out-of-sample class probabilities (softmax of `logits`) of examples this run does not train on."""
-        torch = self._torch
+        """Out-of-sample class probabilities (softmax of `logits`, (n, K)) of examples this run does not train on
+        (`ids`, (n,))."""
+        from lossaudit.training.recording import as_tensor_2d, checked_ids, finite_rows
+        self._refuse_if_closed("predict")
         z = as_tensor_2d(logits, "logits", self.n_classes)
-        index = self._check_ids(ids, len(z), z.device)
-        self.buffer.predictions.append((index, torch.softmax(z.float(), 1)))
+        index, check = checked_ids(ids, len(z), z.device, "ids", "predict", self._calls)
+        self.buffer.pending += [check, finite_rows(z, "logits of predict", self._calls)]
+        self.buffer.predictions.append((index, self._torch.softmax(z.float(), 1)))
 
     def evaluate(self, *, test_error, test_loss, train_loss=None, test_logits=None, test_labels=None,
                  test_ids=None) -> None:
         """A test evaluation now: its error (0..1) and mean loss (numbers or 0-d tensors, read with the epoch);
-        `train_loss` defaults to the mean of the steps' since the last evaluation. With `test_logits` and
-        `test_labels` the test predictions are kept too (`test_ids` default 0..m-1)."""
-        if test_logits is not None:
+        `train_loss` defaults to the mean of the steps' since the last evaluation. With `test_logits` (m, K) and
+        `test_labels` (m,) the test predictions are kept too (`test_ids` (m,), default 0..m-1)."""
+        from lossaudit.training.recording import as_tensor_2d, checked_ids, finite_rows, scalar
+        self._refuse_if_closed("evaluate")
+        numbers = {"test_error": scalar(test_error, "test_error"), "test_loss": scalar(test_loss, "test_loss"),
+                   "train_loss": None if train_loss is None else scalar(train_loss, "train_loss")}
+        if test_logits is not None:  # every argument is checked before anything is kept
             z = as_tensor_2d(test_logits, "test_logits", self.n_classes)
-            torch = self._torch
-            y = self._check_ids(test_labels, len(z), z.device, name="test_labels", upper=self.n_classes)
-            ids = (torch.arange(len(z), device=z.device) if test_ids is None else
-                   self._check_ids(test_ids, len(z), z.device, name="test_ids"))
-            self.buffer.test_predictions.append((ids, torch.softmax(z.float(), 1), y))
+            y, *checks = checked_ids(test_labels, len(z), z.device, "test_labels", "evaluate", self._calls,
+                                     upper=self.n_classes)
+            ids = self._torch.arange(len(z), device=z.device)
+            if test_ids is not None:
+                ids, check = checked_ids(test_ids, len(z), z.device, "test_ids", "evaluate", self._calls)
+                checks.append(check)
+            self.buffer.pending += [*checks, finite_rows(z, "test_logits of evaluate", self._calls)]
+            self.buffer.test_predictions.append((ids, self._torch.softmax(z.float(), 1), y))
         c = self.counters
-        self.buffer.evals.append({"step": self.step, "epoch": self.epoch, "steps_in_epoch": len(self.buffer.steps),
+        self.buffer.evals.append({"step": self.step, "steps_in_epoch": len(self.buffer.steps), "after": self._calls,
                                   "forwards": c["forwards_scoring"] + c["forwards_training"],
                                   "forwards_scoring": c["forwards_scoring"], "forwards_training": c["forwards_training"],
-                                  "seconds": self.seconds(), "test_error": test_error, "test_loss": test_loss,
-                                  "train_loss": train_loss})
+                                  "seconds": self.seconds()} | numbers)
 
     def end_epoch(self) -> None:
-        """Write the epoch (one transaction; the only time the recorder copies from the device)."""
+        """Write the epoch (one transaction; the only time the recorder copies from the device). Refused, changing
+        nothing, after close() and when nothing was observed since the last end_epoch (see the module docstring)."""
+        self._refuse_if_closed("end_epoch")
+        if not self.buffer.calls:
+            since = "the last end_epoch()" if self.epoch else "the Recorder started"
+            only = " (only evaluate/predict calls)" if self.buffer.recorded() else ""
+            raise OutOfOrder(f"end_epoch() called with nothing observed since {since}{only}: epoch {self.epoch} would "
+                             "be counted without a training step; call observe() for the epoch's steps first, and "
+                             "end_epoch() once per epoch")
+        self._end_epoch()
+
+    def _end_epoch(self) -> None:
         started = time.perf_counter()
-        buffer, self.buffer = self.buffer, self._new_buffer()
-        buffer.check()
-        tables = buffer.frames(self.counters, self._lookup(self._device or self._torch.device("cpu")))
-        evals = tables["evals"]
-        bad = [f"test_error {v:g}" for v in evals.test_error.astype(float) if not 0 <= v <= 1]
-        bad += [f"test_loss {v:g}" for v in evals.test_loss.astype(float) if not np.isfinite(v)]
-        if bad:
-            raise UserError("evaluate: test_error must be a share in 0..1 and test_loss finite; got " + ", ".join(bad))
-        first = self.epoch == 0 and self._device is not None
-        self.store.append(self.run_id, epochs_done=self.epoch + 1, settled={"device": str(self._device)} if first
-                          else None, **tables)
+        self._write(epochs_done=self.epoch + 1)
         self.epoch += 1
         self.buffer = self._new_buffer()
-        self._untimed += time.perf_counter() - started
+        self._untime(started)
+
+    def _write(self, *, epochs_done: int) -> None:
+        """Check the buffer's values and append it in one transaction; nothing changes unless it is written."""
+        self.buffer.check()
+        counters = dict(self.counters)  # advanced by the epoch, kept once it is written
+        tables = self.buffer.frames(counters, self._lookup(self._device or self._torch.device("cpu")))
+        first = self.epoch == 0 and self._device is not None
+        self.store.append(self.run_id, epochs_done=epochs_done, settled={"device": str(self._device)} if first
+                          else None, **tables)
+        self.counters.update(counters)
+
+    def paused(self):
+        """Leave the time inside out of the run's training seconds (e.g. your evaluation): `with rec.paused():`.
+        Pauses may nest (the time is left out once)."""
+        self._refuse_if_closed("paused")
+        return self._pause()
 
     @contextmanager
-    def paused(self):
-        """Leave the time inside out of the run's training seconds (e.g. your evaluation)."""
-        started = time.perf_counter()
+    def _pause(self):
+        started, self._pauses = time.perf_counter(), self._pauses + 1
         try:
             yield self
         finally:
+            self._pauses -= 1
+            self._untime(started)
+
+    def _untime(self, started: float) -> None:
+        """Leave the time since `started` out of the training seconds (once: not inside a pause, which does)."""
+        if not self._pauses:
             self._untimed += time.perf_counter() - started
 
     def seconds(self) -> float:
@@ -278,19 +334,30 @@ class Recorder:
     # --- ending -------------------------------------------------------------------------------------------------
 
     def close(self, status: str = "complete", error: str | None = None) -> None:
-        """Write what is pending (a last epoch without end_epoch) and mark the run `status`; the method's traits are
-        settled from what was recorded."""
-        if self._closed:
+        """Write what is pending (a last epoch without end_epoch; evaluate/predict calls after the last end_epoch,
+        with that epoch) and mark the run `status`; the method's traits are settled from what was recorded. Once
+        closed, nothing more is recorded and close() does nothing."""
+        if self.closed:
             return
-        self._closed = True
-        if status == "complete" and (len(self.buffer) or self.buffer.evals):
+        self.closed, self._status = True, status
+        if status == "complete" and self.buffer.recorded():
             try:
-                self.end_epoch()
+                self._end_epoch() if self.buffer.calls else self._write_tail()
             except BaseException as err:  # the pending epoch failed its checks: the run fails, earlier epochs stay
-                status, error = "failed", " ".join(f"{type(err).__name__}: {err}".split())[:500]
-                self._finish(status, error)
+                self._status, error = "failed", " ".join(f"{type(err).__name__}: {err}".split())[:500]
+                self._finish("failed", error)
                 raise
         self._finish(status, error)
+
+    def _write_tail(self) -> None:
+        """evaluate/predict calls after the last end_epoch: written with that epoch (0 if none), not counted."""
+        self.buffer.epoch = max(self.epoch - 1, 0)
+        self._write(epochs_done=self.epoch)
+
+    def _refuse_if_closed(self, call: str) -> None:
+        if self.closed:
+            raise OutOfOrder(f"{call}() called after close(): run {self.run_id} is finished ({self._status}) and "
+                             "records nothing more; create a new Recorder to start a new run")
 
     def _finish(self, status: str, error: str | None) -> None:
         c = self.counters
@@ -330,24 +397,3 @@ class Recorder:
             pos = self._torch.searchsorted(known, ids).clamp_(max=len(known) - 1)
             return labels[pos], known[pos] != ids
         return lookup
-
-    def _check_ids(self, value, n: int, device, *, name: str = "ids", upper: int | None = None):
-        from lossaudit.training.recording import Pending, shaped
-        t = shaped(value, name, n, device, own=True)
-        if t.dtype.is_floating_point or t.dtype == self._torch.bool:
-            raise UserError(f"{name}: expected integers, got {t.dtype}")
-        t = t.long()
-        bad = (t < 0).sum() if upper is None else ((t < 0) | (t >= upper)).sum()
-        self.buffer.pending.append(Pending(bad, name, "values are out of range" + (
-            f" 0..{upper - 1}" if upper else " (negative)"), self._calls))
-        return t
-
-
-def as_tensor_2d(value, name: str, n_classes: int):
-    from lossaudit.training.recording import as_tensor
-    z = as_tensor(value, name)
-    if z.dim() != 2 or z.shape[1] != n_classes:
-        raise UserError(f"{name}: shape {tuple(z.shape)}; expected (n, {n_classes}): one row of class scores per "
-                        "example")
-    return z
-

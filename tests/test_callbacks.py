@@ -1,6 +1,8 @@
 """The framework callbacks: a tiny model trained for a few steps by PyTorch Lightning and by the Hugging Face Trainer,
 recorded through the Recorder into a real DuckDB file, then checked there."""
 
+import hashlib
+
 import duckdb
 import numpy as np
 import pytest
@@ -64,9 +66,14 @@ def test_lightning_callback_records_the_fit(tmp_path):
                         enable_progress_bar=False, enable_model_summary=False,
                         callbacks=[LossauditCallback(db, method="sgd", dataset="planted", examples=ids,
                                                      labels=y.numpy())])
-    trainer.fit(Net(), torch.utils.data.DataLoader(data, batch_size=32, shuffle=True),
+    net = Net()
+    trainer.fit(net, torch.utils.data.DataLoader(data, batch_size=32, shuffle=True),
                 torch.utils.data.DataLoader(data, batch_size=N))
     check(db, epochs=3, steps_per_epoch=3)
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    # after the fit the run is finished: a validation is not recorded (and not refused)
+    trainer.validate(net, dataloaders=torch.utils.data.DataLoader(data, batch_size=N))
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
 
 
 def test_huggingface_callback_records_the_training(tmp_path):
@@ -115,6 +122,9 @@ def test_huggingface_callback_records_the_training(tmp_path):
                                                                 labels=y.numpy())])
     trainer.train()
     check(db, epochs=2, steps_per_epoch=3)
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    trainer.evaluate()  # after train(): the run is finished, the evaluation is not recorded (and not refused)
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
 
 
 def test_lightning_callback_says_what_training_step_must_return(tmp_path):
