@@ -3,14 +3,20 @@ trainer takes, and the `runs` and `examples` rows that describe the run."""
 
 from __future__ import annotations
 
+import functools
+import math
+
 import numpy as np
 import pandas as pd
 import torch
 
+from lossaudit.errors import UserError
 from lossaudit.version import __version__
 from lossaudit.training import distributed
 from lossaudit.training.config import RunConfig
 from lossaudit.training.corruptions import parse_corruption
+from lossaudit.training.datasets import Split, load_dataset, stratified_subset
+from lossaudit.training.datasets.base import fraction_range
 from lossaudit.training.examples import DataSpec, Prepared, prepare_examples
 from lossaudit.training.identity import identify, traits
 from lossaudit.training.methods import method_class, resolve
@@ -18,8 +24,30 @@ from lossaudit.training.trainer import Trainer, TrainData
 
 
 def prepare(cfg: RunConfig, cache: dict | None = None) -> Prepared:
-    """The run's examples (training.examples), with the share of them its method keeps out of training."""
-    return prepare_examples(DataSpec.of(cfg, holdout=method_class(cfg.method).holdout_share(cfg.params)), cache)
+    """The run's examples (training.examples), with the share of them its method keeps out of training; UserError
+    (one line) instead when the run cannot train on them (`check_fits`)."""
+    cache = {} if cache is None else cache
+    spec = DataSpec.of(cfg, holdout=method_class(cfg.method).holdout_share(cfg.params))
+    if spec.holdout:  # before scikit-learn's stratified holdout split would fail on too few examples
+        labels, classes = _training_labels(spec, cache)
+        _check_holdout(cfg, labels, len(_cached_dataset(spec, cache).train), classes)
+    prep = prepare_examples(spec, cache)
+    check_fits(cfg, prep)
+    return prep
+
+
+def check_fits(cfg: RunConfig, prep: Prepared) -> None:
+    """UserError (one line naming the value and what would be valid) when cell `cfg` cannot train.
+
+    `prep` is the Prepared data of `cfg` or of another cell of its grid (cells differ only in method, corruption and
+    seed): only what every cell shares is read — the training subset's labels before corruption (prep.train.y),
+    the full training split's size and the image shape — never the roles, which depend on the method. A batch or a
+    selection pool larger than the training examples is not refused: an epoch is then one step (one pool), and the
+    methods scale their picks to the candidates there are (Method.picks_for)."""
+    _check_corruption(cfg, len(prep.train.y))
+    _check_folds(cfg, prep.train.y, prep.dataset.classes)
+    _check_holdout(cfg, prep.train.y, len(prep.dataset.train), prep.dataset.classes)
+    _check_model_takes_images(cfg, prep)
 
 
 def examples_frame(prep: Prepared) -> pd.DataFrame:
@@ -75,4 +103,142 @@ def run_row(cfg: RunConfig, prep: Prepared, trainer: Trainer, *, command: str, e
 
 def candidates(cfg: RunConfig, prep: Prepared) -> int:
     """Candidates a run will process, for progress bars (a holdout model's training taken as as many epochs)."""
-    return int(prep.trained.sum()) * cfg.epochs + int((prep.role == "holdout").sum()) * cfg.epochs
+    held = int((prep.role == "holdout").sum()) * method_class(cfg.method).holdout_epochs(cfg.params, cfg.epochs)
+    return int(prep.trained.sum()) * cfg.epochs + held
+
+
+# ---------------------------------------------------------------------------------------------
+# what a cell needs of its data (check_fits)
+
+MAX_FOLDS = 20  # RunConfig.folds' own upper limit
+SMALL_IMAGE = 8  # the registered conv models halve an image twice: above this side their feature maps stay above 1×1
+
+
+def _cached_dataset(spec: DataSpec, cache: dict):
+    """The spec's dataset, loaded once into `cache` under the key prepare_examples uses."""
+    key = (spec.dataset, spec.split_seed, spec.test_fraction)
+    if key not in cache:
+        cache[key] = load_dataset(spec.dataset, split_seed=spec.split_seed, test_fraction=spec.test_fraction)
+    return cache[key]
+
+
+def _training_labels(spec: DataSpec, cache: dict) -> tuple[np.ndarray, tuple[str, ...]]:
+    """(N,) labels of the training subset prepare_examples takes (before corruption), and the class names; the
+    subset's images are not copied."""
+    dataset = _cached_dataset(spec, cache)
+    t = dataset.train
+    labels_only = Split(np.zeros((len(t), 0), np.uint8), t.y, t.example_id, t.source)
+    return stratified_subset(labels_only, spec.train_size, spec.split_seed, what="--train-size").y, dataset.classes
+
+
+def _rarest(y: np.ndarray, n_classes: int) -> tuple[int, int, int]:
+    """(the rarest class present, its count, the classes present) of labels y (N,)."""
+    counts = np.bincount(y, minlength=n_classes)
+    rarest = int(np.argmin(np.where(counts > 0, counts, len(y) + 1)))
+    return rarest, int(counts[rarest]), int((counts > 0).sum())
+
+
+def _check_corruption(cfg: RunConfig, n: int) -> None:
+    """A corruption of round(share · n) = 0 examples corrupts nothing: a share too small for these n examples."""
+    kind, share = parse_corruption(cfg.corruption)
+    if kind is not None and round(share * n) == 0:
+        raise UserError(f"corruption {cfg.corruption!r}: {share:g} of the {n} training examples rounds to none of "
+                        f"them; valid: a share above {0.5 / n:.3g} (or none)")
+
+
+def _check_folds(cfg: RunConfig, y: np.ndarray, classes: tuple[str, ...]) -> None:
+    """Cross-fitting deals each class's examples round-robin over the folds: every class needs one per fold."""
+    if not cfg.folds:
+        return
+    rarest, fewest, _ = _rarest(y, len(classes))
+    if fewest >= cfg.folds:
+        return
+    valid = "--folds 0 (off)" + ("" if fewest < 2 else " or 2" if fewest == 2 else f" or 2..{min(MAX_FOLDS, fewest)}")
+    raise UserError(f"--folds {cfg.folds}: cross-fitting deals every class's training examples over the {cfg.folds} "
+                    f"folds (each fold stratified by label), but class {classes[rarest]!r} has only {fewest}; valid: "
+                    f"{valid}, or at least {cfg.folds} training examples of every class"
+                    + (" (a larger --train-size)" if cfg.train_size else ""))
+
+
+def _smallest_split(share: float, n_classes: int) -> int:
+    """The fewest examples a stratified split by `share` (scikit-learn's ceil(share·n) on one side) can leave
+    n_classes on both sides of."""
+    n = 2 * n_classes
+    while not n_classes <= math.ceil(share * n) <= n - n_classes:
+        n += 1
+    return n
+
+
+def _check_holdout(cfg: RunConfig, y: np.ndarray, n_full: int, classes: tuple[str, ...]) -> None:
+    """A method's holdout (rho's) is a stratified split of the training subset y (N,): both sides need every class
+    (the holdout model learns them all; the run trains them all); n_full: the whole training split's size."""
+    share = method_class(cfg.method).holdout_share(cfg.params)
+    if not share:
+        return
+    rarest, fewest, n_classes = _rarest(y, len(classes))
+    n, n_hold = len(y), math.ceil(share * len(y))
+    if fewest >= 2 and n_classes <= n_hold <= n - n_classes:
+        return
+    flag = "--holdout-fraction" if hasattr(cfg.params, "holdout_fraction") else "holdout share"
+    need, fractions = _smallest_split(share, n_classes), fraction_range(n, n_classes)
+    options = [f"--train-size {need}..{n_full} (or 0, all {n_full})"] if n < need <= n_full else []
+    options += [f"{flag} {fractions}"] if fewest >= 2 and fractions else []
+    but = f", but class {classes[rarest]!r} has only {fewest} training example" if fewest < 2 else ""
+    raise UserError(f"--method {cfg.method}: its stratified holdout ({flag} {share:g} of the {n} training examples: "
+                    f"{n_hold} held out, {n - n_hold} trained) needs one example of each of the {n_classes} classes "
+                    f"on both sides{but}; valid: {' or '.join(options + ['a method without a holdout'])}")
+
+
+def _check_model_takes_images(cfg: RunConfig, prep: Prepared) -> None:
+    """The models must take the images: the mlp is built for square ones; a BatchNorm over 1×1 feature maps (a conv
+    model on images of at most 4×4) fails on a training step of a single example, which the run may make."""
+    channels, h, w = prep.x.shape[1:]
+    if cfg.model == "mlp" and h != w:
+        raise UserError(f"--model mlp on {h}×{w} images: the mlp is built for square images; valid: --image-size S "
+                        "(S >= 4: every image resized to S×S), or a convolutional model (resnet8, wrn-16-4, ...)")
+    if min(h, w) > SMALL_IMAGE or not _fails_on_one(cfg.model, channels, h, w, prep.dataset.n_classes):
+        return
+    why = _single_example_step(cfg, prep)
+    if why is None:
+        return
+    fits = next((s for s in range(max(h, w) + 1, 4 * SMALL_IMAGE)
+                 if not _fails_on_one(cfg.model, channels, s, s, prep.dataset.n_classes)), 4 * SMALL_IMAGE)
+    raise UserError(f"--model {cfg.model} on {h}×{w} images: its BatchNorm layers see 1×1 feature maps there, so a "
+                    f"training step of a single example fails, and {why} can make one; valid: --image-size {fits} or "
+                    "more, or --model mlp")
+
+
+def _single_example_step(cfg: RunConfig, prep: Prepared) -> str | None:
+    """What can make a training step of one example in this cell, or None: a batch size of 1; a method that selects
+    (its picks, and so its last batch, are random); cross-fitting (fold sizes follow the corrupted labels); else the
+    epoch's last batch, from the count of trained examples (the subset, plus canaries, less the originals label
+    canaries replace)."""
+    from lossaudit.training.canaries import LABEL_KINDS, canary_counts
+    from lossaudit.training.methods import Method
+
+    if cfg.batch_size == 1:
+        return "--batch-size 1"
+    if method_class(cfg.method).selects is not Method.selects:
+        return f"{cfg.method}'s selection (its last batch of an epoch has a random size)"
+    if cfg.folds:
+        return "cross-fitting (the folds' sizes vary)"
+    n = len(prep.train)
+    canaries = canary_counts(int(round(cfg.canaries * n)), True)
+    trained = n + sum(canaries.values()) - sum(canaries[k] for k in LABEL_KINDS)
+    if trained % cfg.batch_size == 1:
+        return f"the last batch of each epoch ({trained} examples in batches of {cfg.batch_size})"
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _fails_on_one(model: str, channels: int, h: int, w: int, n_classes: int) -> bool:
+    """Whether a training-mode forward of one (channels, h, w) image fails in `model`, built as the trainer does."""
+    from lossaudit.training.models import create_model
+    with torch.random.fork_rng(devices=[]):  # the process's generator untouched
+        net = create_model(model, in_channels=channels, n_classes=n_classes, image_size=h).train()
+    try:
+        with torch.no_grad():
+            net(torch.zeros(1, channels, h, w))
+    except ValueError:
+        return True
+    return False

@@ -7,9 +7,17 @@ loader is a function decorated with `register_dataset` in a module imported belo
 """
 
 from lossaudit.training.datasets import arrays, files  # noqa: F401  (they register their loaders)
-from lossaudit.training.datasets.base import (DATASETS, Dataset, Split, load_dataset, parse_spec, register_dataset,
+from lossaudit.training.datasets.base import (DATASETS, Dataset, Split, parse_spec, read_dataset, register_dataset,
                                               stratified_subset)
+from lossaudit.training.datasets.checks import check_dataset
 from lossaudit.training.datasets.files import IMAGE_SUFFIXES
 
-__all__ = ["DATASETS", "Dataset", "IMAGE_SUFFIXES", "Split", "load_dataset", "parse_spec", "register_dataset",
-           "stratified_subset"]
+
+def load_dataset(spec: str, *, split_seed: int = 0, test_fraction: float = 0.2) -> Dataset:
+    """Load a dataset by spec (base.read_dataset) and check it for contradictions (checks.check_dataset): refused
+    where they leave no correct answer, a `warning:` line on stderr and a note in Dataset.notes otherwise."""
+    return check_dataset(read_dataset(spec, split_seed=split_seed, test_fraction=test_fraction))
+
+
+__all__ = ["DATASETS", "Dataset", "IMAGE_SUFFIXES", "Split", "load_dataset", "parse_spec", "read_dataset",
+           "register_dataset", "stratified_subset"]

@@ -3,6 +3,7 @@ helpers loaders share: splitting, subsets, label checks."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -75,9 +76,9 @@ def parse_spec(spec: str) -> tuple[str, Path | None]:
     return name, (Path(path).expanduser() if path else None)
 
 
-def load_dataset(spec: str, *, split_seed: int = 0, test_fraction: float = 0.2) -> Dataset:
-    """Load a dataset by spec. Datasets without their own test split get a seeded stratified one
-    (test_fraction 0: none, every example is a training example)."""
+def read_dataset(spec: str, *, split_seed: int = 0, test_fraction: float = 0.2) -> Dataset:
+    """Read a dataset by spec, unchecked (training.datasets.load_dataset checks it). Datasets without their own
+    test split get a seeded stratified one (test_fraction 0: none, every example is a training example)."""
     name, path = parse_spec(spec)
     entry = DATASETS[name]
     kwargs = dict(split_seed=split_seed, test_fraction=test_fraction)
@@ -85,27 +86,76 @@ def load_dataset(spec: str, *, split_seed: int = 0, test_fraction: float = 0.2) 
 
 
 def stratified_subset(split: Split, n: int, seed: int, *, what: str = "--train-size") -> Split:
-    """A seeded, class-stratified subset of n examples (ordered by example_id); 0 = all. More than the split has
-    is an error naming `what`."""
-    if n > len(split):
-        raise UserError(f"{what} {n}: the dataset has only {len(split)} such examples; use at most {len(split)} "
-                        "(or 0 for all)")
+    """A seeded, class-stratified subset of n examples (ordered by example_id) with at least one example of each
+    class the split has; 0 = all. A size out of reach (more than the split has, fewer than its classes) is an
+    error naming `what` and the valid sizes."""
     if n <= 0 or n == len(split):
         return split
-    from sklearn.model_selection import train_test_split
-    keep, _ = train_test_split(np.arange(len(split)), train_size=n, stratify=split.y, random_state=seed)
-    return split.take(np.sort(keep))
+    if not len(split):
+        raise UserError(f"{what} {n}: there are no such examples (the split is empty); valid: 0")
+    n_classes = len(np.unique(split.y))
+    valid = f"valid: 0 (all) or {n_classes}..{len(split)}"
+    if n > len(split):
+        raise UserError(f"{what} {n}: the dataset has only {len(split)} such examples; {valid}")
+    if n < n_classes:
+        raise UserError(f"{what} {n}: a stratified subset needs at least one example of each of the {n_classes} "
+                        f"classes; {valid}")
+    return split.take(_stratified_pick(split.y, n, seed))
+
+
+def _stratified_pick(y: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """(n,) sorted rows of y, K <= n < len(y), each class in proportion and at least once: scikit-learn's seeded
+    stratified split where it can make one (every subset made before stays as it was), else `_quotas`."""
+    counts = np.unique(y, return_counts=True)[1]
+    if counts.min() >= 2 and len(y) - n >= len(counts):
+        from sklearn.model_selection import train_test_split
+        keep, _ = train_test_split(np.arange(len(y)), train_size=n, stratify=y, random_state=seed)
+        return np.sort(keep)
+    rng = np.random.default_rng([seed, 0x5B5E7])
+    keep = [rng.choice(np.flatnonzero(y == c), q, replace=False) for c, q in zip(np.unique(y), _quotas(counts, n))]
+    return np.sort(np.concatenate(keep))
+
+
+def _quotas(counts: np.ndarray, n: int) -> np.ndarray:
+    """(K,) examples to take of each class for n in K..sum(counts): one each, the rest in proportion to what each has
+    beyond that (largest remainders first), never more than it has."""
+    extra, spare = counts - 1, n - len(counts)
+    share = extra * (spare / max(1, extra.sum()))
+    quota = np.floor(share).astype(np.int64)
+    quota[np.argsort(quota - share, kind="stable")[:spare - quota.sum()]] += 1
+    return 1 + quota
 
 
 def _stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded stratified split; test_fraction 0 puts every example in train (an empty test split)."""
+    """Seeded stratified split; test_fraction 0 puts every example in train (an empty test split). A class with a
+    single example cannot be stratified: then the split is plain random (training.datasets.checks then refuses a
+    class left without training examples)."""
     if test_fraction == 0:
         return np.arange(len(y)), np.zeros(0, dtype=np.int64)
     from sklearn.model_selection import train_test_split
     counts = np.bincount(y)
     stratify = y if counts[counts > 0].min() >= 2 else None
+    _check_fraction(test_fraction, len(y), int((counts > 0).sum()) if stratify is not None else 1)
     train, test = train_test_split(np.arange(len(y)), test_size=test_fraction, stratify=stratify, random_state=seed)
     return np.sort(train), np.sort(test)
+
+
+def _check_fraction(test_fraction: float, n: int, n_classes: int) -> None:
+    """One line unless a split of n examples by test_fraction leaves n_classes on each side (1: any split)."""
+    n_test = math.ceil(test_fraction * n)  # scikit-learn's count
+    if n_classes <= n_test <= n - n_classes:
+        return
+    each = f"one of each of the {n_classes} classes" if n_classes > 1 else "one example"
+    valid = fraction_range(n, n_classes)
+    raise UserError(f"--test-fraction {test_fraction:g}: splitting the {n} examples into {n_test} test and "
+                    f"{n - n_test} training examples cannot put {each} on both sides; valid: 0 (no test split)"
+                    + (f" or {valid}" if valid else f"; a split needs at least {2 * n_classes} examples"))
+
+
+def fraction_range(n: int, n_classes: int) -> str:
+    """The fractions f (3 decimals) with ceil(f·n) in n_classes..n − n_classes, as 'lo..hi'; '' if there are none."""
+    lo, hi = math.ceil(1000 * n_classes / n) / 1000, math.floor(1000 * (n - n_classes) / n) / 1000
+    return f"{lo:g}..{hi:g}" if lo <= hi else ""
 
 
 def _from_arrays(spec, classes, x, y, sources, *, split_seed, test_fraction, **extra) -> Dataset:

@@ -14,6 +14,7 @@ import numpy as np
 
 from lossaudit.errors import UserError
 from lossaudit.training.datasets.base import Dataset, Split, _from_arrays, register_dataset
+from lossaudit.training.datasets.checks import file_identity, warn
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
@@ -41,16 +42,44 @@ def load_csv(spec: str, path: Path, *, split_seed: int, test_fraction: float) ->
     if missing:
         raise UserError(f"dataset {spec!r}: {len(missing)} of {len(files)} listed files do not exist, "
                         f"e.g. {missing[0]!r}")
-    classes = sorted(set(table.label))
+    keep, listing_notes = _one_listing_per_file(spec, files, list(table.label), list(table.path))
+    files, labels = [files[i] for i in keep], [table.label[i] for i in keep]
+    classes = sorted(set(labels))
     if len(classes) < 2:
         raise UserError(f"dataset {spec!r} has examples of {len(classes)} class(es); at least 2 are needed")
-    groups = {"all": {c: [f.resolve() for f, label in zip(files, table.label) if label == c] for c in classes}}
+    groups = {"all": {c: [f.resolve() for f, label in zip(files, labels) if label == c] for c in classes}}
     out, skipped, notes = _decode_folder(spec, groups, classes)
     for file, reason in skipped:
         print(f"warning: skipped unreadable image {file}: {reason}", file=sys.stderr)
     x, y, src = out["all"]
     return _from_arrays(spec, classes, x, y, src.astype(object), split_seed=split_seed, test_fraction=test_fraction,
-                        skipped=tuple(skipped), notes=tuple(notes))
+                        skipped=tuple(skipped), notes=tuple(listing_notes + notes))
+
+
+def _one_listing_per_file(spec: str, files: list[Path], labels: list[str],
+                          names: list[str]) -> tuple[list[int], list[str]]:
+    """Rows of the CSV to use (the first listing of each file, by file identity) and the warnings' notes. A file
+    listed again with its label is used once (a warning); with another label it is refused (no correct answer)."""
+    first: dict = {}  # file identity → its first row
+    keep, repeats, conflicts = [], [], []
+    for row, file in enumerate(files):
+        key = file_identity(file)
+        if key not in first:
+            first[key] = row
+            keep.append(row)
+        else:
+            (repeats if labels[first[key]] == labels[row] else conflicts).append((first[key], row))
+    if conflicts:
+        a, b = conflicts[0]
+        same = "" if names[a] == names[b] else f", the same file as {names[a]!r},"
+        raise UserError(f"dataset {spec!r}: {len({a for a, _ in conflicts})} file(s) are listed under two different "
+                        f"labels, e.g. {names[a]!r} as {labels[a]!r} (line {a + 2}) and {names[b]!r}{same} as "
+                        f"{labels[b]!r} (line {b + 2}); valid: one label per image file (drop or fix those lines)")
+    if not repeats:
+        return keep, []
+    a, b = repeats[0]
+    return keep, [warn(spec, f"{len(repeats)} line(s) list a file already listed with the same label, e.g. "
+                             f"{names[b]!r} (line {b + 2}, as on line {a + 2}); each file is used once")]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -137,8 +166,11 @@ def load_imagefolder(spec: str, path: Path, *, split_seed: int, test_fraction: f
     if has_splits:
         extra = [c for c, fs in groups["test"].items() if fs and c not in classes]
         if extra:
-            raise UserError(f"dataset {spec!r}: test classes {extra} have no training folder")
+            raise UserError(f"dataset {spec!r}: test classes {extra} have no training folder with images, so no "
+                            f"model can learn them; valid: test class folders among the training ones "
+                            f"({', '.join(classes)})")
     groups = {s: {c: fs for c, fs in g.items() if c in classes} for s, g in groups.items()}
+    groups, link_notes = _one_file_per_image(spec, path, groups)
     all_files = [f for g in groups.values() for fs in g.values() for f in fs]
 
     cache = _cache_dir() / f"imagefolder-{hashlib.sha1(str(path).encode()).hexdigest()[:10]}-{_folder_key(all_files)}.npz"
@@ -152,7 +184,7 @@ def load_imagefolder(spec: str, path: Path, *, split_seed: int, test_fraction: f
         _write_cache(cache, out, skipped, notes)
     for file, reason in skipped:
         print(f"warning: skipped unreadable image {file}: {reason}", file=sys.stderr)
-    extra = dict(skipped=tuple(skipped), notes=tuple(notes))
+    extra = dict(skipped=tuple(skipped), notes=tuple(link_notes + notes))
     if has_splits:
         (x, y, src), (xt, yt, srct) = out["train"], out["test"]
         train = Split(x, y, np.arange(len(y), dtype=np.int64), src.astype(object))
@@ -160,6 +192,44 @@ def load_imagefolder(spec: str, path: Path, *, split_seed: int, test_fraction: f
         return Dataset(spec, tuple(classes), train, test, **extra)
     x, y, src = out["all"]
     return _from_arrays(spec, classes, x, y, src.astype(object), split_seed=split_seed, test_fraction=test_fraction, **extra)
+
+
+def _one_file_per_image(spec: str, root: Path, groups: dict[str, dict[str, list[Path]]]):
+    """The groups (split → class → files) with each file once per split, by identity (links), and the warnings'
+    notes. The same file under two class folders is refused (no correct answer); twice in one class folder, used
+    once (a warning); in both the train and the test split, kept in both (a warning: test images leak into
+    training)."""
+    first: dict = {}  # file identity → (split, class, path) where it was first seen
+    out = {s: {c: [] for c in folders} for s, folders in groups.items()}
+    twice, conflicts, leaks = [], [], []
+    for split, folders in groups.items():
+        for c, files in folders.items():
+            for f in files:
+                key = file_identity(f)
+                seen = first.setdefault(key, (split, c, f))
+                if seen == (split, c, f):
+                    out[split][c].append(f)
+                elif seen[1] != c:
+                    conflicts.append((seen, (split, c, f)))
+                elif seen[0] == split:
+                    twice.append((seen[2], f))
+                else:
+                    leaks.append((seen[2], f))
+                    out[split][c].append(f)
+    rel = lambda f: os.path.relpath(f, root)  # noqa: E731
+    if conflicts:
+        (_, c0, f0), (_, c1, f1) = conflicts[0]
+        raise UserError(f"dataset {spec!r}: {len({str(a[2]) for a, _ in conflicts})} file(s) appear under two class "
+                        f"folders, e.g. {rel(f1)!r} ({c1}) is the same file as {rel(f0)!r} ({c0}); valid: each image "
+                        "file in one class folder (remove the extra link)")
+    notes = []
+    if twice:
+        notes.append(warn(spec, f"{len(twice)} file(s) appear twice in one class folder (links to one file), e.g. "
+                                f"{rel(twice[0][1])!r} is {rel(twice[0][0])!r}; each is used once"))
+    if leaks:
+        notes.append(warn(spec, f"{len(leaks)} test image file(s) are also training files (links to one file), e.g. "
+                                f"{rel(leaks[0][1])!r} is {rel(leaks[0][0])!r}; these test images leak into training"))
+    return out, notes
 
 
 def _write_cache(cache: Path, out, skipped, notes) -> None:

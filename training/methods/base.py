@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from lossaudit.settings import setting
+from lossaudit.settings import MAX_EPOCHS, setting
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ class Selection:
 
 def warmup_epochs_setting():
     return setting(1, "sb/sbe/uniform: first epochs that train on every example, history untouched", unit="epochs",
-                   check=lambda v: v >= 0, rule=">= 0")
+                   check=lambda v: 0 <= v <= MAX_EPOCHS, rule=f"in 0..{MAX_EPOCHS:,}")
 
 
 def selectivity_setting():
@@ -151,6 +151,11 @@ class Method:
     def holdout_share(cls, params) -> float:
         """Share of the training set to keep out of training for the method's own use (rho's holdout)."""
         return 0.0
+
+    @classmethod
+    def holdout_epochs(cls, params, epochs: int) -> int:
+        """Epochs the method's own model trains on its holdout, for a run of `epochs` (progress counts them)."""
+        return epochs
 
     # -- what the trainer calls ---------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from lossaudit.settings import setting
+from lossaudit.settings import MAX_EPOCHS, setting
 from lossaudit.training.methods.base import Forward, Method, Selection, selectivity_setting
 from lossaudit.training.models import is_model_name
 
@@ -20,7 +20,7 @@ class RhoParams:
     il_model: str = setting("", "rho: model of the irreducible-loss run; empty = same as --model",
                             check=lambda v: v == "" or is_model_name(v), rule="a model name (see --model) or empty")
     il_epochs: int = setting(0, "rho: epochs of the irreducible-loss run; 0 = same as --epochs", unit="epochs",
-                             check=lambda v: v >= 0, rule=">= 0")
+                             check=lambda v: 0 <= v <= MAX_EPOCHS, rule=f"in 0..{MAX_EPOCHS:,}")
 
 
 class RhoLoss(Method):
@@ -45,6 +45,10 @@ class RhoLoss(Method):
     @classmethod
     def holdout_share(cls, params: RhoParams) -> float:
         return params.holdout_fraction
+
+    @classmethod
+    def holdout_epochs(cls, params: RhoParams, epochs: int) -> int:
+        return params.il_epochs or epochs
 
     def setup(self, trainer) -> None:
         """Fit the irreducible-loss model on the holdout (the trainer's recipe, this method's model and epochs) and
