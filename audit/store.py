@@ -8,12 +8,14 @@ retry for a while when they find the file locked.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import socket
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from importlib.resources import files
 from pathlib import Path
@@ -43,10 +45,20 @@ NOT_ALLOWED = ("not allowed: lossaudit reads only its own database (no files, ot
                "save results with --output and --format")
 
 
+WAIT_NOTICE = 2.0  # seconds of waiting for a lock after which the user is told what is being waited for
+
+
+def _holder(err: Exception) -> str:
+    """Who holds a lock, from DuckDB's message ("... is held in /usr/bin/python3 (PID 123) ..."), in words."""
+    match = re.search(r"held in (.*?\(PID \d+\))", str(err))
+    return f"process {match.group(1)}" if match else "another process"
+
+
 def _connect(path: str | Path, *, read_only: bool, timeout: float, sandbox: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open `path`, retrying while another process holds the file; `sandbox` locks external access off."""
-    deadline = time.monotonic() + timeout
-    delay = 0.02
+    """Open `path`, retrying while another process holds the file (saying so on stderr after WAIT_NOTICE seconds, and
+    one line naming the holder after `timeout`); `sandbox` locks external access off."""
+    start = time.monotonic()
+    delay, told = 0.02, False
     while True:
         try:
             con = duckdb.connect(str(path), read_only=read_only, config=SANDBOX if sandbox else {})
@@ -54,10 +66,40 @@ def _connect(path: str | Path, *, read_only: bool, timeout: float, sandbox: bool
                 con.execute("set lock_configuration = true")
             return con
         except duckdb.IOException as err:
-            if not _is_lock_error(err) or time.monotonic() > deadline:
+            if not _is_lock_error(err):
                 raise
+            waited = time.monotonic() - start
+            if waited > timeout:
+                raise UserError(f"database {str(path)!r} is locked by {_holder(err)}, which is writing to it; gave up "
+                                f"after {timeout:g} s — try again when it is done") from None
+            if waited > WAIT_NOTICE and not told:
+                told = True
+                print(f"lossaudit: waiting for {path}: {_holder(err)} holds it for writing (up to {timeout:g} s)",
+                      file=sys.stderr, flush=True)
         time.sleep(delay)
         delay = min(delay * 2, 1.0)
+
+
+STORAGE_ERRORS = (duckdb.IOException, duckdb.TransactionException, duckdb.FatalException)  # the file failed us
+
+
+class StorageFailed(UserError):
+    """A file could not be written (a full disk, a read-only folder, an I/O error): one line naming the file (`what`
+    it is: the database, a checkpoint) and the cause."""
+
+    def __init__(self, path: Path, err: BaseException, what: str = "database"):
+        self.path, self.cause = Path(path), _cause(err)
+        super().__init__(f"cannot write to {what} {str(path)!r}: {self.cause}")
+
+
+def _cause(err: BaseException) -> str:
+    """The reason in an OSError or a DuckDB error, in words: "No space left on device", "Read-only file system"."""
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    first = str(err).splitlines()[0] if str(err) else type(err).__name__
+    known = re.search(r"(No space left on device|Read-only file system|Permission denied|Disk quota exceeded|"
+                      r"Input/output error|not a valid DuckDB database file)", first)
+    return known.group(1) if known else first
 
 
 def refused(err: duckdb.Error) -> bool:
@@ -80,7 +122,7 @@ def connect_readonly(path: str | Path, *, timeout: float = 60.0, where: str | No
     try:
         con = _open_current(path, timeout)
     except duckdb.Error as err:
-        raise UserError(f"cannot open database {str(path)!r}: {str(err).splitlines()[0]}") from None
+        raise UserError(f"cannot open database {str(path)!r}: {_cause(err)}") from None
     try:
         if where is not None or run_ids is not None:
             _restrict(con, path, where, run_ids)
@@ -90,19 +132,72 @@ def connect_readonly(path: str | Path, *, timeout: float = 60.0, where: str | No
 
 
 def _open_current(path: Path, timeout: float) -> duckdb.DuckDBPyConnection:
-    """A sandboxed reader of a database in the current schema (one from lossaudit 0.1 is upgraded first)."""
+    """A sandboxed reader of a database in the current schema (one from lossaudit 0.1 is upgraded first); a file
+    that is not a lossaudit database, or one of a newer, unknown or damaged schema, is refused untouched."""
     con = _connect(path, read_only=True, timeout=timeout, sandbox=True)
-    version = _schema_version(con)
+    try:
+        version = _check_ours(con, path, "read")
+    except BaseException:
+        con.close()
+        raise
     if version == SCHEMA_VERSION:
         return con
     con.close()
-    if version not in UPGRADABLE or version is None:
-        raise UserError(f"{str(path)!r} is not a lossaudit database (it has no lossaudit tables)" if version is None
-                        else f"database {str(path)!r} has schema {version}, newer than this lossaudit's "
-                             f"{SCHEMA_VERSION}; upgrade lossaudit to read it")
     Store(path, lock_timeout=timeout)  # written by an earlier lossaudit: upgrade it once, then read
     print(f"lossaudit: upgraded {path} to database schema {SCHEMA_VERSION}", file=sys.stderr)
     return _connect(path, read_only=True, timeout=timeout, sandbox=True)
+
+
+def _check_ours(con, path: Path, verb: str) -> str | None:
+    """The schema version of a file lossaudit may `verb` ("read" or "write to"): None for a new, empty database, an
+    upgradable earlier version, or this one with every table and column. Anything else is one line, untouched."""
+    done = {"read": "read", "write to": "written to"}[verb]
+    version = _schema_version(con)
+    if version is None:
+        tables = [t for t, in con.execute("select table_name from duckdb_tables() order by 1").fetchall()]
+        if tables:
+            raise UserError(f"{str(path)!r} is not a lossaudit database (it holds table(s) {', '.join(tables[:5])}"
+                            f"{', ...' if len(tables) > 5 else ''} and no lossaudit schema); lossaudit does not "
+                            "alter it — give a new file or a lossaudit database")
+        return None
+    if version in UPGRADABLE:
+        return version
+    if version != SCHEMA_VERSION:
+        newer = version.isdigit() and int(version) > int(SCHEMA_VERSION)
+        raise UserError(f"database {str(path)!r} has schema {version!r}, "
+                        + (f"newer than this lossaudit's {SCHEMA_VERSION}; upgrade lossaudit to {verb} it" if newer
+                           else f"which no lossaudit wrote (known: 1 to {SCHEMA_VERSION}); it is not {done} or "
+                                "altered"))
+    missing = _missing_columns(con)
+    if missing:
+        raise UserError(f"database {str(path)!r} is damaged: it says schema {version} but lacks "
+                        f"{', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''}; it is not {done} or altered — "
+                        "restore it from a copy, or write to a new file")
+    return version
+
+
+OWN_COLUMNS = ("select table_name, column_name from duckdb_columns() where database_name = current_database() and "
+               "schema_name = 'main' and not internal")
+
+
+@functools.cache
+def _expected_columns() -> frozenset[tuple[str, str]]:
+    """(table, column) of every column of the current schema, from the schema itself."""
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute(schema_sql())
+        return frozenset(con.execute(OWN_COLUMNS).fetchall())
+    finally:
+        con.close()
+
+
+def _missing_columns(con) -> list[str]:
+    """Tables and columns of the current schema a database lacks (`table` or `table.column`)."""
+    have = set(con.execute(OWN_COLUMNS).fetchall())
+    tables = {t for t, _ in have}
+    missing_tables = sorted({t for t, _ in _expected_columns()} - tables)
+    return [f"table {t}" for t in missing_tables] + sorted(f"{t}.{c}" for t, c in _expected_columns() - have
+                                                          if t in tables)
 
 
 def _restrict(con, path: Path, where: str | None, run_ids: list[int] | None) -> None:
@@ -166,10 +261,9 @@ class Store:
         if self.path.parent and not self.path.parent.exists():
             raise UserError(f"--db {str(self.path)!r}: folder {str(self.path.parent)!r} does not exist")
         with self.transaction() as con:
-            version = _schema_version(con)
-            if version not in (*UPGRADABLE, SCHEMA_VERSION):
-                raise UserError(f"database {str(self.path)!r} has schema {version}, newer than this lossaudit's "
-                                f"{SCHEMA_VERSION}; upgrade lossaudit to write to it")
+            version = _check_ours(con, self.path, "write to")
+            if version == SCHEMA_VERSION:
+                return
             if version == "1":
                 con.execute(_sql("upgrade_1.sql"))
             if version == "2":
@@ -184,20 +278,26 @@ class Store:
 
     @contextmanager
     def transaction(self):
-        """One connection, one transaction: committed on success, rolled back on any error."""
+        """One connection, one transaction: committed on success, rolled back on any error. The file system failing
+        (a full disk, a read-only folder, an I/O error) is a StorageFailed naming the file and the cause; what
+        earlier transactions committed stays."""
         try:
             con = _connect(self.path, read_only=False, timeout=self.lock_timeout)
         except duckdb.IOException as err:
-            raise UserError(f"cannot open database {str(self.path)!r} for writing: {str(err).splitlines()[0]}") from None
+            raise StorageFailed(self.path, err) from None
         try:
             con.begin()
             yield con
             con.commit()
-        except BaseException:
-            con.rollback()
+        except BaseException as err:
+            with suppress(duckdb.Error):  # a failed commit has nothing left to roll back
+                con.rollback()
+            if isinstance(err, (OSError, *STORAGE_ERRORS)):
+                raise StorageFailed(self.path, err) from None
             raise
         finally:
-            con.close()
+            with suppress(duckdb.Error):
+                con.close()
 
     def start_run(self, run: dict, examples) -> int:
         """Insert the `runs` row (status running) and the run's `examples`; return the new run_id.

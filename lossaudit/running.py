@@ -17,11 +17,13 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from lossaudit.audit.store import Store
+from lossaudit.audit.store import StorageFailed, Store
 from lossaudit.errors import TrainingFailed, UserError
+from lossaudit.files import check_not_sources, check_writes, dataset_reads
 from lossaudit.training import distributed
 from lossaudit.training.config import Grid, RunConfig
-from lossaudit.training.prepare import Prepared, candidates, examples_frame, prepare, run_row, train_data
+from lossaudit.training.prepare import (Prepared, candidates, check_fits, examples_frame, prepare, run_row,
+                                        train_data)
 from lossaudit.training.trainer import Trainer, resolve_device
 
 
@@ -48,12 +50,22 @@ class StoreSink:
         checkpoint or this one, never half of one."""
         if self.checkpoints is None:
             return
+        import io
+
         import torch
-        self.checkpoints.mkdir(parents=True, exist_ok=True)
         path = checkpoint_path(self.checkpoints, self.run_id)
         tmp = path.with_suffix(".tmp")
-        torch.save(state(), tmp)
-        os.replace(tmp, path)
+        data = io.BytesIO()
+        torch.save(state(), data)  # in memory first: a failing file write is then an OSError that names its cause
+        try:
+            self.checkpoints.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as fh:
+                fh.write(data.getbuffer())
+            os.replace(tmp, path)
+        except OSError as err:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise StorageFailed(path, err, "checkpoint") from None
 
 
 def checkpoint_folder(db: Path) -> Path:
@@ -99,28 +111,48 @@ def run_one(cfg: RunConfig, store: Store, *, command: str = "", cache: dict | No
         start = state["epochs_done"]
         store.rewind(run_id, start)
         if progress:
-            progress(int(prep.trained.sum()) * start + int((prep.role == "holdout").sum()) * cfg.epochs)
+            progress(candidates(cfg, prep) - int(prep.trained.sum()) * (cfg.epochs - start))  # holdout model done
     try:
         trainer.fit(StoreSink(store, run_id, checkpoints), start_epoch=start)
     except KeyboardInterrupt:
-        store.finish(run_id, "interrupted", "stopped by Ctrl-C or SIGTERM")
+        _mark(store, run_id, "interrupted", "stopped by Ctrl-C or SIGTERM")
         raise
+    except StorageFailed as err:  # a full disk, a read-only folder: the grid cannot go on
+        marked = _mark(store, run_id, "failed", str(err))
+        raise UserError(f"{err}; run {run_id} " + ("is marked failed" if marked else
+                        "could not be marked failed (the next lossaudit run marks it interrupted)")
+                        + f", its finished epochs are kept in {store.path}") from None
     except TrainingFailed as err:
-        store.finish(run_id, "failed", str(err))
+        _mark(store, run_id, "failed", str(err))
         raise RunFailed(run_id, str(err)) from None
     except Exception as err:
         reason = " ".join(f"{type(err).__name__}: {err}".split())
-        store.finish(run_id, "failed", reason)
+        _mark(store, run_id, "failed", reason)
         if distributed.current().active and isinstance(err, RuntimeError):  # a collective lost a process
             raise UserError(f"run {run_id} failed: a process of the run stopped or could not be reached "
                             f"({reason[:200]})") from None
         raise
-    store.finish(run_id, "complete")
+    try:
+        store.finish(run_id, "complete")  # with its per-example summary: the largest write of a run
+    except StorageFailed as err:  # trained, but not recorded as complete: a rerun finishes it from its checkpoint
+        marked = _mark(store, run_id, "interrupted", f"its summary could not be written: {err}")
+        raise UserError(f"{err}; run {run_id} trained to the end but its summary was not written; " +
+                        ("it is marked interrupted: rerun the same command once there is room to finish it" if marked
+                         else "rerun the same command once there is room to finish it")) from None
     if checkpoints is not None and not keep_checkpoint:
         checkpoint_path(checkpoints, run_id).unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             checkpoints.rmdir()  # only when no other run keeps one there
     return run_id
+
+
+def _mark(store: Store, run_id: int, status: str, reason: str) -> bool:
+    """Mark how a run ended, if the database can still be written; whether it was."""
+    try:
+        store.finish(run_id, status, reason)
+    except StorageFailed:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -267,7 +299,7 @@ def print_plan(cells: list[RunConfig], store_path: Path, shard: tuple[int, int] 
 
 def train_grid(values: dict, *, db: Path, command: str, default_corruptions: str, restart: bool = False,
                keep_checkpoints: bool = False, threads: int = 0, shard: tuple[int, int] | None = None,
-               plan_only: bool = False) -> int:
+               plan_only: bool = False, config_file: Path | None = None) -> int:
     """`lossaudit run`: build and check the grid from config values; train, resume or skip every cell (of `shard` I/N
     only: the cells whose index is ≡ I mod N) with a progress bar; print a line per failed run and the summary
     table; returns the exit status (0, or 1 if a run failed). `plan_only`: print the cells and train nothing."""
@@ -290,8 +322,19 @@ def train_grid(values: dict, *, db: Path, command: str, default_corruptions: str
                             "them in this shard")
     device = resolve_device(cells[0].device)  # no CUDA: one line, and no database left behind
     n_threads = use_threads(threads)
+    base = grid.base
+    reads = [("--config", config_file), *dataset_reads(base.dataset), *dataset_reads(f"csv:{base.confusion}"
+                                                                                       if base.confusion else None,
+                                                                                       "the --confusion file")]
+    check_writes([], reads, appends=[("--db", db)])
     cache: dict = {}
-    prepare(cells[0], cache)  # load the data before the progress bars, so loader warnings print cleanly
+    first = prepare(cells[0], cache)  # load the data before the progress bars, so loader warnings print cleanly
+    check_not_sources([("--db", db)], first.dataset.train.source, f"dataset {base.dataset!r}")
+    for cell in cells[1:]:  # every cell, before anything is written: a grid never stops half-way on its sizes
+        check_fits(cell, first)
+    if base.batch_size > len(first.train):
+        Console(stderr=True).print(f"warning: --batch-size {base.batch_size} is larger than the {len(first.train)} "
+                                   "training examples: each epoch is one step over all of them", soft_wrap=True)
     ranks = distributed.current()
     if ranks.rank != 0:
         return follow_grid(cells, cache)
@@ -315,6 +358,7 @@ def train_grid(values: dict, *, db: Path, command: str, default_corruptions: str
 
         done = run_grid(cells, store, command=command, cache=cache, on_start=on_start, on_failed=on_failed,
                         checkpoints=checkpoint_folder(db), restart=restart, keep_checkpoints=keep_checkpoints)
+    from lossaudit.summary import print_summary
     print_summary(db, done)
     counts = {a: sum(c.action == a for c in done) for a in ("train", "resume", "skip")}
     console.print(f"{counts['train']} cell(s) trained, {counts['resume']} resumed, {counts['skip']} skipped "
@@ -324,41 +368,3 @@ def train_grid(values: dict, *, db: Path, command: str, default_corruptions: str
         console.print(f"{len(failed)} of {len(cells)} run(s) failed; their finished epochs and the reason are in {db}",
                       soft_wrap=True)
     return 1 if failed else 0
-
-
-def print_summary(db: Path, done: list[Cell]) -> None:
-    """The grid's runs, one row each (what was done with it this time, when not simply trained), in percent where a
-    share; vr's switch, rho's upfront work, seeds and experiments only when they say something."""
-    from lossaudit.audit.metrics import run_summary
-    from lossaudit.audit.store import connect_readonly
-    from lossaudit.terminal import print_frame
-
-    with connect_readonly(db) as con:
-        summary = run_summary(con)
-    this_time = {c.run_id: {"train": "", "resume": "resumed", "skip": f"skipped: {c.reason}"}[c.action] for c in done}
-    s = summary[summary.run_id.isin(this_time)]
-    pct = lambda v: "" if pd.isna(v) else f"{v:.1%}"  # noqa: E731  (missing: not measured)
-    num = lambda v, f: "" if pd.isna(v) else format(v, f)  # noqa: E731
-    table = {"run": s.run_id, "this time": s.run_id.map(this_time), "experiment": s.experiment, "method": s.method,
-             "corruption": s.corruption,
-             "seed": s.seed, "status": s.status,
-             "best err": s.best_test_error.map(pct), "final err": s.final_test_error.map(pct),
-             "backprops": s.backprops.map(lambda v: num(v, ",.0f")),
-             "+ upfront": s.upfront_backprops.map(lambda v: num(v, ",.0f") if v else ""),
-             "scoring fwd": s.forwards_scoring.map(lambda v: num(v, ",.0f")),
-             "sel": s.nominal_selectivity.map(lambda v: num(v, ".2f")),
-             "sel real": s.realised_selectivity.map(lambda v: num(v, ".2f")),
-             "vr on": s.vr_on_share.map(pct),
-             "τ range (threshold)": [f"{lo:.2f}–{hi:.2f} ({th:.2f})" if not pd.isna(lo) else ""
-                                     for lo, hi, th in zip(s.tau_min, s.tau_max, s.tau_th)],
-             "corrupt share": s.corrupted_share.where(s.base_rate > 0).map(pct),
-             "base rate": s.base_rate.where(s.base_rate > 0).map(pct),
-             "train s": s.seconds.map(lambda v: num(v, ".1f"))}
-    drop = {"this time": not any(this_time.values()), "experiment": s.experiment_id.nunique() < 2,
-            "seed": s.seed.nunique() < 2,
-            "status": (s.status == "complete").all(),
-            "+ upfront": not (s.upfront_backprops > 0).any(), "vr on": s.vr_on_share.isna().all(),
-            "τ range (threshold)": s.vr_on_share.isna().all(), "corrupt share": not (s.base_rate > 0).any(),
-            "base rate": not (s.base_rate > 0).any()}
-    frame = pd.DataFrame({k: list(v) for k, v in table.items() if not drop.get(k)})
-    print_frame(frame, title=f"runs written to {db}", numeric=("run", "seed"))
