@@ -13,6 +13,7 @@ from pathlib import Path
 
 from lossaudit.audit.store import SCHEMA_VERSION, TABLES, Store, connect_readonly
 from lossaudit.errors import UserError, choices
+from lossaudit.files import check_writes, same_file
 
 KEEP = ("first", "last")
 CELL = ("experiment_id", "arm", "corruption", "seed")
@@ -64,10 +65,12 @@ def merge(out: Path, inputs: list[Path], *, keep: str | None = None) -> dict[Pat
     for path in inputs:
         if not path.is_file():
             raise UserError(f"database {str(path)!r} does not exist")
-        if path.resolve() == out.resolve():
+        if same_file(path, out) or same_file(path, f"{out}.wal"):
             raise UserError(f"{str(path)!r} is the output; list only the databases to merge into it")
-    if len(set(p.resolve() for p in inputs)) < len(inputs):
-        raise UserError("a database is listed twice; each input is merged once")
+    for i, path in enumerate(inputs):
+        if any(same_file(path, other) for other in inputs[:i]):
+            raise UserError(f"{str(path)!r} is listed twice (or under two names); each input is merged once")
+    check_writes([], appends=[("the output", out)])  # a folder that can be written, before any work
     for path in inputs:
         with connect_readonly(path):  # a lossaudit database, upgraded to this schema if older
             pass
@@ -75,7 +78,19 @@ def merge(out: Path, inputs: list[Path], *, keep: str | None = None) -> dict[Pat
     dropped = plan_merge(existing + inputs, keep)
     if existing and dropped[out]:
         raise UserError(f"--keep would drop runs already in the output {str(out)!r}; merge into a new file instead")
+    created = not out.exists()
     store = Store(out)  # only now: a refused merge leaves no file behind
+    try:
+        return _merge_into(store, inputs, dropped)
+    except BaseException:
+        if created:  # a new output that did not receive the merge is not left behind half-made
+            for leftover in (out, Path(f"{out}.wal")):
+                leftover.unlink(missing_ok=True)
+        raise
+
+
+def _merge_into(store: Store, inputs: list[Path], dropped: dict[Path, set[int]]) -> dict[Path, int]:
+    """Copy every kept run of `inputs` into `store`, in one transaction; the runs copied per input."""
     copied = {}
     with store.transaction() as con:
         for i, path in enumerate(inputs):

@@ -170,7 +170,7 @@ def main() -> None:
             db.unlink(missing_ok=True)
             start = time.perf_counter()
             result = run_audit(f"imagefolder:{args.work / name}", db=db, out=args.work / f"{name}_suspects",
-                               seed=args.seed, device="auto")
+                               seed=args.seed, device="auto", force=True)  # a rerun replaces its own files
             seconds = time.perf_counter() - start
         results[name] = evaluate(result, truth, seconds)
         done.write_text(json.dumps(results[name], indent=1))

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from lossaudit.errors import UserError
+from lossaudit.files import check_not_sources, check_writes, dataset_reads, reads_of_database, replacing
 from lossaudit.audit.noise import MIN_LABEL_CANARIES, REPLAY_MODES, AuditResult, analyse
 from lossaudit.audit.store import Store, connect_readonly
 
@@ -64,8 +65,17 @@ def proxy_config(dataset: str, *, model: str, epochs: int, canaries: float | Non
                     eval_every=float(max(1, epochs)), folds=FOLDS, fold=0)
     validate(Grid(cfg, ("sgd",), ("none",), (seed,)))
     resolve_device(device)  # no CUDA, no database: fail before anything is written
-    first = prepare(cfg, cache)
-    x = first.x
+    try:
+        first = prepare(cfg, cache)
+    except UserError as err:  # said in the audit's own words: its folds are not an option
+        if not str(err).startswith("--folds "):
+            raise
+        raise UserError(f"the audit's {FOLDS} cross-fitted proxies each hold out half of every class, so every class "
+                        f"needs at least {FOLDS} examples; {str(err).split('but ', 1)[-1].split(';')[0]}") from None
+    x, n_classes = first.x, first.dataset.n_classes
+    if trusted_size and len(first.dataset.test) and trusted_size < n_classes:
+        raise UserError(f"--trusted-size {trusted_size}: the test examples read against are a stratified subset, one "
+                        f"of each of the {n_classes} classes at least; valid: 0 (all) or {n_classes} and more")
     cfg = dataclasses.replace(cfg, canaries=canary_share(len(x), canaries),
                               test_size=min(trusted_size, len(first.dataset.test)) if trusted_size else 0)
     validate(Grid(cfg, ("sgd",), ("none",), (seed,)))
@@ -74,20 +84,25 @@ def proxy_config(dataset: str, *, model: str, epochs: int, canaries: float | Non
     return cfg
 
 
+def outputs(out: Path) -> list[tuple[str, Path]]:
+    """The files an audit writes for `--out OUT`: the suspects and every example's scores, as CSV and Parquet."""
+    return [("--out", Path(f"{out}{suffix}")) for suffix in (".csv", ".parquet", "_scores.csv", "_scores.parquet")]
+
+
 def run_audit(dataset: str, *, db: Path, out: Path, model: str = "resnet8", epochs: int = 25,
               canaries: float | None = None, image_size: int | None = None, train_size: int = 0, seed: int = 0,
               device: str = "auto", threads: int = 0, trusted: bool = True, trusted_size: int = TRUSTED_SIZE,
-              command: str = "", quiet: bool = False) -> AuditResult:
+              command: str = "", quiet: bool = False, force: bool = False) -> AuditResult:
     from rich.console import Console
 
-    from lossaudit.terminal import check_output, progress_bar, sigterm_interrupts
+    from lossaudit.terminal import progress_bar, sigterm_interrupts
     from lossaudit.training.methods import AUDIT_REFERENCE
     from lossaudit.training.replay import replay_both
     from lossaudit.running import run_one, use_threads
     from lossaudit.training.prepare import candidates, prepare
 
     console = Console(stderr=True, quiet=quiet)
-    check_output(Path(f"{out}.csv"), "--out")
+    check_writes(outputs(out), dataset_reads(dataset), force=force, appends=[("--db", db)])
     cache: dict = {}
     cfg = proxy_config(dataset, model=model, epochs=epochs, canaries=canaries, image_size=image_size,
                        train_size=train_size, seed=seed, device=device, cache=cache, trusted_size=trusted_size)
@@ -95,6 +110,8 @@ def run_audit(dataset: str, *, db: Path, out: Path, model: str = "resnet8", epoc
     folds = [dataclasses.replace(cfg, fold=k) for k in range(cfg.folds)]
     preps = [prepare(c, cache) for c in folds]
     prep = preps[0]  # every fold holds the same examples, only their roles differ
+    check_not_sources([*outputs(out), ("--db", db)], [*prep.dataset.train.source, *prep.dataset.test.source],
+                      f"dataset {dataset!r}")
     is_canary = prep.example_id >= len(prep.dataset.train)  # canary ids follow the whole training split's
     n_canaries, n_replaced = int(is_canary.sum()), int((prep.role == "replaced").sum())
     n_user = int((~is_canary & np.isin(prep.role, ["train", "held_out"])).sum())
@@ -126,15 +143,11 @@ def run_audit(dataset: str, *, db: Path, out: Path, model: str = "resnet8", epoc
 def deliver(result: AuditResult, store: Store, out: Path, *, quiet: bool = False) -> AuditResult:
     """An audit's result to the suspects and scores files, the audits table and the terminal."""
     from rich.console import Console
-    csv, parquet = Path(f"{out}.csv"), Path(f"{out}.parquet")
-    scores_csv, scores_parquet = Path(f"{out}_scores.csv"), Path(f"{out}_scores.parquet")
-    try:
-        result.suspects.to_csv(csv, index=False)
-        result.suspects.to_parquet(parquet, index=False)
-        result.ranking.to_csv(scores_csv, index=False)
-        result.ranking.to_parquet(scores_parquet, index=False)
-    except OSError as err:
-        raise UserError(f"--out {str(out)!r}: cannot write the suspects ({err.strerror})") from None
+    (_, csv), (_, parquet), (_, scores_csv), (_, scores_parquet) = outputs(out)
+    for frame, path in ((result.suspects, csv), (result.suspects, parquet), (result.ranking, scores_csv),
+                        (result.ranking, scores_parquet)):
+        with replacing(path, "--out") as tmp:  # whole or not at all
+            frame.to_csv(tmp, index=False) if path.suffix == ".csv" else frame.to_parquet(tmp, index=False)
     store.write_audit(result.run_id, result.row() | {"suspects_file": str(csv.resolve()),
                                                      "scores_file": str(scores_csv.resolve())}, result.suspects)
     print_summary(Console(quiet=quiet, soft_wrap=True), result, csv, parquet, scores_csv, quiet=quiet)
@@ -146,16 +159,15 @@ RECORD_FOLDS = ("the audit needs every example predicted by a model that did not
                 "(examples/own_loop.py --cross-fit)")
 
 
-def audit_recorded(db: Path, run_ids: list[int], *, out: Path, trusted: bool = True, quiet: bool = False
-                   ) -> AuditResult:
+def audit_recorded(db: Path, run_ids: list[int], *, out: Path, trusted: bool = True, quiet: bool = False,
+                   force: bool = False) -> AuditResult:
     """`lossaudit audit --from-db`: the analysis of runs already in `db` (recorded loops of your own, or the proxy
     runs of an earlier audit) as the fold runs of one audit — every example trained by one of them and predicted
     out of sample (Recorder.predict) by another."""
-    from lossaudit.terminal import check_output
     from lossaudit.training.methods import AUDIT_REFERENCE
     from lossaudit.training.replay import replay_both
 
-    check_output(Path(f"{out}.csv"), "--out")
+    check_writes(outputs(out), reads_of_database("--from-db", db), force=force)
     with connect_readonly(db) as con:
         runs = con.execute("select run_id, classes, status from runs order by run_id").fetchall()
         known = {r[0]: r for r in runs}
@@ -202,7 +214,7 @@ def print_summary(console, result: AuditResult, csv: Path, parquet: Path, scores
     lo, hi = result.noise_interval
     kinds = " or ".join(f"{KIND_WORDS[k]} {v:.1%}" for k, v in result.noise_by_kind.items())
     if math.isnan(result.noise_share):
-        console.print("estimated noise share: cannot be estimated (too few label canaries) → no suspects")
+        console.print("estimated noise share: cannot be given (the verdict says why) → no suspects")
     elif result.noise_reference == "trusted labels":
         console.print(f"estimated noise share: {result.noise_share:.1%} (interval {lo:.1%} to {hi:.1%}), read against "
                       f"the labels of {result.n_trusted} test examples → {len(result.suspects)} suspects"

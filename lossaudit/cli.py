@@ -20,6 +20,7 @@ import typer
 from typer.core import TyperGroup
 
 from lossaudit.errors import UserError
+from lossaudit.terminal import one_line_usage
 
 DEFAULT_DB = Path("lossaudit.duckdb")
 OMP_SPIN = 1000  # rounds an idle OpenMP thread spins before it sleeps (see main)
@@ -44,7 +45,13 @@ def command_line() -> str:
 
 
 class Commands(TyperGroup):
-    """The command group; `run` is made on demand (see the module docstring)."""
+    """The command group; `run` is made on demand (see the module docstring); usage errors are one line."""
+
+    def make_context(self, *args, **kwargs):
+        return one_line_usage(lambda: super(Commands, self).make_context(*args, **kwargs))
+
+    def invoke(self, ctx):
+        return one_line_usage(lambda: super(Commands, self).invoke(ctx))
 
     def list_commands(self, ctx):
         return ["run", *super().list_commands(ctx)]
@@ -144,7 +151,8 @@ class RunCommand:
         from lossaudit.running import parse_shard, train_grid
         from lossaudit.training.config import load_config_file
 
-        values = load_config_file(options.pop("config")) if options.get("config") else {}
+        config_file = options.pop("config")
+        values = load_config_file(config_file) if config_file else {}
         db = Path(options.pop("db") or values.pop("db", DEFAULT_DB))
         restart, keep, threads = options.pop("restart"), options.pop("keep_checkpoints"), options.pop("threads")
         shard, plan_only = parse_shard(options.pop("shard")), options.pop("plan")
@@ -157,7 +165,7 @@ class RunCommand:
         try:
             status = train_grid(values, db=db, command=command_line(), default_corruptions=DEFAULT_CORRUPTIONS,
                                 restart=restart, keep_checkpoints=keep, threads=threads, shard=shard,
-                                plan_only=plan_only)
+                                plan_only=plan_only, config_file=config_file)
         except KeyboardInterrupt as stop:
             from lossaudit.terminal import exit_status
             typer.echo(f"interrupted: the current run is marked interrupted; its finished epochs are in {db}", err=True)
@@ -203,13 +211,14 @@ def sql_command(
     db: Path = _db_option(),
     format: str = typer.Option("table", "--format", help="output format: table, csv, json, parquet"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="write to this file instead of the terminal"),
+    force: bool = typer.Option(False, "--force", help="replace the --output file if it exists"),
 ) -> None:
     """Run SQL, or a named query or analysis, over the logs (read-only) and print or save the result."""
     import lossaudit.querying as querying
 
     if list_:
         return querying.list_queries(db, typer.echo)
-    querying.check_format(format, output)
+    querying.check_format(format, output, db=db, force=force)
     if (sql is None) == (name is None):
         raise UserError("give either SQL (lossaudit sql \"select ...\") or --query NAME (see --list)")
     frame = querying.query_frame(db, sql, name, querying.parse_params(param))
@@ -253,15 +262,18 @@ def report_command(
                                                  "unfinished one (default: only complete runs are compared)"),
     gallery_size: int = typer.Option(8, "--gallery-size", help="examples per class in the most/least picked galleries"),
     open_: bool = typer.Option(False, "--open", help="open the HTML page in a browser when done"),
+    force: bool = typer.Option(False, "--force", help="replace the --html and --json files if they exist"),
 ) -> None:
     """Render the runs as one offline HTML page with the paper's table and figures (and/or its JSON twin)."""
-    from lossaudit.reports.report import build_report
-    from lossaudit.terminal import check_output
+    from lossaudit.files import check_writes, dataset_reads, reads_of_database
+    from lossaudit.reports.report import build_report, datasets_read
 
     if html is None and json is None:
         raise UserError("give --html PATH and/or --json PATH")
-    check_output(html, "--html")
-    check_output(json, "--json")
+    reads = [r for d in db for r in reads_of_database("--db", d)]
+    check_writes([("--html", html), ("--json", json)], reads, force=force)  # before reading: a typo costs nothing
+    images = [r for d in db for spec in datasets_read(d) for r in dataset_reads(spec, "a dataset of its runs")]
+    check_writes([("--html", html), ("--json", json)], images, force=True)
     if gallery_size < 1:
         raise UserError(f"--gallery-size must be >= 1, got {gallery_size}")
     options = dict(html=html, json_path=json, where=where, run_ids=run or None, experiment=experiment,
@@ -348,6 +360,7 @@ def audit_command(
     from_db: Optional[Path] = typer.Option(None, "--from-db", help="audit runs already in this database (recorded "
                                            "with lossaudit.Recorder, cross-fitted) instead of training proxies"),
     run: list[int] = typer.Option([], "--run", help="with --from-db: a run to audit; repeatable"),
+    force: bool = typer.Option(False, "--force", help="replace the OUT files if they exist"),
 ) -> None:
     """Audit your own dataset for label noise before using loss-based selection: two cross-fitted proxy runs
     (or, with --from-db, runs already recorded),
@@ -360,11 +373,12 @@ def audit_command(
         raise UserError("give the dataset to audit, or --from-db DB --run ID (runs already recorded), not both")
     try:
         if from_db is not None:
-            result = audit_recorded(from_db, run, out=out, trusted=trusted)
+            result = audit_recorded(from_db, run, out=out, trusted=trusted, force=force)
         else:
-                result = run_audit(dataset, db=db, out=out, model=model, epochs=epochs, canaries=canaries,
+            result = run_audit(dataset, db=db, out=out, model=model, epochs=epochs, canaries=canaries,
                                image_size=image_size, train_size=train_size, seed=seed, device=device,
-                               threads=threads, trusted=trusted, trusted_size=trusted_size, command=command_line())
+                               threads=threads, trusted=trusted, trusted_size=trusted_size, command=command_line(),
+                               force=force)
     except KeyboardInterrupt as stop:
         from lossaudit.terminal import exit_status
         typer.echo(f"interrupted: the proxy run is marked interrupted in {db}; nothing was audited", err=True)

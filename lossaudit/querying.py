@@ -83,31 +83,41 @@ def query_frame(db: Path, sql: str | None, name: str | None, params: dict):
         return run_query(con, name, **params)
 
 
-def check_format(format: str, output: Path | None) -> None:
-    from lossaudit.terminal import check_output
+def check_format(format: str, output: Path | None, *, db: Path | None = None, force: bool = False) -> None:
+    """The format known, and the output a file that may be written: not the database read (nor its log), not an
+    existing file unless `force`."""
+    from lossaudit.files import check_writes, reads_of_database
 
-    check_output(output, "--output")
     if format not in FORMATS:
         raise UserError(f"unknown --format {format!r}; valid: {', '.join(FORMATS)}")
     if format == "parquet" and output is None:
         raise UserError("--format parquet writes a file: add --output PATH")
+    check_writes([("--output", output)], reads_of_database("--db", db), force=force)
 
 
 def emit(frame, format: str, output: Path | None, echo) -> None:
-    """Print or write a result in one of FORMATS."""
+    """Print or write a result in one of FORMATS (a file is written whole: see lossaudit.files.replacing); the
+    output was checked by `check_format` before the query ran."""
+    from lossaudit.files import replacing
     from lossaudit.terminal import print_frame
 
-    check_format(format, output)
-    if format == "parquet":
-        frame.to_parquet(output, index=False)
-    elif format == "csv":
-        frame.to_csv(output or sys.stdout, index=False)
-    elif format == "json":
-        text = frame.to_json(orient="records", date_format="iso", indent=1, double_precision=15)
-        output.write_text(text + "\n") if output else echo(text)
-    elif output is not None:
-        output.write_text(frame.to_string(index=False) + "\n")
-    else:
-        print_frame(frame)
-    if output is not None:
-        echo(f"wrote {len(frame)} rows to {output}", err=True)
+    if output is None:
+        if format == "csv":
+            frame.to_csv(sys.stdout, index=False)
+        elif format == "json":
+            echo(_json(frame))
+        else:
+            print_frame(frame)
+        return
+    with replacing(output, "--output") as tmp:
+        if format == "parquet":
+            frame.to_parquet(tmp, index=False)
+        elif format == "csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            tmp.write_text((_json(frame) if format == "json" else frame.to_string(index=False)) + "\n")
+    echo(f"wrote {len(frame)} rows to {output}", err=True)
+
+
+def _json(frame) -> str:
+    return frame.to_json(orient="records", date_format="iso", indent=1, double_precision=15)

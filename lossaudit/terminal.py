@@ -1,12 +1,13 @@
-"""Plumbing of the commands: a progress bar, SIGTERM as a stop, tables that never squeeze, output paths checked."""
+"""Plumbing of the commands: a progress bar, SIGTERM as a stop, tables that never squeeze, usage errors in one line."""
 
 from __future__ import annotations
 
 import math
 import signal
-from pathlib import Path
+import sys
 
-from lossaudit.errors import UserError
+import typer
+
 
 MAX_ROWS = 200  # rows printed of a result; the rest with --format csv or json
 
@@ -91,17 +92,6 @@ def exit_status(stop: KeyboardInterrupt) -> int:
     return 128 + (signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT)
 
 
-def check_output(path: Path | None, flag: str) -> None:
-    """One line, before any work, when a file cannot be written at `path`: a folder, or in a missing folder."""
-    if path is None:
-        return
-    path = Path(path).expanduser()
-    if path.is_dir():
-        raise UserError(f"{flag} {str(path)!r} is a folder; give a file name in it")
-    if not path.parent.is_dir():
-        raise UserError(f"{flag} {str(path)!r}: folder {str(path.parent)!r} does not exist")
-
-
 def print_frame(frame, *, title: str | None = None, max_rows: int = MAX_ROWS, numeric: tuple[str, ...] = ()) -> None:
     """A DataFrame as a terminal table; floats to 4 significant digits; long results truncated with a note.
     Numbers, text that starts with a digit and the `numeric` columns are right-aligned."""
@@ -131,3 +121,28 @@ def print_table(table, *, quiet: bool = False) -> None:
     probe = Console()
     width = max(probe.width, natural if not probe.is_terminal else min(natural, 400))
     Console(width=width, quiet=quiet).print(table)
+
+
+UsageError = typer.BadParameter.__bases__[0]  # the click that typer carries (its own copy, not the click package)
+NoArgsIsHelp = getattr(sys.modules[UsageError.__module__], "NoArgsIsHelpError", ())  # `lossaudit` alone: the help
+
+
+class OneLineUsage(UsageError):
+    """A usage error (a flag's value of the wrong type, an unknown flag) as one line, like every other error."""
+
+    def __init__(self, err: UsageError):
+        super().__init__(err.format_message(), err.ctx)
+
+    def show(self, file=None) -> None:
+        where = f"{self.ctx.command_path} --help" if self.ctx else "lossaudit --help"
+        typer.echo(f"error: {' '.join(self.format_message().split())} (see {where})", err=True)
+
+
+def one_line_usage(call):
+    """`call()`, with a usage error (but the help that `lossaudit` alone shows) turned into OneLineUsage."""
+    try:
+        return call()
+    except NoArgsIsHelp:
+        raise
+    except UsageError as err:
+        raise OneLineUsage(err) from None

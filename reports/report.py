@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from lossaudit.errors import UserError
+from lossaudit.files import write_text
 from lossaudit.audit.store import connect_readonly
 from lossaudit.reports.content import ImageSource, compose, gather, jsonable
 from lossaudit.reports.html import render
@@ -25,13 +26,21 @@ def build_report(db: str | Path, *, html: Path | None = None, json_path: Path | 
         data = gather(con, gallery_size, include_incomplete)
     content = compose(label or str(db), data, images, gallery_size, include_incomplete)
     written = []
-    if json_path is not None:
-        Path(json_path).write_text(json.dumps(jsonable(content), indent=1, allow_nan=False))
+    if json_path is not None:  # each file written whole: an interrupted write leaves the old one
+        write_text(json_path, json.dumps(jsonable(content), indent=1, allow_nan=False), "--json")
         written.append(Path(json_path))
     if html is not None:
-        Path(html).write_text(render(content))
+        write_text(html, render(content), "--html")
         written.append(Path(html))
     return written
+
+
+def datasets_read(db: str | Path) -> list[str]:
+    """The dataset specs of the runs in `db`: the galleries read their images."""
+    from lossaudit.audit.queries import run_query
+
+    with connect_readonly(db) as con:
+        return sorted(set(run_query(con, "run_details").dataset.dropna()))
 
 
 def _experiment_runs(db, experiment: str, run_ids: list[int] | None) -> list[int]:

@@ -1,6 +1,6 @@
 """The package's structure, read from its source: layers that only look down, no circles, small files.
 
-base (lossaudit: errors, settings, version) ← training ← audit (the store and the analysis) ← reports ← the
+base (lossaudit: errors, files, settings, version) ← training ← audit (the store and the analysis) ← reports ← the
 face: the command line (lossaudit.cli and the orchestration of run, sql and audit), the Recorder and the
 package root that offers it. Every import is counted, those inside functions too.
 """
@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = {"lossaudit": ROOT / "lossaudit", "lossaudit.training": ROOT / "training",
            "lossaudit.audit": ROOT / "audit", "lossaudit.reports": ROOT / "reports"}
-BASE = {"lossaudit.errors", "lossaudit.settings", "lossaudit.version"}
+BASE = {"lossaudit.errors", "lossaudit.files", "lossaudit.settings", "lossaudit.version"}
 # what each layer may import besides itself and the base
 ALLOWED = {"base": set(), "training": set(), "audit": {"lossaudit.training.config", "lossaudit.training.identity"},
            "reports": {"audit"}, "face": {"training", "audit", "reports"}}

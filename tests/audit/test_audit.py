@@ -183,7 +183,7 @@ def test_strict_exit_code_reflects_the_verdict(tmp_path):
             "--canaries", "0.06", "--device", "cpu"]
     relaxed = CliRunner().invoke(app, args)
     assert relaxed.exit_code == 0 and "verdict: unsafe" in relaxed.output
-    strict = CliRunner().invoke(app, [*args, "--strict"])
+    strict = CliRunner().invoke(app, [*args, "--strict", "--force"])  # --force: the first audit wrote the OUT files
     assert strict.exit_code == 4
 
 
@@ -218,7 +218,7 @@ def test_an_audit_that_cannot_tell_says_unknown_and_what_would_work(tmp_path):
     line = next(line for line in result.output.splitlines() if line.startswith("verdict:"))
     assert line.startswith("verdict: unknown: the noise share cannot be estimated from 2 label canaries")
     assert "give --canaries 0.24 or more (at 60 images), or audit at least 280 images at --canaries 0.05" in line
-    assert CliRunner().invoke(app, [*args, "--strict"]).exit_code == 5
+    assert CliRunner().invoke(app, [*args, "--strict", "--force"]).exit_code == 5
     with connect_readonly(tmp_path / "u.duckdb") as con:
         assert con.execute("select verdict, noise_share, n_suspects from audits").fetchall()[-1] == ("unknown", None, 0)
 

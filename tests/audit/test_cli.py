@@ -70,13 +70,13 @@ def test_yaml_config(tmp_path):
     (["run", "--dataset", "imagefolder:/no/such/folder"], "does not exist"),
     (["run", "--dataset", "mnist"], "unknown dataset 'mnist'"),
     (["run", "--model", "resnet9"], "depth must be 6n+2"),
-    (["run", "--epochs", "0"], "--epochs must be > 0"),
+    (["run", "--epochs", "0"], "--epochs must be in 1..100,000"),
     (["run", "--seeds", "a"], "--seeds: 'a' is not a valid int"),
     (["run", "--seeds", "0,-1"], "--seed must be in 0..4294967295, got -1"),
     (["run", "--split-seed", "4294967296"], "--split-seed must be in 0..4294967295"),
     (["run", "--device", "tpu"], "--device must be auto, cpu, cuda, cuda:N or mps, got tpu"),
     (["run", "--augment", "mixup"], "--augment must be one of auto, crop-flip, none, got mixup"),
-    (["run", "--beta", "0", "--method", "sb"], "--beta must be > 0, got 0"),
+    (["run", "--beta", "0", "--method", "sb"], "--beta must be in (0, 100]"),
     (["run", "--beta", "2", "--method", "sgd,uniform"], "--beta is a parameter of sb, sbe, sbp; no method of this grid"),
     (["run", "--il-model", "resnet9", "--method", "rho"], "--il-model must be a model name"),
     (["sql", "select * from nowhere"], "does not exist"),
@@ -161,8 +161,8 @@ def test_experiments_are_listed_selected_and_carried_by_table1(tmp_path):
     js = tmp_path / "one.json"
     assert _invoke("report", "--json", js, "--db", db, "--experiment", eid[:6]).exit_code == 0
     assert [e["experiment_id"] for e in json.loads(js.read_text())["experiments"]] == [eid]
-    both = _invoke("report", "--json", js, "--db", db, "--include-incomplete")
+    both = _invoke("report", "--json", js, "--db", db, "--include-incomplete", "--force")
     assert both.exit_code == 0 and len(json.loads(js.read_text())["experiments"]) == 2
-    unknown = runner.invoke(app, ["report", "--json", str(js), "--db", str(db), "--experiment", "nope"])
+    unknown = runner.invoke(app, ["report", "--json", str(js), "--db", str(db), "--experiment", "nope", "--force"])
     assert unknown.exit_code == 2 and "is no experiment of this database; valid: " in unknown.output
     assert eid in unknown.output
