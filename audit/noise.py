@@ -44,6 +44,9 @@ from lossaudit.audit.noise_share import (BOOTSTRAP, LABEL_KINDS, MIN_LABEL_CANAR
 from lossaudit.audit.queries import run_query
 
 UNSAFE_SHARE, CAUTION_SHARE, UNSAFE_OVERPICK = 0.10, 0.03, 1.5
+MIN_PER_CLASS = 10  # audited examples of a class below which its labels cannot be read
+CHANCE_MARGIN = 0.05  # held-out accuracy within this (or 3 standard errors) of chance: the proxies learned too little
+ZERO_WIDTH = 0.0005  # an interval narrower than this prints as one number: not a reading
 REPLAY_MODES = {"pick rule": "every round after warm-up selected from, a switch (vr's τ) forced on",
                 "as run": "warm-up and switch as in a real run; rounds not selected from train every candidate"}
 JUDGED_MODE = "pick rule"  # the replay the verdict rests on
@@ -51,7 +54,8 @@ JUDGED_MODE = "pick rule"  # the replay the verdict rests on
 
 def verdict_rule(reference: str) -> str:
     return (f"unknown: the noise share cannot be estimated (no trusted labels and fewer than {MIN_LABEL_CANARIES} "
-            "label canaries of a kind); "
+            f"label canaries of a kind; a class with fewer than {MIN_PER_CLASS} examples; the proxies' held-out "
+            f"accuracy within {CHANCE_MARGIN:.0%} or 3 standard errors of chance; an interval of no width); "
             f"unsafe: estimated noise share >= {UNSAFE_SHARE:.0%} and {reference}'s pick rule would spend >= "
             f"{UNSAFE_OVERPICK}x the suspects' share of the data on them; safe: the whole interval of the noise "
             f"share below {CAUTION_SHARE:.0%}; caution: otherwise")
@@ -133,6 +137,26 @@ def find_suspects(scored: Scored, share: float, classes: list[str]) -> Suspects:
 # -- 5. verdict ----------------------------------------------------------------------------------
 
 
+def unreadable(scored: Scored, classes: list[str]) -> str | None:
+    """Why the proxies cannot support a reading of the labels (a class too small to read, held-out predictions no
+    better than chance), or None."""
+    label = scored.label[scored.user]
+    counts = np.bincount(label, minlength=len(classes))
+    small = [k for k in np.flatnonzero((counts > 0) & (counts < MIN_PER_CLASS))]
+    if small:
+        listed = ", ".join(f"{classes[k]} ({counts[k]})" for k in small[:5]) + (", ..." if len(small) > 5 else "")
+        return (f"too few examples per class to read their labels: {listed}; at least {MIN_PER_CLASS} per class are "
+                "needed")
+    n = len(label)
+    accuracy = float((scored.probs[scored.user].argmax(1) == label).mean()) if n else math.nan
+    chance = counts.max() / n if n else math.nan
+    margin = max(CHANCE_MARGIN, 3 * math.sqrt(chance * (1 - chance) / n)) if n else math.nan
+    if not accuracy > chance + margin:
+        return (f"the proxies' held-out accuracy, {accuracy:.1%}, is near chance ({chance:.1%}, the largest class's "
+                "share): they learned too little to read the labels; train them longer (--epochs) or audit more images")
+    return None
+
+
 def overpicking(example_id: np.ndarray, replays: dict, suspects: set[int]) -> pd.DataFrame:
     """Share of each replayed method's expected picks that lands on the suspects, next to their share of the data.
 
@@ -153,9 +177,12 @@ def overpicking(example_id: np.ndarray, replays: dict, suspects: set[int]) -> pd
 
 
 def judge(noise_share: float, high: float, n_suspects: int, replay: pd.DataFrame, reference: str, *,
-          n_label_canaries: int, advice: str) -> tuple[str, str]:
+          n_label_canaries: int, advice: str, cannot: str | None = None) -> tuple[str, str]:
     """unknown / safe / caution / unsafe by `verdict_rule(reference)` (`high`: the top of the noise share's interval),
-    and the line that says why (for unknown, with `advice`: what would make the estimate possible)."""
+    and the line that says why (for unknown, with `advice`: what would make the estimate possible; `cannot`: why the
+    runs cannot support any reading)."""
+    if cannot is not None:
+        return "unknown", f"unknown: {cannot}"
     if math.isnan(noise_share):
         return "unknown", (f"unknown: the noise share cannot be estimated from {n_label_canaries} label "
                            f"canaries (at least {MIN_LABEL_CANARIES} are needed); {advice}")
@@ -269,15 +296,23 @@ def analyse(con: duckdb.DuckDBPyConnection, run_ids: list[int], *, classes: list
     else:
         share = est.share if est is not None else math.nan
         interval = (est.low, est.high) if est else (math.nan, math.nan)
+    cannot = None if math.isnan(share) else unreadable(scored, classes)  # (too few canaries: judge says so)
+    if cannot is None and interval[1] - interval[0] < ZERO_WIDTH:
+        cannot = (f"every bootstrap resample read {share:.1%}: an interval of no width cannot say how far off the "
+                  "reading is")
+    if cannot is not None:  # no number it cannot support, and so no suspects (the verdict line says why)
+        share, interval = math.nan, (math.nan, math.nan)
     found = find_suspects(scored, share, classes)
     orders = [run_query(con, "proxy_losses", run_id=r) for r in run_ids]
     replays = _joined([replay(order) for order in orders])
     picked = overpicking(np.concatenate([o.example_id.to_numpy() for o in orders]), replays,
                          set(found.frame.example_id.tolist()))
     verdict, line = judge(share, interval[1], len(found.frame), picked, reference,
-                          n_label_canaries=sum(counts[k] for k in LABEL_KINDS), advice=advice)
+                          n_label_canaries=sum(counts[k] for k in LABEL_KINDS), advice=advice, cannot=cannot)
     by_class = (transition_per_class(reading, found.frame, classes) if reading is not None else
                 per_class(scored.label[scored.user], scored.values[scored.user], est, found.frame, classes))
+    if cannot is not None:
+        by_class = by_class.assign(noise_share=math.nan, suggested="")
     extra = {}
     if reading is not None:
         extra = {"noise_method": trusted_reading.METHOD, "noise_reference": "trusted labels",

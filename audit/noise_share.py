@@ -123,8 +123,24 @@ def estimate_share(values: np.ndarray, pairs: tuple[np.ndarray, np.ndarray], con
             boots[k].append(tail_share(values[pick], v)[0])
     ranges = np.array([np.quantile(b, [0.05, 0.95]) for b in boots.values()])
     by_kind = {k: tail_share(values, v)[0] for k, v in canaries.items()}
-    return Estimate(share, float(min(ranges[:, 0].min(), share)), float(max(ranges[:, 1].max(), share)), t, lam,
-                    by_kind)
+    high = max(ranges[:, 1].max(), share)
+    if high == 0:  # every resample read none: the interval reaches what none could not be told from
+        high = resolution(values, np.concatenate(list(canaries.values())))
+    return Estimate(share, float(min(ranges[:, 0].min(), share)), float(high), t, lam, by_kind)
+
+
+ZERO_SEEN_95 = 3.0  # a Poisson count of which 0 is seen 5% of the time ("rule of three")
+
+
+def resolution(values: np.ndarray, canaries: np.ndarray) -> float:
+    """The smallest share the estimate could have told from none: when no user example scores as high as a share r of
+    the label canaries, every bootstrap resample reads 0 — yet a share s of mislabeled examples scoring like the
+    canaries would put only s·n·r of the n examples up there, and 0 of them is still likely (5%) at s·n·r = 3. So
+    the interval reaches at least 3 / (n·r) (1 when no canary scores above every example)."""
+    if not len(values):
+        return 1.0
+    r = float((canaries > values.max()).mean())
+    return min(1.0, ZERO_SEEN_95 / (len(values) * r)) if r > 0 else 1.0
 
 
 def per_class(label: np.ndarray, values: np.ndarray, est: Estimate | None, suspects: pd.DataFrame,

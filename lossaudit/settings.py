@@ -8,9 +8,12 @@ and checks the range, so a value is described and validated in one place.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable
 
 from lossaudit.errors import UserError
+
+MAX_EPOCHS = 100_000  # far beyond any schedule (every epoch setting is bounded by it); steps are counted in 32 bits
 
 
 def setting(default, help: str, *, unit: str = "", check: Callable[[Any], bool] | None = None, rule: str = ""):
@@ -79,9 +82,13 @@ def build(cls, values: dict[str, Any]):
 
 
 def check(obj) -> None:
-    """Every field of a settings dataclass within its declared range, or one line naming the first that is not."""
+    """Every field of a settings dataclass within its declared range, or one line naming the first that is not. A
+    number must be finite whatever its range says (inf or nan is never a setting)."""
     for f in dataclasses.fields(obj):
         test = f.metadata.get("check")
         value = getattr(obj, f.name)
-        if test is not None and not test(value):
-            raise UserError(f"{flag(f.name)} must be {f.metadata.get('rule') or 'valid'}, got {show(value)}")
+        numbers = value if isinstance(value, tuple) else (value,)
+        finite = all(math.isfinite(v) for v in numbers if isinstance(v, float))
+        if not finite or (test is not None and not test(value)):
+            rule = f.metadata.get("rule") or "valid"
+            raise UserError(f"{flag(f.name)} must be {rule}{'' if finite else ' and finite'}, got {show(value)}")

@@ -20,12 +20,13 @@ from typing import Any
 
 import lossaudit.settings as settings
 from lossaudit.errors import UserError, choices
-from lossaudit.settings import setting
+from lossaudit.settings import MAX_EPOCHS, setting
 from lossaudit.training import methods
 
 AUGMENTS = ("auto", "crop-flip", "none")
 SCORE_PRECISIONS = ("same", "bf16")
 SEED_LIMIT = 2 ** 32  # numpy and torch seeds
+MAX_LR = 1e6  # far beyond any schedule, and well inside float32 (an lr of 1e300 overflows the optimizer)
 
 
 def _seed(help: str):
@@ -42,14 +43,14 @@ class RunConfig:
     confusion: str = setting("", "confusable_labels: a CSV of class pairs true,given[,weight] (class names); empty = "
                                  "the clean proxy's confusions (see training.confusions)")
     seed: int = _seed("seed for initialisation, candidate order, augmentation, selection and corruption")
-    epochs: int = setting(20, "passes of the training set as candidates", unit="epochs", check=lambda v: v > 0,
-                          rule="> 0")
+    epochs: int = setting(20, "passes of the training set as candidates", unit="epochs",
+                          check=lambda v: 0 < v <= MAX_EPOCHS, rule=f"in 1..{MAX_EPOCHS:,}")
     batch_size: int = setting(128, "examples back-propagated per optimizer step, B", unit="examples",
                               check=lambda v: v > 0, rule="> 0")
-    lr: float = setting(0.1, "initial SGD learning rate", check=lambda v: v > 0, rule="> 0")
+    lr: float = setting(0.1, "initial SGD learning rate", check=lambda v: 0 < v <= MAX_LR, rule=f"in (0, {MAX_LR:,.0f}]")
     momentum: float = setting(0.9, "SGD momentum", check=lambda v: 0 <= v < 1, rule="in [0, 1)")
     nesterov: bool = setting(False, "use Nesterov momentum")
-    weight_decay: float = setting(5e-4, "L2 weight decay", check=lambda v: v >= 0, rule=">= 0")
+    weight_decay: float = setting(5e-4, "L2 weight decay", check=lambda v: 0 <= v <= 1, rule="in [0, 1]")
     lr_milestones: tuple[float, ...] = setting((0.6, 0.8), "fractions of the epochs at which the lr is multiplied by "
                                                            "lr_gamma", check=lambda v: all(0 < m <= 1 for m in v),
                                                rule="fractions in (0, 1]")

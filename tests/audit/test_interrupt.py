@@ -1,4 +1,7 @@
-"""A run killed mid-epoch (SIGKILL) or stopped (SIGINT) leaves a consistent, readable database."""
+"""A run killed mid-epoch (SIGKILL) or stopped (SIGINT) leaves a consistent, readable database.
+
+The runs are sized so that no machine finishes them while the test waits (100,000 epochs: hours even at a hundred
+epochs a second), and the test waits on an event — two epochs in the database — not on a clock."""
 
 import os
 import signal
@@ -10,15 +13,17 @@ import pytest
 
 from lossaudit.audit.store import connect_readonly
 
+pytestmark = pytest.mark.fault("interrupts")
+
 
 def _start(db, tmp_path):
     env = dict(os.environ, LOSSAUDIT_CACHE=str(tmp_path / "cache"))
     cmd = [sys.executable, "-m", "lossaudit.cli", "run", "--db", str(db), "--method", "sgd", "--corruption",
-           "random_labels:0.5", "--epochs", "500", "--device", "cpu", "--model", "mlp"]
+           "random_labels:0.5", "--epochs", "100000", "--device", "cpu", "--model", "mlp"]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
-def _wait_for_epochs(db, proc, n, timeout=120):
+def _wait_for_epochs(db, proc, n, timeout=600):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.stderr.read()

@@ -1,6 +1,9 @@
 """One run on two processes (torchrun, gloo, CPU) means the same as in one: the same observations, the same
-selection, test error within a point."""
+selection; test errors and shares that differ by no more than two independent runs' sampling noise would let them
+(tolerances from the number of test images and of picks, not a fixed point: BatchNorm on half batches and the
+all-reduce's order make the two runs different runs)."""
 
+import math
 import os
 import signal
 import subprocess
@@ -47,20 +50,32 @@ def pair(tmp_path_factory):
     return _summary(tmp / "one.duckdb"), _summary(tmp / "two.duckdb")
 
 
+N_TEST = 360  # digits' test split
+
+
+def _tolerance(p: float, n: float) -> float:
+    """Four standard deviations of the difference of two independent shares p, each measured on n items."""
+    return 4 * math.sqrt(2 * max(p * (1 - p), 0.01) / n)
+
+
 def test_two_processes_log_every_observation_once_and_reach_the_same_error(pair):
     one, two = pair
     assert list(one.processes) == ["1", "1"] and list(two.processes) == ["2", "2"]
     assert one.loc["sgd", "n_obs"] == two.loc["sgd", "n_obs"] == 4 * 1437  # every candidate, every epoch, once
     assert one.loc["sgd", "picks"] == two.loc["sgd", "picks"]
-    assert abs(one.loc["sgd", "best_error"] - two.loc["sgd", "best_error"]) <= 0.01
+    a, b = one.loc["sgd", "best_error"], two.loc["sgd", "best_error"]
+    assert abs(a - b) <= _tolerance((a + b) / 2, N_TEST), (a, b)  # about 8 points at 10% on 360 images
 
 
 def test_two_processes_select_as_one_does(pair):
     one, two = pair
     assert one.loc["sb50", "n_obs"] == two.loc["sb50", "n_obs"]
-    assert abs(one.loc["sb50", "selectivity"] - two.loc["sb50", "selectivity"]) <= 0.02
-    assert abs(one.loc["sb50", "corrupted_share"] - two.loc["sb50", "corrupted_share"]) <= 0.02
-    assert two.loc["sb50", "corrupted_share"] > 0.55  # and both over-pick, as sb does (base rate 0.5)
+    candidates, picks = 3 * 1437, one.loc["sb50", "picks"]  # selection starts after sb's one warm-up epoch
+    a, b = one.loc["sb50", "selectivity"], two.loc["sb50", "selectivity"]
+    assert abs(a - b) <= _tolerance(0.5, candidates), (a, b)
+    a, b = one.loc["sb50", "corrupted_share"], two.loc["sb50", "corrupted_share"]
+    assert abs(a - b) <= _tolerance(0.5, picks), (a, b)
+    assert min(a, b) > 0.5 + 4 * math.sqrt(0.25 / picks)  # and both over-pick, as sb does (base rate 0.5)
 
 
 def _epochs_done(db) -> int:
@@ -84,6 +99,7 @@ def test_the_shares_of_a_round_are_disjoint_contiguous_and_cover_it():
             assert max(sizes) - min(sizes) <= 1
 
 
+@pytest.mark.fault("interrupts")
 def test_nproc_launches_torchrun_and_a_killed_process_stops_the_run_cleanly(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
     proc = subprocess.Popen([sys.executable, "-m", "lossaudit.cli", "run", "--dataset", "digits", "--epochs", "200",

@@ -36,6 +36,7 @@ def _rows(db, run_id):
                 for t, cols in EXCEPT_CLOCK.items()}
 
 
+@pytest.mark.fault("interrupts")
 def test_a_killed_grid_resumes_bit_for_bit_and_skips_what_is_complete(tmp_path):
     db, reference = tmp_path / "g.duckdb", tmp_path / "ref.duckdb"
     env = dict(os.environ, LOSSAUDIT_CACHE=str(tmp_path / "cache"))

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from lossaudit.settings import setting
+from lossaudit.settings import MAX_EPOCHS, setting
 from lossaudit.training.methods.base import Forward, Method, Preset, Selection, warmup_epochs_setting
 from lossaudit.training.methods.cache import ScoreCache
 
 HISTORY_SIZE = 1024  # the reference implementation's FIFO of recent losses
+MAX_HISTORY = 10_000_000  # scores kept at most (a float each)
 
 
 class History:
@@ -37,13 +38,14 @@ class History:
 @dataclass(frozen=True)
 class SBParams:
     beta: float = setting(1.0, "sb/sbe: pick probability = percentile ** beta (1 ≈ 50% selected, 2 ≈ 33%)",
-                          check=lambda v: v > 0, rule="> 0")
+                          check=lambda v: 0 < v <= 100, rule="in (0, 100] (100 ≈ 1% selected)")
     floor: float = setting(0.0, "sb/sbe: lowest pick probability", check=lambda v: 0 <= v <= 1, rule="in [0, 1]")
     history_size: int = setting(HISTORY_SIZE, "sb/sbe: losses (or entropies) kept in the FIFO history",
-                                unit="scores", check=lambda v: v >= 1, rule=">= 1")
+                                unit="scores", check=lambda v: 1 <= v <= MAX_HISTORY, rule=f"in 1..{MAX_HISTORY:,}")
     warmup_epochs: int = warmup_epochs_setting()
     staleness: int = setting(1, "sb/sbe: re-score an example only when its cached score is this many epochs old; "
-                                "1 = always", unit="epochs", check=lambda v: v >= 1, rule=">= 1 (1 = always re-score)")
+                                "1 = always", unit="epochs", check=lambda v: 1 <= v <= MAX_EPOCHS,
+                          rule=f"in 1..{MAX_EPOCHS:,} (1 = always re-score)")
 
 
 class SelectiveBackprop(Method):
