@@ -78,6 +78,10 @@ def checkpoint_path(folder: Path, run_id: int) -> Path:
     return folder / f"run-{run_id}.pt"
 
 
+class CellTaken(Exception):
+    """Another process has this cell: complete, or running it (it started or resumed first)."""
+
+
 class RunFailed(TrainingFailed):
     """A run ended failed (its reason is stored in runs.error); carries the run_id."""
 
@@ -89,7 +93,7 @@ class RunFailed(TrainingFailed):
 def run_one(cfg: RunConfig, store: Store, *, command: str = "", cache: dict | None = None,
             progress: Callable[[int], None] | None = None, prep: Prepared | None = None,
             extra_config: dict | None = None, checkpoints: Path | None = None, resume: int | None = None,
-            keep_checkpoint: bool = False) -> int:
+            keep_checkpoint: bool = False, claim: bool = False) -> int:
     """Train one config into `store`; returns its run_id. The run ends complete, failed or interrupted.
 
     A run whose training fails (TrainingFailed: diverged, non-finite scores) is marked failed with the
@@ -97,19 +101,24 @@ def run_one(cfg: RunConfig, store: Store, *, command: str = "", cache: dict | No
     `prep` is the config's prepared data when the caller already has it; `extra_config` is merged into
     the stored config (e.g. the audit marks its proxy runs). With `checkpoints` (a folder) the run keeps
     a checkpoint after every epoch, deleted when it completes unless `keep_checkpoint`; `resume` is the
-    run_id of an unfinished run of this config to continue from its checkpoint there."""
+    run_id of an unfinished run of this config to continue from its checkpoint there. With `claim`, CellTaken is
+    raised (nothing written) when another process has the cell (complete, or running or resuming it)."""
     prep = prepare(cfg, cache) if prep is None else prep
     trainer = Trainer(cfg, train_data(prep), progress=progress)
     start = 0
     if resume is None:
-        run_id = store.start_run(run_row(cfg, prep, trainer, command=command, extra=extra_config), examples_frame(prep))
+        run_id = store.start_run(run_row(cfg, prep, trainer, command=command, extra=extra_config), examples_frame(prep),
+                                 claim=claim)
+        if run_id is None:
+            raise CellTaken
     else:
         import torch
         run_id = resume
         state = torch.load(checkpoint_path(checkpoints, run_id), map_location=trainer.device, weights_only=True)
         trainer.load_state_dict(state)
         start = state["epochs_done"]
-        store.rewind(run_id, start)
+        if not store.rewind(run_id, start) and claim:
+            raise CellTaken
         if progress:
             progress(candidates(cfg, prep) - int(prep.trained.sum()) * (cfg.epochs - start))  # holdout model done
     try:
@@ -218,7 +227,11 @@ def run_grid(cells: Grid | list[RunConfig], store: Store, *, command: str = "", 
         progress = on_start(i, cell, candidates(cell.cfg, prep)) if on_start else None
         try:
             run_id = run_one(cell.cfg, store, command=command, progress=progress, prep=prep, checkpoints=checkpoints,
-                             resume=cell.run_id, keep_checkpoint=keep_checkpoints)
+                             resume=cell.run_id, keep_checkpoint=keep_checkpoints,
+                             claim=not restart and not distributed.current().active)  # ranks follow rank 0's plan
+        except CellTaken:  # another process started it after this grid was planned
+            done.append(dataclasses.replace(cell, action="skip", reason="taken by another process as it was to start"))
+            continue
         except RunFailed as err:
             run_id = err.run_id
             if on_failed:

@@ -328,3 +328,18 @@ def test_an_audit_with_a_class_too_small_to_read_says_unknown(tmp_path):
     verdict = next(line for line in result.output.splitlines() if line.startswith("verdict:"))
     assert verdict == ("verdict: unknown: too few examples per class to read their labels: 2 (6); at least 10 per "
                        "class are needed"), verdict
+
+
+@pytest.mark.fault("answers")
+def test_non_finite_logged_values_stop_the_run_instead_of_being_logged():
+    import pandas as pd
+
+    from lossaudit.errors import TrainingFailed
+    from lossaudit.training.logs import check_logged
+    epoch = pd.DataFrame({"example_id": [3, 4, 5], "loss": [1.0, 2.0, 0.5], "entropy": [1.0, 1.0, 1.0],
+                          "margin": [0.0, -np.inf, 0.1], "p_true": [0.5, 0.4, np.nan]})
+    with pytest.raises(TrainingFailed) as err:
+        check_logged(epoch, 2, 0.1)
+    assert str(err.value) == ("training diverged: 2 of epoch 2's 3 observations have a non-finite loss, entropy, margin "
+                              "or p_true (first: example 4); try a lower --lr (now 0.1)")
+    check_logged(epoch.iloc[[0]], 2, 0.1)  # finite: nothing said

@@ -13,13 +13,15 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import duckdb
 import pytest
 from typer.testing import CliRunner
 
-from lossaudit.audit.store import Store, _connect, connect_readonly
+from lossaudit.audit.connection import _connect
+from lossaudit.audit.store import Store, connect_readonly
 from lossaudit.cli import app
 from lossaudit.errors import UserError
 
@@ -231,3 +233,28 @@ def test_a_writer_gives_up_on_a_lock_with_one_line_and_writes_nothing(tmp_path, 
     assert snapshot(tmp_path) == before
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("select count(*) from runs").fetchone()[0] == 2
+
+
+def test_two_processes_started_on_one_grid_train_each_cell_once(tmp_path):
+    """The second process sees the cells the first has and skips them, also those the first starts after the
+    second has planned (each cell is claimed in the transaction that starts its run)."""
+    db = tmp_path / "g.duckdb"
+    grid = ["run", "--model", "mlp", "--epochs", "3", "--method", "sgd,uniform50,sb50", "--corruption", "none",
+            "--device", "cpu", "--db", db]
+    env = dict(os.environ, LOSSAUDIT_CACHE=str(tmp_path / "c"))
+    first = subprocess.Popen([sys.executable, "-m", "lossaudit.cli", *map(str, grid)], env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    while True:  # the event: the first process has started its first run
+        assert first.poll() is None, first.communicate()[1][-2000:]
+        if db.is_file():
+            with contextlib.suppress(Exception):
+                with connect_readonly(db, timeout=5) as con:
+                    if con.execute("select count(*) from runs").fetchone()[0]:
+                        break
+        time.sleep(0.05)
+    second = _run(grid, tmp_path, LOSSAUDIT_CACHE=str(tmp_path / "c"))
+    out, err = first.communicate(timeout=900)
+    assert first.returncode == 0 and second.returncode == 0, err[-2000:] + second.stderr[-2000:]
+    with connect_readonly(db) as con:
+        per_cell = con.execute("select arm, count(*), min(status) from runs group by arm order by arm").fetchall()
+    assert per_cell == [("sb50", 1, "complete"), ("sgd", 1, "complete"), ("uniform50", 1, "complete")]

@@ -14,6 +14,7 @@ import pyarrow as pa
 import torch
 from torch import Tensor
 
+from lossaudit.errors import TrainingFailed
 from lossaudit.training.methods import Forward
 
 SCORE, TRAIN = 0, 1  # observation modes, stored as 'score' / 'train'
@@ -159,3 +160,18 @@ class NullSink:
 
     def checkpoint(self, epochs_done, state) -> None:
         pass
+
+
+LOGGED_VALUES = ("loss", "entropy", "margin", "p_true")  # per-observation values computed from the logits
+
+
+def check_logged(observations, epoch: int, lr: float) -> None:
+    """Raise TrainingFailed when an epoch's observations (its frame) hold a non-finite loss, entropy, margin or p_true
+    (logits that overflowed): the epoch is not written, the ones before it stay."""
+    values = observations[[c for c in LOGGED_VALUES if c in observations]].to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(values).all(axis=1)
+    if bad.any():
+        first = int(observations.example_id.to_numpy()[np.flatnonzero(bad)[0]])
+        raise TrainingFailed(f"training diverged: {int(bad.sum())} of epoch {epoch}'s {len(bad)} observations have a "
+                             f"non-finite loss, entropy, margin or p_true (first: example {first}); try a lower --lr "
+                             f"(now {lr:g})")

@@ -23,7 +23,8 @@ from torch.nn import functional as F
 from lossaudit.errors import TrainingFailed, UserError
 from lossaudit.training.augment import channel_stats, crop_flip, normalise
 from lossaudit.training.config import RunConfig
-from lossaudit.training.logs import SCORE, TRAIN, Batch, Counters, ObservationLog, PickQueue, Sink, StepLog
+from lossaudit.training.logs import (SCORE, TRAIN, Batch, Counters, ObservationLog, PickQueue, Sink, StepLog,
+                                     check_logged)
 from lossaudit.training.methods import Forward, create_method
 from lossaudit.training.models import create_model
 from lossaudit.training import distributed, holdout
@@ -174,9 +175,10 @@ class Trainer:
     def log_epoch(self, epoch: int, order: Tensor, predictions: pd.DataFrame | None, test: pd.DataFrame | None) -> None:
         """Hand the epoch to the sink: one device→host copy per column (the time is not charged to training)."""
         started = time.perf_counter()
-        self.sink.write_epoch(epoch, observations=self.obs.frame(epoch, self.example_id[order.cpu().numpy()]),
-                              steps=self.steps.table(), evals=pd.DataFrame(self.evals), predictions=predictions,
-                              test_predictions=test)
+        observations = self.obs.frame(epoch, self.example_id[order.cpu().numpy()])
+        check_logged(observations, epoch, self.cfg.lr)  # logits that overflowed are never logged as numbers
+        self.sink.write_epoch(epoch, observations=observations, steps=self.steps.table(),
+                              evals=pd.DataFrame(self.evals), predictions=predictions, test_predictions=test)
         self.evals = []
         self.untimed_seconds += time.perf_counter() - started
 
