@@ -86,7 +86,11 @@ def _cause(err: BaseException) -> str:
     first = str(err).splitlines()[0] if str(err) else type(err).__name__
     known = re.search(r"(No space left on device|Read-only file system|Permission denied|Disk quota exceeded|"
                       r"Input/output error|not a valid DuckDB database file)", first)
-    return known.group(1) if known else first
+    if known:
+        return known.group(1)
+    if re.search(r"Corrupt database file|Could not read enough bytes", first):
+        return f"the file is damaged or cut short ({first.removeprefix('IO Error: ')}); restore it from a copy"
+    return first
 
 
 def refused(err: duckdb.Error) -> bool:

@@ -38,6 +38,8 @@ def connect_readonly(path: str | Path, *, timeout: float = 60.0, where: str | No
     every table is shadowed by a temporary view of the selected runs.
     """
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise UserError(f"database {str(path)!r} is a folder, not a database file")
     if not path.is_file():
         raise UserError(f"database {str(path)!r} does not exist; create one with `lossaudit run --db {path}`")
     try:
@@ -48,6 +50,8 @@ def connect_readonly(path: str | Path, *, timeout: float = 60.0, where: str | No
         if where is not None or run_ids is not None:
             _restrict(con, path, where, run_ids)
         yield con
+    except duckdb.IOException as err:  # a block the file does not have (cut short) or cannot give (a failing disk)
+        raise UserError(f"cannot read database {str(path)!r}: {_cause(err)}") from None
     finally:
         con.close()
 
@@ -136,7 +140,7 @@ class Store:
         earlier transactions committed stays."""
         try:
             con = _connect(self.path, read_only=False, timeout=self.lock_timeout)
-        except duckdb.IOException as err:
+        except duckdb.Error as err:  # cannot be opened: the file system, or a file that is not (whole) a database
             raise StorageFailed(self.path, err) from None
         try:
             con.begin()

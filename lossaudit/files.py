@@ -56,30 +56,40 @@ def check_writes(writes: Iterable[Named], reads: Iterable[Named] = (), *, force:
     reads = [(flag, Path(p).expanduser()) for flag, p in reads if p is not None]
     seen: list[Named] = []
     for flag, path in [*writes, *appends]:
-        shown = str(path)
-        if path.is_dir():
-            raise UserError(f"{flag} {shown!r} is a folder; give a file name in it")
-        if not path.parent.is_dir():
-            raise UserError(f"{flag} {shown!r}: folder {str(path.parent)!r} does not exist")
-        unwritable = next((p for p in (path, path.parent) if p.exists() and not os.access(p, os.W_OK)), None)
-        if unwritable is not None:
-            raise UserError(f"{flag} {shown!r}: {'folder' if unwritable.is_dir() else 'file'} {str(unwritable)!r} "
-                            f"cannot be written ({_why_not_writable(unwritable)})")
-        for other, read in reads:
-            if read.is_dir() and inside(path, read):
-                raise UserError(f"{flag} {shown!r} lies inside {other} {str(read)!r}, which this command reads; "
-                                "write it elsewhere")
-            if not read.is_dir() and same_file(path, read):
-                raise UserError(f"{flag} {shown!r} is {other} {str(read)!r}, which this command reads; writing it "
-                                "would destroy it — give another path")
-        for other, earlier in seen:
-            if same_file(path, earlier):
-                raise UserError(f"{flag} {shown!r} and {other} {str(earlier)!r} are the same file; give two paths")
+        try:
+            _check_one(flag, path, reads, seen)
+        except OSError as err:  # a name too long, a loop of links: the system's own word for it
+            raise UserError(f"{flag} {str(path)!r}: {describe(err)}") from None
         seen.append((flag, path))
     if not force:
         for flag, path in writes:
             if path.exists():
                 raise UserError(f"{flag} {str(path)!r} already exists; add --force to replace it")
+
+
+def _check_one(flag: str, path: Path, reads: list[Named], seen: list[Named]) -> None:
+    """One output path against the file system, the inputs and the outputs before it (see check_writes)."""
+    shown = str(path)
+    if path.exists() and not (path.is_file() or path.is_dir()):
+        raise UserError(f"{flag} {shown!r} is not a regular file (a device, a pipe or a socket); give a file name")
+    if path.is_dir():
+        raise UserError(f"{flag} {shown!r} is a folder; give a file name in it")
+    if not path.parent.is_dir():
+        raise UserError(f"{flag} {shown!r}: folder {str(path.parent)!r} does not exist")
+    unwritable = next((p for p in (path, path.parent) if p.exists() and not os.access(p, os.W_OK)), None)
+    if unwritable is not None:
+        raise UserError(f"{flag} {shown!r}: {'folder' if unwritable.is_dir() else 'file'} {str(unwritable)!r} "
+                        f"cannot be written ({_why_not_writable(unwritable)})")
+    for other, read in reads:
+        if read.is_dir() and inside(path, read):
+            raise UserError(f"{flag} {shown!r} lies inside {other} {str(read)!r}, which this command reads; "
+                            "write it elsewhere")
+        if not read.is_dir() and same_file(path, read):
+            raise UserError(f"{flag} {shown!r} is {other} {str(read)!r}, which this command reads; writing it "
+                            "would destroy it — give another path")
+    for other, earlier in seen:
+        if same_file(path, earlier):
+            raise UserError(f"{flag} {shown!r} and {other} {str(earlier)!r} are the same file; give two paths")
 
 
 def _why_not_writable(path: Path) -> str:

@@ -356,7 +356,8 @@ def train_grid(values: dict, *, db: Path, command: str, default_corruptions: str
     console.print(f"lossaudit: {len(cells)} run(s) into {db}"
                   + (f" (shard {shard[0]}/{shard[1]} of a {len(grid.runs())}-cell grid)" if shard else "")
                   + f", on {device.type} with {n_threads} CPU thread(s)"
-                  + (f" in each of {ranks.world} processes (torchrun)" if ranks.active else ""))
+                  + (f" in each of {ranks.world} processes (torchrun)" if ranks.active else ""), soft_wrap=True,
+                  markup=False, highlight=False)
     sigterm_interrupts()
     failed: list[str] = []
     with progress_bar(console) as bar:

@@ -40,14 +40,16 @@ FAULTS = {  # class: (what was tried, what the user sees — and that nothing on
                   "output", "one line asking for --force; otherwise the new file whole or the old one whole, never "
                   "half of one, and no temporary file left"),
     "resources": ("a full disk under a run (a 4 MB tmpfs, and ENOSPC injected at the database and the checkpoint "
-                  "writes); a read-only folder for each command's outputs; a database locked by another process",
+                  "writes); a read-only folder for each command's outputs; a database locked by another process; two "
+                  "processes started on one grid",
                   "one line naming the file and the cause; the run marked failed with it; its finished epochs kept; "
-                  "a wait on a lock is said, with the holder's PID"),
+                  "a wait on a lock is said, with the holder's PID; each cell trained once"),
     "numbers": ("numbers out of range, absurd (1e20, 1e300) or not finite (inf, nan); sizes too small for a "
                 "stratified subset, a split, the audit's folds or rho's holdout; a corruption share that rounds to "
                 "no example", "one line with the valid range or the minimum, before anything is written"),
-    "databases": ("another program's DuckDB file, a page, an empty file, a lossaudit database of a newer, an "
-                  "unknown or a damaged schema — given to every command that reads or writes one",
+    "databases": ("another program's DuckDB file, a page, an empty file, random bytes, a lossaudit database of a "
+                  "newer, an unknown or a damaged schema, cut short or with a corrupt block — given to every command "
+                  "that reads or writes one",
                   "one line saying what the file is and what would work; the file never altered"),
     "datasets": ("data sets that contradict themselves (a file twice, a file under two labels, identical images "
                  "under two labels or across splits, a class in one split only) or cannot be read",
@@ -58,7 +60,8 @@ FAULTS = {  # class: (what was tried, what the user sees — and that nothing on
     "interrupts": ("Ctrl-C, SIGTERM and kill -9 in the middle of an epoch; a process of a distributed run killed",
                    "whole epochs kept, the run marked interrupted (or failed), a rerun resumes it bit for bit"),
     "usage": ("unknown methods, corruptions, datasets, models, flags, commands and queries; values of the wrong "
-              "type; commands misused", "one line naming the input and the valid choices"),
+              "type; commands misused; odd paths (a device, a name too long, a folder, a binary config)",
+              "one line naming the input and the valid choices"),
     "sandbox": ("SQL that reaches for files, other databases, extensions or settings, in `sql` and `report --where`",
                 "one line: not allowed; no file read or written"),
 }

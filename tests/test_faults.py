@@ -71,6 +71,10 @@ def _not_ours(d) -> None:
         con = duckdb.connect(str(d / f"{name}.duckdb"))
         con.execute(sql)
         con.close()
+    whole = (d / "db.duckdb").read_bytes()
+    (d / "truncated.duckdb").write_bytes(whole[:len(whole) // 2])  # a copy cut short
+    (d / "flipped.duckdb").write_bytes(whole[:5000] + b"\xff" * 4 + whole[5004:])  # a block that fails its checksum
+    (d / "noise.duckdb").write_bytes(np.random.default_rng(3).integers(0, 256, 300_000, dtype=np.uint8).tobytes())
 
 
 def refused(work, args: list[str], words: str) -> str:
@@ -79,7 +83,7 @@ def refused(work, args: list[str], words: str) -> str:
     args = [a.format(d=work) for a in args]
     before = snapshot(work)
     result = CliRunner().invoke(app, args)
-    lines = result.output.strip().splitlines()
+    lines = [line for line in result.output.strip().splitlines() if not line.startswith("lossaudit: ")]  # run's header
     assert result.exit_code == 2 and isinstance(result.exception, (SystemExit, type(None))), result.output
     assert len(lines) == 1 and lines[0].startswith("error: ") and words.format(d=work) in lines[0], result.output
     assert snapshot(work) == before
@@ -171,8 +175,10 @@ NOT_OURS = {"foreign": "is not a lossaudit database (it holds table(s) measureme
             "page": "not a valid DuckDB database file", "empty": "not a valid DuckDB database file",
             "newer": "has schema '99', newer than this lossaudit's", "unknown": "has schema 'banana', which no lossaudit",
             "no_table": "is damaged: it says schema 4 but lacks table suspects",
-            "no_column": "is damaged: it says schema 4 but lacks evals.train_loss"}
-COMMANDS = {"sql": ["sql", "select 1", "--db", "{f}"], "report": ["report", "--json", "{d}/r.json", "--db", "{f}"],
+            "no_column": "is damaged: it says schema 4 but lacks evals.train_loss",
+            "truncated": "Could not read enough bytes", "flipped": "the file is damaged or cut short",
+            "noise": "not a valid DuckDB database file"}
+COMMANDS = {"sql": ["sql", "select * from runs", "--db", "{f}"], "report": ["report", "--json", "{d}/r.json", "--db", "{f}"],
             "export": ["export", "--to", "{d}/exported", "--db", "{f}"], "run": [*RUN, "--db", "{f}"],
             "merge into": ["merge", "{f}", "{d}/db.duckdb"], "merge from": ["merge", "{d}/m.duckdb", "{f}"],
             "audit --from-db": ["audit", "--from-db", "{f}", "--run", "1", "--out", "{d}/o"]}
@@ -234,6 +240,23 @@ def tiny_test(work):
 def test_numbers_out_of_range_are_refused_before_anything_is_written(work, tiny_test, args, words):
     if args[0] == "run":
         args = [*args, "--db", "{d}/db.duckdb"]
+    refused(work, args, words)
+
+
+ODD_PATHS = [
+    (["sql", "select 1", "-o", "/dev/null", "--db", "{d}/db.duckdb", "--force"], "is not a regular file"),
+    (["sql", "select 1", "-o", "{d}/" + "x" * 300 + ".csv", "--db", "{d}/db.duckdb"], "File name too long"),
+    (["report", "--json", "{d}/r.json", "--db", "{d}/imgs"], "database '{d}/imgs' is a folder, not a database file"),
+    ([*RUN, "--db", "{d}/imgs"], "--db '{d}/imgs' is a folder"),
+    (["merge", "{d}/imgs", "{d}/db.duckdb"], "'{d}/imgs' is a folder"),
+    ([*RUN, "--config", "{d}/binary.toml"], "is not a text file (TOML or YAML)"),
+]
+
+
+@pytest.mark.fault("usage")
+@pytest.mark.parametrize("args, words", ODD_PATHS, ids=lambda v: " ".join(v)[:80] if isinstance(v, list) else None)
+def test_odd_paths_are_one_line(work, args, words):
+    (work / "binary.toml").write_bytes(bytes(range(256)))
     refused(work, args, words)
 
 

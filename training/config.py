@@ -139,7 +139,10 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise UserError(f"config file {str(path)!r} does not exist")
-    text = path.read_text()
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise UserError(f"config file {str(path)!r} is not a text file (TOML or YAML)") from None
     if path.suffix == ".toml":
         import tomllib
         try:
