@@ -8,7 +8,6 @@ exit status 2.
 
 from __future__ import annotations
 
-import functools
 import inspect
 import os
 import shlex
@@ -20,35 +19,12 @@ import typer
 from typer.core import TyperGroup
 
 from lossaudit.errors import UserError
-from lossaudit.terminal import one_line_usage
+from lossaudit.terminal import friendly, one_line_usage
 
 DEFAULT_DB = Path("lossaudit.duckdb")
 OMP_SPIN = 1000  # rounds an idle OpenMP thread spins before it sleeps (see main)
 DEFAULT_CORRUPTIONS = "none,random_labels:0.25"
 SETTINGS = dict(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
-
-
-def friendly(fn):
-    """Turn a UserError, or a file the system refused (an OSError), into one line on stderr and exit status 2."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except (UserError, OSError) as err:
-            typer.echo(f"error: {err if isinstance(err, UserError) else UserError(os_error(err))}", err=True)
-            raise typer.Exit(2) from None
-        except Exception as err:  # a database file failing under a query (a damaged file, a failing disk)
-            if type(err).__name__ != "IOException" or "duckdb" not in type(err).__module__:
-                raise
-            typer.echo(f"error: {UserError(str(err))}", err=True)
-            raise typer.Exit(2) from None
-    return wrapper
-
-
-def os_error(err: OSError) -> str:
-    """An OSError in words: the file and the cause ("'x.csv': File name too long")."""
-    where = f"{err.filename!r}: " if err.filename else ""
-    return f"{where}{err.strerror or err}"
 
 
 def command_line() -> str:

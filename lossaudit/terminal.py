@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import signal
 import sys
 
 import typer
+
+from lossaudit.errors import UserError
 
 
 MAX_ROWS = 200  # rows printed of a result; the rest with --format csv or json
@@ -146,3 +149,26 @@ def one_line_usage(call):
         raise
     except UsageError as err:
         raise OneLineUsage(err) from None
+
+
+def friendly(fn):
+    """Turn a UserError, or a file the system refused (an OSError), into one line on stderr and exit status 2."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (UserError, OSError) as err:
+            typer.echo(f"error: {err if isinstance(err, UserError) else UserError(os_error(err))}", err=True)
+            raise typer.Exit(2) from None
+        except Exception as err:  # a database file failing under a query (a damaged file, a failing disk)
+            if type(err).__name__ != "IOException" or "duckdb" not in type(err).__module__:
+                raise
+            typer.echo(f"error: {UserError(str(err))}", err=True)
+            raise typer.Exit(2) from None
+    return wrapper
+
+
+def os_error(err: OSError) -> str:
+    """An OSError in words: the file and the cause ("'x.csv': File name too long")."""
+    where = f"{err.filename!r}: " if err.filename else ""
+    return f"{where}{err.strerror or err}"
