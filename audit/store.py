@@ -255,6 +255,7 @@ class Store:
                 con.execute(f"delete from {table} where run_id = ? and epoch >= ?", [run_id, epochs_done])
             con.execute("update runs set status = 'running', epochs_done = ?, finished_at = null, error = null, "
                         "host = ?, pid = ? where run_id = ?", [epochs_done, socket.gethostname(), os.getpid(), run_id])
+        return True
 
     def finish(self, run_id: int, status: str, error: str | None = None, settled: dict | None = None) -> None:
         """Mark how a run ended; a complete run gets its per-example summary in the same transaction."""

@@ -20,7 +20,14 @@ def _start(db, tmp_path):
     env = dict(os.environ, LOSSAUDIT_CACHE=str(tmp_path / "cache"))
     cmd = [sys.executable, "-m", "lossaudit.cli", "run", "--db", str(db), "--method", "sgd", "--corruption",
            "random_labels:0.5", "--epochs", "100000", "--device", "cpu", "--model", "mlp"]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=_default_sigint)
+
+
+def _default_sigint():
+    """Ctrl-C as a terminal delivers it: a shell running the tests in the background (no job control) starts its
+    children with SIGINT ignored, and Python then never turns SIGINT into KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for_epochs(db, proc, n, timeout=600):
