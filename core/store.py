@@ -1,5 +1,5 @@
 """The database: the only writer of a lossaudit DuckDB file, and the read-only door for everything else (the file's
-opening, its lock and its schema check are lossaudit.audit.connection's).
+opening, its lock and its schema check are lossaudit.core.connection's).
 
 DuckDB lets one process write a file or several read it, never both at once. The writer therefore
 opens the file only for the length of one transaction (an epoch's worth of appends), so `lossaudit
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import duckdb
 
-from lossaudit.audit.connection import (NOT_ALLOWED, SCHEMA_VERSION, STORAGE_ERRORS, StorageFailed,  # noqa: F401
+from lossaudit.core.connection import (NOT_ALLOWED, SCHEMA_VERSION, STORAGE_ERRORS, StorageFailed,  # noqa: F401
                                         _cause, _check_ours, _connect, _sql, refused, schema_sql)
-from lossaudit.audit.rows import fill_identity, insert_suspects, move_audits, patch_config, settle, summarise
-from lossaudit.errors import UserError
+from lossaudit.core.rows import fill_identity, insert_suspects, move_audits, patch_config, settle, summarise
+from lossaudit.core.errors import UserError
 
 TABLES = ("runs", "examples", "observations", "steps", "evals", "predictions", "test_predictions",
           "example_summaries", "audits", "suspects")
@@ -255,6 +255,7 @@ class Store:
                 con.execute(f"delete from {table} where run_id = ? and epoch >= ?", [run_id, epochs_done])
             con.execute("update runs set status = 'running', epochs_done = ?, finished_at = null, error = null, "
                         "host = ?, pid = ? where run_id = ?", [epochs_done, socket.gethostname(), os.getpid(), run_id])
+        return True
 
     def finish(self, run_id: int, status: str, error: str | None = None, settled: dict | None = None) -> None:
         """Mark how a run ended; a complete run gets its per-example summary in the same transaction."""

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from lossaudit.audit.store import connect_readonly
+from lossaudit.core.store import connect_readonly
 
 pytestmark = pytest.mark.fault("interrupts")
 
@@ -20,7 +20,14 @@ def _start(db, tmp_path):
     env = dict(os.environ, LOSSAUDIT_CACHE=str(tmp_path / "cache"))
     cmd = [sys.executable, "-m", "lossaudit.cli", "run", "--db", str(db), "--method", "sgd", "--corruption",
            "random_labels:0.5", "--epochs", "100000", "--device", "cpu", "--model", "mlp"]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=_default_sigint)
+
+
+def _default_sigint():
+    """Ctrl-C as a terminal delivers it: a shell running the tests in the background (no job control) starts its
+    children with SIGINT ignored, and Python then never turns SIGINT into KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for_epochs(db, proc, n, timeout=600):
@@ -62,7 +69,7 @@ def test_sigkill_mid_epoch_keeps_every_flushed_epoch(tmp_path):
     proc.wait()
     assert _check_consistent(db) == "running"  # never marked complete; nobody was left to mark it
     # the next writer on this host notices the dead process and marks the run interrupted
-    from lossaudit.audit.store import Store
+    from lossaudit.core.store import Store
     Store(db).mark_orphans()
     with connect_readonly(db) as con:
         assert con.execute("select status from runs").fetchone()[0] == "interrupted"
