@@ -5,7 +5,7 @@ the noise share (overall and per class, with its sensitivity to what noise is as
 own held-out fold after every epoch of its later half; canaries go with the fold of the example they copy. Every
 example, canaries included, so has in-sample training dynamics (mean loss, AUM, ... from the run that trains it)
 and out-of-sample class probabilities (from the run that holds it out). Five steps:
-1. `score` (lossaudit.audit.suspicion): candidate suspicion scores — the in-sample signals (lossaudit.audit.scores, those marked for the audit),
+1. `score` (lossaudit.audit.suspicion): candidate suspicion scores — the in-sample signals (lossaudit.core.scores, those marked for the audit),
    the out-of-sample ones (`OOS_SIGNALS`) and rank averages of them; the suspicion score is the candidate that
    ranks the label canaries (uniform and confusable flips) highest among the user's examples;
 2. `estimate`: the share of mislabeled examples, by mixture-proportion estimation against the label canaries as
@@ -35,13 +35,13 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from lossaudit.audit import scores as score_registry
+from lossaudit.core import scores as score_registry
 from lossaudit.audit import transition as trusted_reading
 from lossaudit.audit.suspicion import (CANARY_KINDS, NO_CANARIES, OOS_SIGNALS, TRUSTED_SCORE, Scored, score,
                                        trusted_data, with_score)
 from lossaudit.audit.noise_share import (BOOTSTRAP, LABEL_KINDS, MIN_LABEL_CANARIES, NOISE_METHOD, TOP_SUGGESTED,
                                          Estimate, confusion_table, estimate_share, per_class)
-from lossaudit.audit.queries import run_query
+from lossaudit.core.queries import run_query
 
 UNSAFE_SHARE, CAUTION_SHARE, UNSAFE_OVERPICK = 0.10, 0.03, 1.5
 MIN_PER_CLASS = 10  # audited examples of a class below which its labels cannot be read
@@ -203,7 +203,7 @@ def judge(noise_share: float, high: float, n_suspects: int, replay: pd.DataFrame
 # -- the whole analysis ----------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(kw_only=True)
 class AuditResult:
     run_id: int  # the audit's first fold run, which keys its rows in the audits and suspects tables
     fold_runs: list[int]
@@ -319,10 +319,13 @@ def analyse(con: duckdb.DuckDBPyConnection, run_ids: list[int], *, classes: list
                  "n_trusted": reading.n_trusted,
                  "transition": pd.DataFrame(reading.matrix, index=pd.Index(classes, name="given"),
                                             columns=pd.Index(classes, name="true"))}
-    return AuditResult(run_ids[0], list(run_ids), int(scored.user.sum()), counts, scored.table, scored.choice, share,
-                       interval, est.by_kind if est else {}, est.uniform_weight if est else math.nan,
-                       by_class, confusion_table(found.frame, classes), found.frame, found.ranking, found.threshold,
-                       found.canary_recall, picked, verdict, line, verdict_rule(reference), notes, **extra)
+    return AuditResult(run_id=run_ids[0], fold_runs=list(run_ids), n_examples=int(scored.user.sum()), canaries=counts,
+                       score_table=scored.table, score=scored.choice, noise_share=share, noise_interval=interval,
+                       noise_by_kind=est.by_kind if est else {},
+                       uniform_weight=est.uniform_weight if est else math.nan, per_class=by_class,
+                       confusion=confusion_table(found.frame, classes), suspects=found.frame, ranking=found.ranking,
+                       threshold=found.threshold, canary_recall=found.canary_recall, replay=picked, verdict=verdict,
+                       verdict_line=line, verdict_rule=verdict_rule(reference), notes=notes, **extra)
 
 
 def _joined(replays: list[dict]) -> dict:

@@ -1,6 +1,6 @@
 """The audit's first step: every audited example's candidate suspicion scores, and the one chosen.
 
-The fold runs' examples (canaries included) come with in-sample training dynamics (lossaudit.audit.scores, from the
+The fold runs' examples (canaries included) come with in-sample training dynamics (lossaudit.core.scores, from the
 run that trains them) and out-of-sample class probabilities (from the run that holds them out); the candidates are
 those signals, the out-of-sample ones (`OOS_SIGNALS`) and rank averages. The suspicion score is the candidate that
 ranks the label canaries highest among the user's examples — or, with trusted labels (a test split the proxies also
@@ -16,11 +16,11 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from lossaudit.audit import scores as score_registry
+from lossaudit.core import scores as score_registry
 from lossaudit.audit import transition as trusted_reading
 from lossaudit.audit.noise_share import LABEL_KINDS
-from lossaudit.audit.queries import run_query
-from lossaudit.errors import UserError
+from lossaudit.core.queries import run_query
+from lossaudit.core.errors import UserError
 
 CANARY_KINDS = (*LABEL_KINDS, "shuffle_pixels", "gaussian")
 OOS_SIGNALS = {"oos_margin": "out-of-sample: highest probability of another class minus that of the given label",
@@ -115,7 +115,7 @@ def candidate_scores(rows: pd.DataFrame, probs: np.ndarray) -> pd.DataFrame:
 def canary_auroc(candidates: pd.DataFrame, is_canary: np.ndarray, kind: np.ndarray) -> pd.DataFrame:
     """AUROC of each candidate for ranking each canary kind above the user's examples, and the mean over the label
     canary kinds present (the choice), sorted best first."""
-    from lossaudit.audit.separability import auroc
+    from lossaudit.analysis.separability import auroc
     rows = []
     user = ~is_canary
     kinds = [k for k in CANARY_KINDS if np.any(is_canary & (kind == k))]

@@ -35,7 +35,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _data import cifar10_folder  # noqa: E402
 
-from lossaudit.audit.separability import auroc  # noqa: E402
+from lossaudit.analysis.separability import auroc  # noqa: E402
 from lossaudit.auditing import run_audit  # noqa: E402
 
 SETTINGS = {"clean": ("uniform", 0.0), "uniform10": ("uniform", 0.1), "uniform20": ("uniform", 0.2),
@@ -112,7 +112,7 @@ def evaluate(result, truth: pd.DataFrame, seconds: float) -> dict:
 def reanalyse(db: Path):
     """The analysis of the audit stored in `db`, rerun on its proxy runs."""
     from lossaudit.audit.noise import analyse
-    from lossaudit.audit.store import connect_readonly
+    from lossaudit.core.store import connect_readonly
     from lossaudit.training.methods import AUDIT_REFERENCE
     from lossaudit.training.replay import replay_both
     with connect_readonly(db) as con:

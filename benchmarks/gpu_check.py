@@ -11,7 +11,7 @@ Goals on an H200-class GPU: logging overhead ≤ 2%, sb50's epoch within ±10% o
 ≥ 35% of the measured bf16 peak. `--dry` runs the same code on the CPU at toy sizes (a WRN-10-1, a few hundred
 images, digits for the real run), so that the tests keep it working where no GPU is.
 
-    python benchmarks/gpu_check.py [--out benchmarks/gpu_check.out.txt] [--dry]
+    python benchmarks/gpu_check.py [--out FILE] [--dry]     (commit its output beside this script)
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from lossaudit.audit.store import Store, connect_readonly  # noqa: E402
+from lossaudit.core.store import Store, connect_readonly  # noqa: E402
 from lossaudit.running import StoreSink  # noqa: E402
 from lossaudit.training.config import RunConfig  # noqa: E402
 from lossaudit.training.logs import NullSink  # noqa: E402

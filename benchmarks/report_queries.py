@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from lossaudit.audit import metrics
-from lossaudit.audit.queries import run_query
-from lossaudit.audit.separability import separability
-from lossaudit.audit.store import Store, connect_readonly
+from lossaudit.analysis import metrics
+from lossaudit.core.queries import run_query
+from lossaudit.analysis.separability import separability
+from lossaudit.core.store import Store, connect_readonly
 
 EPOCH_STEPS_B = 128
 

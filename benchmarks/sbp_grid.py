@@ -22,7 +22,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _data import cifar10_folder  # noqa: E402
 
-from lossaudit.audit import metrics  # noqa: E402
+from lossaudit.analysis import metrics  # noqa: E402
 
 METHODS = ("sgd", "sb50", "sbp50")
 CORRUPTIONS = ("none", "random_labels:0.5", "confusable_labels:0.2", "gaussian:0.5")

@@ -32,7 +32,7 @@ from torch.nn import functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _data import cifar10_folder  # noqa: E402
 
-from lossaudit.audit.store import Store, connect_readonly  # noqa: E402
+from lossaudit.core.store import Store, connect_readonly  # noqa: E402
 from lossaudit.running import StoreSink  # noqa: E402
 from lossaudit.training.augment import crop_flip, normalise  # noqa: E402
 from lossaudit.training.config import RunConfig  # noqa: E402

@@ -25,9 +25,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import pandas as pd  # noqa: E402
 from _data import cifar10_folder  # noqa: E402
 
-from lossaudit.audit import claims, metrics  # noqa: E402
-from lossaudit.audit.queries import run_query  # noqa: E402
-from lossaudit.audit.store import connect_readonly  # noqa: E402
+from lossaudit.analysis import claims, metrics  # noqa: E402
+from lossaudit.core.queries import run_query  # noqa: E402
+from lossaudit.core.store import connect_readonly  # noqa: E402
 from lossaudit.reports.report import build_report  # noqa: E402
 from lossaudit.running import train_grid  # noqa: E402
 from lossaudit.training.config import load_config_file  # noqa: E402

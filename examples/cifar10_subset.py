@@ -13,8 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from lossaudit.audit import metrics
-from lossaudit.audit.store import Store, connect_readonly
+from lossaudit.analysis import metrics
+from lossaudit.core.store import Store, connect_readonly
 from lossaudit.training.config import Grid, RunConfig
 from lossaudit.running import run_grid
 

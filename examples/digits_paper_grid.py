@@ -9,8 +9,8 @@ About a minute on 2 CPU cores.
 
 import argparse
 
-from lossaudit.audit import metrics
-from lossaudit.audit.store import Store, connect_readonly
+from lossaudit.analysis import metrics
+from lossaudit.core.store import Store, connect_readonly
 from lossaudit.training.config import Grid, RunConfig
 from lossaudit.running import run_grid
 

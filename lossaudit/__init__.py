@@ -1,12 +1,15 @@
 """lossaudit: is loss-based example selection safe on this dataset, and what does it spend its backprops on?
 
-One import name for the whole tool: `lossaudit.training` produces the logs, `lossaudit.audit` stores
-and analyses them, `lossaudit.reports` renders them, and `lossaudit.cli` is the command line. The public
+One import name for the whole tool, in floors (docs/ARCHITECTURE.md): `lossaudit.core` (errors, settings and the
+database), `lossaudit.training` produces the logs, `lossaudit.analysis` reads runs, `lossaudit.audit` audits a
+dataset's labels, `lossaudit.reports` renders, and this package is the face: `lossaudit.cli`, the Recorder and
+the framework callbacks. The public
 API for recording a training loop of your own is `lossaudit.Recorder` (lossaudit.recorder). This module
 stays light (no torch, no DuckDB until `Recorder` is asked for), so that importing any part is cheap.
 """
 
-from lossaudit.version import __version__
+from lossaudit.core.hooks import register_legacy_identity
+from lossaudit.core.version import __version__
 
 __all__ = ["Recorder", "__version__"]
 
@@ -16,3 +19,12 @@ def __getattr__(name: str):
         from lossaudit.recorder import Recorder
         return Recorder
     raise AttributeError(f"module 'lossaudit' has no attribute {name!r}")
+
+
+def _legacy_identity(values: dict, device_type: str):
+    """The training floor's identity of a run stored by lossaudit 0.1, loaded only when such a database is opened."""
+    from lossaudit.training.identity import identify_stored
+    return identify_stored(values, device_type)
+
+
+register_legacy_identity(_legacy_identity)

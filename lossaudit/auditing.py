@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lossaudit.errors import UserError
-from lossaudit.files import check_not_sources, check_writes, dataset_reads, reads_of_database, replacing
+from lossaudit.core.errors import UserError
+from lossaudit.core.files import check_not_sources, check_writes, dataset_reads, reads_of_database, replacing
 from lossaudit.audit.noise import MIN_LABEL_CANARIES, REPLAY_MODES, AuditResult, analyse
-from lossaudit.audit.store import Store, connect_readonly
+from lossaudit.core.store import Store, connect_readonly
 
 PROXY_IMAGE_SIZE = 32
 CANARY_SHARE = 0.02  # of the data, by default ...

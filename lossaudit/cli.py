@@ -18,7 +18,7 @@ from typing import Optional
 import typer
 from typer.core import TyperGroup
 
-from lossaudit.errors import UserError
+from lossaudit.core.errors import UserError
 from lossaudit.terminal import friendly, one_line_usage
 
 DEFAULT_DB = Path("lossaudit.duckdb")
@@ -77,7 +77,7 @@ class RunCommand:
     @property
     def __signature__(self) -> inspect.Signature:
         """One option per RunConfig field (seed becomes --seeds) and per method parameter, plus --config and --db."""
-        import lossaudit.settings as settings
+        import lossaudit.core.settings as settings
         from lossaudit.training import methods
         from lossaudit.training.config import FIELDS
 
@@ -177,7 +177,7 @@ def _torchrun(nproc: int, db: Path) -> int:
               "-m", "lossaudit.cli", *args]
     status = subprocess.run(launch).returncode
     if status and db.is_file():
-        from lossaudit.audit.store import Store
+        from lossaudit.core.store import Store
         for run_id in Store(db).mark_orphans():
             typer.echo(f"run {run_id}: its processes ended without finishing it; marked interrupted, its finished "
                        f"epochs are in {db}", err=True)
@@ -220,7 +220,7 @@ def export_command(
     force: bool = typer.Option(False, "--force", help="replace Parquet files already in the folder"),
 ) -> None:
     """Export every table as Parquet (for Spark, Trino, pandas, ...)."""
-    from lossaudit.audit.export import export_parquet
+    from lossaudit.core.export import export_parquet
 
     for path, rows in export_parquet(db, to, force=force):
         typer.echo(f"wrote {path} ({rows} rows)")
@@ -252,7 +252,7 @@ def report_command(
     force: bool = typer.Option(False, "--force", help="replace the --html and --json files if they exist"),
 ) -> None:
     """Render the runs as one offline HTML page with the paper's table and figures (and/or its JSON twin)."""
-    from lossaudit.files import check_writes, dataset_reads, reads_of_database
+    from lossaudit.core.files import check_writes, dataset_reads, reads_of_database
     from lossaudit.reports.report import build_report, datasets_read
 
     if html is None and json is None:
@@ -270,7 +270,7 @@ def report_command(
     else:
         import tempfile
 
-        from lossaudit.audit.merge import merge
+        from lossaudit.core.merge import merge
         with tempfile.TemporaryDirectory() as tmp:
             merged = Path(tmp) / "merged.duckdb"
             merge(merged, db, keep=keep)
@@ -308,7 +308,7 @@ def merge_command(
 ) -> None:
     """Merge databases (the shards of a grid run with --shard I/N) into one: every table copied, run ids
     renumbered, in one transaction."""
-    from lossaudit.audit.merge import merge
+    from lossaudit.core.merge import merge
 
     copied = merge(out, inputs, keep=keep)
     for path, n in copied.items():

@@ -23,7 +23,7 @@ try:
 except ImportError:
     raise ImportError("lossaudit.huggingface needs transformers: pip install 'lossaudit[huggingface]'") from None
 
-from lossaudit.errors import UserError
+from lossaudit.core.errors import UserError
 from lossaudit.recorder import Recorder
 
 ID_COLUMN = "example_id"

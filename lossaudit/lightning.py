@@ -32,7 +32,7 @@ except ImportError:  # the older package name
     except ImportError:
         raise ImportError("lossaudit.lightning needs PyTorch Lightning: pip install 'lossaudit[lightning]'") from None
 
-from lossaudit.errors import UserError
+from lossaudit.core.errors import UserError
 from lossaudit.recorder import Recorder
 
 KEYS = ("ids", "loss_each", "logits", "picked", "select_prob")

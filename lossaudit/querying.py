@@ -6,17 +6,17 @@ import inspect
 import sys
 from pathlib import Path
 
-from lossaudit.errors import UserError, choices
+from lossaudit.core.errors import UserError, choices
 
 FORMATS = ("table", "csv", "json", "parquet")
 
 
 def list_queries(db: Path, echo) -> None:
     """The named queries and analyses, then the experiments of the database when it exists."""
-    from lossaudit.audit.analyses import ANALYSES
-    from lossaudit.audit.metrics import experiments
-    from lossaudit.audit.queries import all_queries
-    from lossaudit.audit.store import connect_readonly
+    from lossaudit.analysis.analyses import ANALYSES
+    from lossaudit.analysis.metrics import experiments
+    from lossaudit.core.queries import all_queries
+    from lossaudit.core.store import connect_readonly
 
     for name, q in all_queries().items():
         params = ", ".join(f"{k}={'|'.join(map(str, q.choices[k])) if k in q.choices else 'null' if v is None else v}"
@@ -37,7 +37,7 @@ def list_queries(db: Path, echo) -> None:
 
 def parse_params(items: list[str]) -> dict:
     """`NAME=VALUE` strings → {name: value} (null, int, float or text)."""
-    from lossaudit.audit.queries import parse_value
+    from lossaudit.core.queries import parse_value
     params = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -51,9 +51,9 @@ def query_frame(db: Path, sql: str | None, name: str | None, params: dict):
     """The result of raw SQL, or of a named query or analysis, as a DataFrame."""
     import duckdb
 
-    from lossaudit.audit.analyses import ANALYSES
-    from lossaudit.audit.queries import all_queries, run_query
-    from lossaudit.audit.store import NOT_ALLOWED, connect_readonly, refused
+    from lossaudit.analysis.analyses import ANALYSES
+    from lossaudit.core.queries import all_queries, run_query
+    from lossaudit.core.store import NOT_ALLOWED, connect_readonly, refused
 
     named = [*all_queries(), *ANALYSES]
     if sql is not None and not sql.strip():
@@ -86,7 +86,7 @@ def query_frame(db: Path, sql: str | None, name: str | None, params: dict):
 def check_format(format: str, output: Path | None, *, db: Path | None = None, force: bool = False) -> None:
     """The format known, and the output a file that may be written: not the database read (nor its log), not an
     existing file unless `force`."""
-    from lossaudit.files import check_writes, reads_of_database
+    from lossaudit.core.files import check_writes, reads_of_database
 
     if format not in FORMATS:
         raise UserError(f"unknown --format {format!r}; valid: {', '.join(FORMATS)}")
@@ -96,9 +96,9 @@ def check_format(format: str, output: Path | None, *, db: Path | None = None, fo
 
 
 def emit(frame, format: str, output: Path | None, echo) -> None:
-    """Print or write a result in one of FORMATS (a file is written whole: see lossaudit.files.replacing); the
+    """Print or write a result in one of FORMATS (a file is written whole: see lossaudit.core.files.replacing); the
     output was checked by `check_format` before the query ran."""
-    from lossaudit.files import replacing
+    from lossaudit.core.files import replacing
     from lossaudit.terminal import print_frame
 
     if output is None:

@@ -51,9 +51,9 @@ from contextlib import contextmanager
 import numpy as np
 import pandas as pd
 
-from lossaudit.audit.store import Store
-from lossaudit.errors import UserError, choices
-from lossaudit.version import __version__
+from lossaudit.core.store import Store
+from lossaudit.core.errors import UserError, choices
+from lossaudit.core.version import __version__
 
 GRID_KEYS = ("method", "seed", "corruption")  # not part of the experiment: they tell its arms and cells apart
 

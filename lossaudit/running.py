@@ -17,9 +17,9 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from lossaudit.audit.store import StorageFailed, Store
-from lossaudit.errors import TrainingFailed, UserError
-from lossaudit.files import check_not_sources, check_writes, dataset_reads
+from lossaudit.core.store import StorageFailed, Store
+from lossaudit.core.errors import TrainingFailed, UserError
+from lossaudit.core.files import check_not_sources, check_writes, dataset_reads
 from lossaudit.training import distributed
 from lossaudit.training.config import Grid, RunConfig
 from lossaudit.training.prepare import (Prepared, candidates, check_fits, examples_frame, prepare, run_row,

@@ -10,8 +10,8 @@ import pandas as pd
 def print_summary(db: Path, done: list) -> None:
     """The grid's runs, one row each (what was done with it this time, when not simply trained), in percent where a
     share; vr's switch, rho's upfront work, seeds and experiments only when they say something."""
-    from lossaudit.audit.metrics import run_summary
-    from lossaudit.audit.store import connect_readonly
+    from lossaudit.analysis.metrics import run_summary
+    from lossaudit.core.store import connect_readonly
     from lossaudit.terminal import print_frame
 
     with connect_readonly(db) as con:

@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from lossaudit.errors import UserError
+from lossaudit.core.errors import UserError
 
 
 MAX_ROWS = 200  # rows printed of a result; the rest with --format csv or json

@@ -16,10 +16,10 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from lossaudit.version import __version__
-from lossaudit.audit import claims, metrics, separability
-from lossaudit.audit import scores as score_registry
-from lossaudit.audit.queries import run_query
+from lossaudit.core.version import __version__
+from lossaudit.analysis import claims, metrics, separability
+from lossaudit.core import scores as score_registry
+from lossaudit.core.queries import run_query
 from lossaudit.reports import figures
 from lossaudit.reports.verdict import alerts, verdicts
 

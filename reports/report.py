@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lossaudit.errors import UserError
-from lossaudit.files import write_text
-from lossaudit.audit.store import connect_readonly
+from lossaudit.core.errors import UserError
+from lossaudit.core.files import write_text
+from lossaudit.core.store import connect_readonly
 from lossaudit.reports.content import ImageSource, compose, gather, jsonable
 from lossaudit.reports.html import render
 
@@ -37,7 +37,7 @@ def build_report(db: str | Path, *, html: Path | None = None, json_path: Path | 
 
 def datasets_read(db: str | Path) -> list[str]:
     """The dataset specs of the runs in `db`: the galleries read their images."""
-    from lossaudit.audit.queries import run_query
+    from lossaudit.core.queries import run_query
 
     with connect_readonly(db) as con:
         return sorted(set(run_query(con, "run_details").dataset.dropna()))
@@ -45,8 +45,8 @@ def datasets_read(db: str | Path) -> list[str]:
 
 def _experiment_runs(db, experiment: str, run_ids: list[int] | None) -> list[int]:
     """The runs of the experiment named by id, id prefix or exact name (within `run_ids` when given)."""
-    from lossaudit.audit.metrics import experiments
-    from lossaudit.audit.queries import run_query
+    from lossaudit.analysis.metrics import experiments
+    from lossaudit.core.queries import run_query
 
     with connect_readonly(db) as con:
         known = experiments(con)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
-from lossaudit.audit import metrics
+from lossaudit.analysis import metrics
 
 OVERPICK_RATIO = 1.1  # alert when a method's corrupted share of backprops exceeds the base rate by 10% ...
 OVERPICK_POINTS = 0.03  # ... and by at least 3 points

@@ -17,7 +17,7 @@ def _isolated_cache(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def digits_db(tmp_path_factory):
     """A database with sgd on digits, clean and with 25% random labels, 3 epochs each."""
-    from lossaudit.audit.store import Store
+    from lossaudit.core.store import Store
     from lossaudit.training.config import RunConfig
     from lossaudit.running import run_one
 

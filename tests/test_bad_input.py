@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from lossaudit.audit.store import TABLES, connect_readonly
+from lossaudit.core.store import TABLES, connect_readonly
 from lossaudit.cli import app
 
 RUN = ["run", "--epochs", "1", "--train-size", "200", "--model", "mlp", "--device", "cpu"]

@@ -22,7 +22,7 @@ def test_the_gpu_check_runs_dry(tmp_path):
 def test_the_sbp_grid_summary_states_each_claim(tmp_path):
     import importlib.util
 
-    from lossaudit.audit.store import Store
+    from lossaudit.core.store import Store
     from lossaudit.running import run_one
     from lossaudit.training.config import RunConfig
 

@@ -129,7 +129,7 @@ def test_huggingface_callback_records_the_training(tmp_path):
 
 def test_lightning_callback_says_what_training_step_must_return(tmp_path):
     L = pytest.importorskip("lightning.pytorch")
-    from lossaudit.errors import UserError
+    from lossaudit.core.errors import UserError
     from lossaudit.lightning import LossauditCallback
     ids, x, y = planted()
 

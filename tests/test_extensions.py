@@ -7,9 +7,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from lossaudit.audit import scores as score_registry
-from lossaudit.audit.separability import separability
-from lossaudit.audit.store import connect_readonly
+from lossaudit.core import scores as score_registry
+from lossaudit.analysis.separability import separability
+from lossaudit.core.store import connect_readonly
 from lossaudit.cli import app
 
 METHOD = '''
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lossaudit.settings import setting
+from lossaudit.core.settings import setting
 from lossaudit.training.methods.base import Method, Selection
 
 

@@ -13,8 +13,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from lossaudit.cli import app
-from lossaudit.errors import UserError
-from lossaudit.files import replacing, write_text
+from lossaudit.core.errors import UserError
+from lossaudit.core.files import replacing, write_text
 
 RUN_ANY = ["run", "--epochs", "1", "--model", "mlp", "--device", "cpu", "--method", "sgd", "--corruption", "none"]
 RUN = [*RUN_ANY, "--train-size", "200"]  # on digits
@@ -357,7 +357,7 @@ def test_an_audit_with_a_class_too_small_to_read_says_unknown(tmp_path):
 def test_non_finite_logged_values_stop_the_run_instead_of_being_logged():
     import pandas as pd
 
-    from lossaudit.errors import TrainingFailed
+    from lossaudit.core.errors import TrainingFailed
     from lossaudit.training.logs import check_logged
     epoch = pd.DataFrame({"example_id": [3, 4, 5], "loss": [1.0, 2.0, 0.5], "entropy": [1.0, 1.0, 1.0],
                           "margin": [0.0, -np.inf, 0.1], "p_true": [0.5, 0.4, np.nan]})

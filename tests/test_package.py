@@ -12,7 +12,7 @@ def test_lossaudit_imports_and_runs_from_a_folder_with_decoy_packages(tmp_path):
         return subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
 
     assert "the user's own training was imported" in python("import training").stderr  # the decoys are real
-    ours = python("import lossaudit.cli, lossaudit.training.trainer, lossaudit.audit.store, lossaudit.reports.report")
+    ours = python("import lossaudit.cli, lossaudit.training.trainer, lossaudit.core.store, lossaudit.reports.report")
     assert ours.returncode == 0, ours.stderr
     run = subprocess.run([sys.executable, "-m", "lossaudit.cli", "run", "--method", "sgd", "--corruption", "none",
                           "--epochs", "1", "--train-size", "100", "--model", "mlp", "--device", "cpu",

@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from lossaudit import Recorder
-from lossaudit.audit import metrics
-from lossaudit.audit.store import connect_readonly
-from lossaudit.errors import UserError
+from lossaudit.analysis import metrics
+from lossaudit.core.store import connect_readonly
+from lossaudit.core.errors import UserError
 
 N, D, K = 240, 8, 3
 
@@ -239,7 +239,7 @@ def test_audit_from_db_reads_cross_fitted_recorded_runs_and_finds_the_planted_no
     from typer.testing import CliRunner
 
     from lossaudit.cli import app
-    from lossaudit.audit.separability import auroc
+    from lossaudit.analysis.separability import auroc
     db = tmp_path / "r.duckdb"
     runs, ids, flipped = cross_fitted(db)
     out = tmp_path / "suspects"
@@ -310,7 +310,7 @@ def test_buffers_the_loop_reuses_are_recorded_as_they_were_at_the_call(tmp_path)
 
 
 def test_the_test_split_is_read_at_the_epochs_the_held_out_examples_were_predicted(tmp_path):
-    from lossaudit.audit.queries import run_query
+    from lossaudit.core.queries import run_query
     db = tmp_path / "r.duckdb"
     with Recorder(db, method="sgd", dataset="d", examples=[0, 1], labels=[0, 1]) as rec:
         for epoch in range(4):

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from lossaudit import Recorder
-from lossaudit.audit.store import Store, connect_readonly
-from lossaudit.errors import UserError
+from lossaudit.core.store import Store, connect_readonly
+from lossaudit.core.errors import UserError
 from lossaudit.recorder import OutOfOrder
 
 LOOP = textwrap.dedent("""

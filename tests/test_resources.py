@@ -20,10 +20,10 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
-from lossaudit.audit.connection import _connect
-from lossaudit.audit.store import Store, connect_readonly
+from lossaudit.core.connection import _connect
+from lossaudit.core.store import Store, connect_readonly
 from lossaudit.cli import app
-from lossaudit.errors import UserError
+from lossaudit.core.errors import UserError
 
 from tests.test_faults import snapshot
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import lossaudit.settings as settings
-from lossaudit.errors import UserError, choices
-from lossaudit.settings import MAX_EPOCHS, setting
+import lossaudit.core.settings as settings
+from lossaudit.core.errors import UserError, choices
+from lossaudit.core.settings import MAX_EPOCHS, setting
 from lossaudit.training import methods
 
 AUGMENTS = ("auto", "crop-flip", "none")

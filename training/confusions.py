@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lossaudit.errors import UserError, choices
+from lossaudit.core.errors import UserError, choices
 
 PROXY_MAX = 10_000  # examples the proxy is fitted on (a stratified sample beyond that): a class-level statistic
 PROXY_FILTERS = 128  # random filters, drawn from normalised image patches

@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from lossaudit.errors import UserError, choices
+from lossaudit.core.errors import UserError, choices
 
 
 @dataclass(frozen=True)

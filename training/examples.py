@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lossaudit.errors import UserError
+from lossaudit.core.errors import UserError
 from lossaudit.training.canaries import KINDS, make_canaries
 from lossaudit.training.confusions import proxy_confusion, read_pairs
 from lossaudit.training.corruptions import CORRUPTIONS, corrupt, parse_corruption

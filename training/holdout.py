@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from lossaudit.errors import TrainingFailed
+from lossaudit.core.errors import TrainingFailed
 from lossaudit.training.augment import normalise
 from lossaudit.training.logs import NullSink
 

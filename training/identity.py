@@ -16,7 +16,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
-from lossaudit.settings import show
+from lossaudit.core.errors import UserError
+from lossaudit.core.settings import show
 from lossaudit.training.config import FIELDS, RunConfig
 from lossaudit.training.methods import resolve_params
 
@@ -98,3 +99,19 @@ def traits_of(cfg: RunConfig) -> dict:
     method = create_method(cfg.method, cfg.params, batch_size=cfg.batch_size, n_train=1, device=torch.device("cpu"),
                            generator=torch.Generator())
     return traits(method)
+
+
+def identify_stored(values: dict, device_type: str) -> dict | None:
+    """The identity of a run stored by lossaudit 0.1 (its config as stored, `method` included), with what its config
+    lacks (method traits, rho's upfront cost); None for a method or setting this version no longer knows."""
+    try:
+        cfg = RunConfig.from_dict(values)
+        who = identify(cfg, device_type)
+    except UserError:
+        return None
+    patch = {} if "method_traits" in values else {"method_traits": traits_of(cfg)}
+    if "irreducible_model" in values and "upfront" not in values:
+        il = values["irreducible_model"]
+        patch["upfront"] = {k: il.get(k, 0) for k in ("backprops", "forwards", "seconds")} | {
+            "for": "the irreducible-loss model"}
+    return {"experiment_id": who.experiment_id, "experiment": who.experiment, "arm": who.arm, "config_patch": patch}

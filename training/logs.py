@@ -14,7 +14,7 @@ import pyarrow as pa
 import torch
 from torch import Tensor
 
-from lossaudit.errors import TrainingFailed
+from lossaudit.core.errors import TrainingFailed
 from lossaudit.training.methods import Forward
 
 SCORE, TRAIN = 0, 1  # observation modes, stored as 'score' / 'train'

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from lossaudit.errors import UserError
+from lossaudit.core.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lossaudit.errors import UserError
-from lossaudit.version import __version__
+from lossaudit.core.errors import UserError
+from lossaudit.core.version import __version__
 from lossaudit.training import distributed
 from lossaudit.training.config import RunConfig
 from lossaudit.training.corruptions import parse_corruption

@@ -21,7 +21,7 @@ import pyarrow as pa
 import torch
 from torch import Tensor
 
-from lossaudit.errors import UserError
+from lossaudit.core.errors import UserError
 from lossaudit.training.methods.base import Forward
 
 MODES = ("train", "score")

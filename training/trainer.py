@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from lossaudit.errors import TrainingFailed, UserError
+from lossaudit.core.errors import TrainingFailed, UserError
 from lossaudit.training.augment import channel_stats, crop_flip, normalise
 from lossaudit.training.config import RunConfig
 from lossaudit.training.logs import (SCORE, TRAIN, Batch, Counters, ObservationLog, PickQueue, Sink, StepLog,

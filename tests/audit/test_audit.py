@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from lossaudit.auditing import run_audit
 from lossaudit.cli import app
-from lossaudit.audit.store import connect_readonly
+from lossaudit.core.store import connect_readonly
 from lossaudit.training.datasets import load_dataset
 
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from lossaudit.audit import metrics
-from lossaudit.audit.separability import separability
+from lossaudit.analysis import metrics
+from lossaudit.analysis.separability import separability
 from lossaudit.cli import app
-from lossaudit.audit.store import Store, connect_readonly
+from lossaudit.core.store import Store, connect_readonly
 from lossaudit.reports.report import build_report
 from lossaudit.training.config import RunConfig
 from lossaudit.running import run_one

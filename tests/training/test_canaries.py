@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from lossaudit.audit.store import Store, connect_readonly
+from lossaudit.core.store import Store, connect_readonly
 from lossaudit.training.canaries import KINDS, canary_counts, make_canaries
 from lossaudit.training.config import RunConfig
 from lossaudit.running import run_one

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lossaudit.errors import UserError
+from lossaudit.core.errors import UserError
 from lossaudit.training.config import RunConfig
 from lossaudit.training.confusions import proxy_confusion, read_pairs
 from lossaudit.training.corruptions import corrupt

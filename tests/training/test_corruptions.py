@@ -1,9 +1,9 @@
-"""Exact semantics of the paper's corruptions (ALGORITHMS.md Part 1)."""
+"""Exact semantics of the paper's corruptions (as the README's Corruptions section states them)."""
 
 import numpy as np
 import pytest
 
-from lossaudit.errors import UserError
+from lossaudit.core.errors import UserError
 from lossaudit.training.config import RunConfig
 from lossaudit.training.corruptions import CORRUPTIONS, corrupt, parse_corruption
 from lossaudit.training.prepare import prepare

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lossaudit.errors import UserError
+from lossaudit.core.errors import UserError
 from lossaudit.training.datasets import DATASETS, load_dataset, stratified_subset
 
 
@@ -225,7 +225,7 @@ def _cli_refuses(args, message, tmp_path):
     one is left byte for byte as it was."""
     import hashlib
     from typer.testing import CliRunner
-    from lossaudit.audit.store import Store
+    from lossaudit.core.store import Store
     from lossaudit.cli import app
     existing, fresh = tmp_path / "existing.duckdb", tmp_path / "fresh.duckdb"
     Store(existing)

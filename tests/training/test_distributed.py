@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from lossaudit.audit.store import connect_readonly
+from lossaudit.core.store import connect_readonly
 from lossaudit.training.distributed import Ranks
 
 RUN = ["--dataset", "digits", "--epochs", "4", "--device", "cpu", "--model", "resnet8"]

@@ -7,10 +7,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from lossaudit.audit import metrics
+from lossaudit.analysis import metrics
 from lossaudit.cli import app
-from lossaudit.errors import TrainingFailed
-from lossaudit.audit.store import Store, connect_readonly
+from lossaudit.core.errors import TrainingFailed
+from lossaudit.core.store import Store, connect_readonly
 from lossaudit.training.config import RunConfig
 from lossaudit.running import run_grid
 from lossaudit.training.prepare import prepare, train_data

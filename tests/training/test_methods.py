@@ -1,4 +1,5 @@
-"""Selection methods: exact where ALGORITHMS.md is exact, statistical (with stated tolerances) elsewhere."""
+"""Selection methods: exact where a method's rule is exact (its docstring, the README's methods table), statistical
+(with stated tolerances) elsewhere."""
 
 import dataclasses
 import math
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from lossaudit.errors import UserError
+from lossaudit.core.errors import UserError
 from lossaudit.training.methods import METHODS, PRESETS, Forward, create_method, resolve_params
 from lossaudit.training.methods.cache import ScoreCache
 from lossaudit.training.methods.sb import History

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from lossaudit.errors import UserError
+from lossaudit.core.errors import UserError
 from lossaudit.training.models import MODELS, check_model_name, create_model, n_parameters
 
 

@@ -10,7 +10,7 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from lossaudit.audit.store import connect_readonly
+from lossaudit.core.store import connect_readonly
 from lossaudit.cli import app
 from lossaudit.running import checkpoint_folder
 

@@ -8,7 +8,7 @@ import torch
 from typer.testing import CliRunner
 
 from lossaudit.cli import app
-from lossaudit.audit.store import Store, connect_readonly
+from lossaudit.core.store import Store, connect_readonly
 from lossaudit.training.config import RunConfig
 from lossaudit.training.methods import all_names
 from lossaudit.running import run_one

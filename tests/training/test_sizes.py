@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lossaudit.cli import app
-from lossaudit.errors import UserError
+from lossaudit.core.errors import UserError
 from lossaudit.training.config import RunConfig
 from lossaudit.training.datasets import load_dataset, stratified_subset
 from lossaudit.training.datasets.base import _quotas
@@ -30,7 +30,7 @@ def _sha256(path) -> str:
 @pytest.fixture(scope="module")
 def existing_db(tmp_path_factory):
     """A lossaudit database that already exists (empty): a refused run must leave it byte for byte as it was."""
-    from lossaudit.audit.store import Store
+    from lossaudit.core.store import Store
     path = tmp_path_factory.mktemp("sizes") / "existing.duckdb"
     Store(path)
     return path

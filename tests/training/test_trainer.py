@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from lossaudit.audit.store import Store, connect_readonly
+from lossaudit.core.store import Store, connect_readonly
 from lossaudit.training.config import RunConfig
 from lossaudit.running import run_one
 from lossaudit.training.trainer import Batch, PickQueue, lr_at, wants_crop_flip

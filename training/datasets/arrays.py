@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lossaudit.errors import UserError
+from lossaudit.core.errors import UserError
 from lossaudit.training.datasets.base import (Dataset, Split, _check_labels, _from_arrays, _label_array,
                                               register_dataset)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lossaudit.errors import UserError
+from lossaudit.core.errors import UserError
 from lossaudit.training.datasets.base import Dataset
 
 NAMES_SHOWN = 5  # classes named in one message, the rest counted

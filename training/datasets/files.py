@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lossaudit.errors import UserError
+from lossaudit.core.errors import UserError
 from lossaudit.training.datasets.base import Dataset, Split, _from_arrays, register_dataset
 from lossaudit.training.datasets.checks import file_identity, warn
 

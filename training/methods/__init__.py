@@ -11,7 +11,7 @@ import dataclasses
 
 import torch
 
-from lossaudit.errors import UserError, choices
+from lossaudit.core.errors import UserError, choices
 from lossaudit.training.methods.base import Forward, Method, Preset, Selection
 from lossaudit.training.methods.rho import RhoLoss
 from lossaudit.training.methods.sb import EntropySelectiveBackprop, SelectiveBackprop
@@ -81,7 +81,7 @@ def users_of(param: str) -> list[str]:
 def resolve_params(name: str, given: dict | None = None):
     """The parameters of method or preset `name`: its defaults, then the values given (those it has), then the
     preset's own values (a preset means them), coerced and checked."""
-    import lossaudit.settings as settings
+    import lossaudit.core.settings as settings
 
     cls, fixed = resolve(name)
     own = {f.name for f in dataclasses.fields(cls.Params)}

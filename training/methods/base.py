@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from lossaudit.settings import MAX_EPOCHS, setting
+from lossaudit.core.settings import MAX_EPOCHS, setting
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ class Method:
     """Base class. A method declares, as class attributes, everything the other layers need:
 
     `name`, `description`; `Params`, a frozen dataclass of its parameters declared with
-    lossaudit.settings.setting (units, defaults, valid ranges: they become command-line flags, are
+    lossaudit.core.settings.setting (units, defaults, valid ranges: they become command-line flags, are
     validated, and are stored with each run); `presets`, named settings of them (sb50, sb33, ...);
     and its traits, stored with every run so that analysis never imports this package: `loss_based`
     (it chooses examples by their loss or entropy: the methods the verdict judges), `is_control` (a

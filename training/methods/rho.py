@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from lossaudit.settings import MAX_EPOCHS, setting
+from lossaudit.core.settings import MAX_EPOCHS, setting
 from lossaudit.training.methods.base import Forward, Method, Selection, selectivity_setting
 from lossaudit.training.models import is_model_name
 

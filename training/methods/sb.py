@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from lossaudit.settings import MAX_EPOCHS, setting
+from lossaudit.core.settings import MAX_EPOCHS, setting
 from lossaudit.training.methods.base import Forward, Method, Preset, Selection, warmup_epochs_setting
 from lossaudit.training.methods.cache import ScoreCache
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from lossaudit.settings import setting
+from lossaudit.core.settings import setting
 from lossaudit.training.methods.base import Forward, Method, Preset, Selection, warmup_epochs_setting
 from lossaudit.training.methods.sb import History, SBParams, SelectiveBackprop
 

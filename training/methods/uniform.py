@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from lossaudit.settings import setting
+from lossaudit.core.settings import setting
 from lossaudit.training.methods.base import (Forward, Method, Preset, Selection, selectivity_setting,
                                               warmup_epochs_setting)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from lossaudit.settings import setting
+from lossaudit.core.settings import setting
 from lossaudit.training.methods.base import Forward, Method, Preset, Selection
 
 TAU_MOMENTUM = 0.9  # the reference's EMA of tau: tau ← 0.9 tau + 0.1 tau_new

@@ -7,8 +7,8 @@ from typing import Callable
 
 import pandas as pd
 
-from lossaudit.audit.metrics import corrupted_share, curves, table1
-from lossaudit.audit.separability import separability
+from lossaudit.analysis.metrics import corrupted_share, curves, table1
+from lossaudit.analysis.separability import separability
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lossaudit.errors import UserError
-from lossaudit.audit.store import SCHEMA_VERSION, TABLES, Store, connect_readonly
+from lossaudit.core.errors import UserError
+from lossaudit.core.store import SCHEMA_VERSION, TABLES, Store, connect_readonly
 
 
 def _run_row(**over):

@@ -11,7 +11,7 @@ import dataclasses
 import math
 from typing import Any, Callable
 
-from lossaudit.errors import UserError
+from lossaudit.core.errors import UserError
 
 MAX_EPOCHS = 100_000  # far beyond any schedule (every epoch setting is bounded by it); steps are counted in 32 bits
 

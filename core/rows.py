@@ -7,36 +7,26 @@ from __future__ import annotations
 
 import json
 
-from lossaudit.errors import UserError
+from lossaudit.core.hooks import legacy_identity
 
 UPDATABLE = ("device", "epochs")  # runs columns a recorded run settles after it started (`settle`)
 
 
 def fill_identity(con) -> None:
-    """Experiment and arm of runs written before schema 2, from their stored config (a one-off upgrade)."""
+    """Experiment and arm of runs written before schema 2, from their stored config (a one-off upgrade; the
+    identity comes from the training floor through lossaudit.core.hooks)."""
     rows = con.execute("select run_id, method, config, device from runs where experiment_id is null").fetchall()
-    if not rows:
-        return
-    from lossaudit.training.config import RunConfig
-    from lossaudit.training.identity import identify, traits_of
     for run_id, method, config, device in rows:
         values = json.loads(config) | {"method": method}
-        try:
-            who = identify(RunConfig.from_dict(values), str(device or "cpu").split(":")[0])
-        except UserError:  # a method or setting this version no longer knows: its own experiment
-            who = None
-        if who is None:
+        who = legacy_identity(values, str(device or "cpu").split(":")[0])
+        if who is None:  # a method or setting this version no longer knows: its own experiment
             con.execute("update runs set experiment_id = ?, experiment = ?, arm = method where run_id = ?",
                         [f"run{run_id}", f"run {run_id} (unknown settings)", run_id])
             continue
         con.execute("update runs set experiment_id = ?, experiment = ?, arm = ? where run_id = ?",
-                    [who.experiment_id, who.experiment, who.arm, run_id])
-        if "method_traits" not in values:
-            patch_config(con, run_id, {"method_traits": traits_of(RunConfig.from_dict(values))})
-        if "irreducible_model" in values and "upfront" not in values:
-            il = values["irreducible_model"]
-            patch_config(con, run_id, {"upfront": {k: il.get(k, 0) for k in ("backprops", "forwards", "seconds")}
-                                        | {"for": "the irreducible-loss model"}})
+                    [who["experiment_id"], who["experiment"], who["arm"], run_id])
+        if who["config_patch"]:
+            patch_config(con, run_id, who["config_patch"])
 
 
 def summarise(con, run_id: int) -> None:
@@ -44,8 +34,8 @@ def summarise(con, run_id: int) -> None:
     tens of millions of observations read one row per example instead of aggregating them again."""
     import pyarrow as pa
 
-    from lossaudit.audit import scores
-    from lossaudit.audit.queries import run_query
+    from lossaudit.core import scores
+    from lossaudit.core.queries import run_query
     rows = run_query(con, "example_scores", mode="any", run_id=run_id)
     names = scores.names()
     table = pa.table({"run_id": pa.array(rows.run_id, pa.int32()), "example_id": pa.array(rows.example_id, pa.int32()),

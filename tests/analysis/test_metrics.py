@@ -8,11 +8,11 @@ import pyarrow as pa
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from lossaudit.audit import metrics, separability
-from lossaudit.audit.analyses import ANALYSES
-from lossaudit.audit import scores as score_registry
-from lossaudit.audit.queries import all_queries, run_query
-from lossaudit.audit.store import Store, connect_readonly
+from lossaudit.analysis import metrics, separability
+from lossaudit.analysis.analyses import ANALYSES
+from lossaudit.core import scores as score_registry
+from lossaudit.core.queries import all_queries, run_query
+from lossaudit.core.store import Store, connect_readonly
 
 # sgd, seeds 0 and 1: best 0.125 each → target 1.2 × 0.125 = 0.15, first reached between backprops 200
 # (0.25) and 300 (0.125): 200 + 100 · (0.25 − 0.15) / (0.25 − 0.125) = 280.
@@ -249,8 +249,8 @@ def test_scores_stored_at_completion_equal_the_scores_computed_from_observations
 def test_auroc_average_precision_and_roc_curve_equal_scikit_learn(seed):
     from sklearn.metrics import roc_curve
 
-    from lossaudit.audit.separability import auroc, average_precision
-    from lossaudit.audit.separability import roc_curve as ours
+    from lossaudit.analysis.separability import auroc, average_precision
+    from lossaudit.analysis.separability import roc_curve as ours
     rng = np.random.default_rng(seed)
     y = rng.random(500) < 0.3
     s = np.round(rng.normal(y * 0.8, 1.0), 1)  # rounded: many ties, as forgetting counts have

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lossaudit.audit import metrics
-from lossaudit.audit.store import Store, connect_readonly
+from lossaudit.analysis import metrics
+from lossaudit.core.store import Store, connect_readonly
 from lossaudit.reports.verdict import alerts, verdicts
 
 SGD_ERRORS = [0.875, 0.5, 0.25, 0.125]  # best 0.125 → target 0.15, reached at 200 + 100 · 0.1 / 0.125 = 280
@@ -163,7 +163,7 @@ def test_corrupted_share_counts_the_trained_population(tmp_path):
 
 
 def test_a_database_of_an_older_schema_is_upgraded_on_first_read(tmp_path, capsys):
-    """A file as lossaudit 0.1 wrote it (its schema, kept in tests/audit/data): a run, its examples, an audit."""
+    """A file as lossaudit 0.1 wrote it (its schema, kept in tests/core/data): a run, its examples, an audit."""
     import duckdb
 
     from lossaudit.training.config import RunConfig
@@ -182,7 +182,7 @@ def test_a_database_of_an_older_schema_is_upgraded_on_first_read(tmp_path, capsy
         "max_selectivity": 0.5, "method_resolved": "sb", "audit": audit,
         "irreducible_model": {"backprops": 7, "forwards": 9, "seconds": 1.5}}
     con = duckdb.connect(str(path))
-    con.execute((Path(__file__).parent / "data" / "schema_v1.sql").read_text())
+    con.execute((Path(__file__).parents[1] / "core" / "data" / "schema_v1.sql").read_text())
     con.execute("insert into meta values ('schema_version', '1')")
     con.execute("""insert into runs (run_id, method, dataset, model, corruption, corrupt_frac, seed, n_train, n_test,
                    n_classes, classes, epochs, epochs_done, config, version, started_at, status, device)

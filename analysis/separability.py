@@ -9,8 +9,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from lossaudit.audit import scores as score_registry
-from lossaudit.audit.metrics import EXPERIMENT, compared, example_scores, run_standing
+from lossaudit.core import scores as score_registry
+from lossaudit.analysis.metrics import EXPERIMENT, compared, example_scores, run_standing
 
 
 TRUTH_RULE = ("Ground truth: for random_labels the examples whose label actually changed (a relabelled example that "

@@ -35,7 +35,7 @@ def register_score(score: Score) -> Score:
 
 def builtin(name: str) -> Score:
     """The score declared in scores/<name>.sql."""
-    lines = files("lossaudit.audit").joinpath("scores", f"{name}.sql").read_text().strip().splitlines()
+    lines = files("lossaudit.core").joinpath("scores", f"{name}.sql").read_text().strip().splitlines()
     description = lines[0].lstrip("-").strip()
     audit = lines[1].lstrip("-").strip().removeprefix("audit:").strip()
     return Score(name, description, "\n".join(lines[2:]).strip(), None if audit == "no" else audit)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lossaudit.audit.store import TABLES, connect_readonly
-from lossaudit.errors import UserError
-from lossaudit.files import check_writes, reads_of_database, replacing
+from lossaudit.core.store import TABLES, connect_readonly
+from lossaudit.core.errors import UserError
+from lossaudit.core.files import check_writes, reads_of_database, replacing
 
 EXPORT_BATCH = 1 << 20  # rows per record batch when streaming a table into Parquet
 

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from lossaudit.errors import UserError
+from lossaudit.core.errors import UserError
 
 Named = tuple[str, "str | Path | None"]  # (what the user called it, e.g. "--html"; the path)
 

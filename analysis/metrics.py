@@ -1,8 +1,8 @@
 """Analysis functions over a read-only connection; each returns a pandas DataFrame.
 
-The heavy lifting (joins and aggregations over observations) is SQL in audit/queries/; what SQL
+The heavy lifting (joins and aggregations over observations) is SQL in core/queries/; what SQL
 does badly (interpolating curves, ROC metrics) is done here on the small results. Definitions
-follow the paper and ALGORITHMS.md Part 1; each function says its rule.
+follow the paper (Table 1, Figure 3) as the README's Analysis section states them; each function says its rule.
 
 Comparisons never mix unrelated runs: they are made within one experiment (runs whose configuration
 is identical but for method, corruption and seed; runs.experiment_id) and only between the runs that
@@ -20,9 +20,9 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from lossaudit.errors import UserError, choices
-from lossaudit.audit import scores as score_registry
-from lossaudit.audit.queries import run_query
+from lossaudit.core.errors import UserError, choices
+from lossaudit.core import scores as score_registry
+from lossaudit.core.queries import run_query
 
 TARGET_FACTOR = 1.2  # Table 1's target: this many times sgd's best test error (the paper's rule)
 AXES = ("backprops", "seconds", "passes")

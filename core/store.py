@@ -1,5 +1,5 @@
 """The database: the only writer of a lossaudit DuckDB file, and the read-only door for everything else (the file's
-opening, its lock and its schema check are lossaudit.audit.connection's).
+opening, its lock and its schema check are lossaudit.core.connection's).
 
 DuckDB lets one process write a file or several read it, never both at once. The writer therefore
 opens the file only for the length of one transaction (an epoch's worth of appends), so `lossaudit
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import duckdb
 
-from lossaudit.audit.connection import (NOT_ALLOWED, SCHEMA_VERSION, STORAGE_ERRORS, StorageFailed,  # noqa: F401
+from lossaudit.core.connection import (NOT_ALLOWED, SCHEMA_VERSION, STORAGE_ERRORS, StorageFailed,  # noqa: F401
                                         _cause, _check_ours, _connect, _sql, refused, schema_sql)
-from lossaudit.audit.rows import fill_identity, insert_suspects, move_audits, patch_config, settle, summarise
-from lossaudit.errors import UserError
+from lossaudit.core.rows import fill_identity, insert_suspects, move_audits, patch_config, settle, summarise
+from lossaudit.core.errors import UserError
 
 TABLES = ("runs", "examples", "observations", "steps", "evals", "predictions", "test_predictions",
           "example_summaries", "audits", "suspects")

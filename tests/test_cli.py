@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lossaudit.cli import app
-from lossaudit.audit.store import TABLES, connect_readonly
+from lossaudit.core.store import TABLES, connect_readonly
 
 runner = CliRunner()
 

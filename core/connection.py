@@ -1,7 +1,7 @@
 """Opening a lossaudit database file: waiting out another process's lock (and saying so), the readers' sandbox, the
 file system's failures as one line, and whether a file is a lossaudit database of a schema this version reads.
 
-lossaudit.audit.store builds its reader and its writer on these; nothing here writes.
+lossaudit.core.store builds its reader and its writer on these; nothing here writes.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import duckdb
 
-from lossaudit.errors import UserError
+from lossaudit.core.errors import UserError
 
 SCHEMA_VERSION = "4"  # 2 → 3 → 4 only add tables and columns
 UPGRADABLE = (None, "1", "2", "3")  # written by earlier versions: upgraded when opened
@@ -160,7 +160,7 @@ def _schema_version(con) -> str | None:
 
 
 def _sql(name: str) -> str:
-    return files("lossaudit.audit").joinpath(name).read_text()
+    return files("lossaudit.core").joinpath(name).read_text()
 
 
 def schema_sql() -> str:

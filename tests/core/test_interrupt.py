@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from lossaudit.audit.store import connect_readonly
+from lossaudit.core.store import connect_readonly
 
 pytestmark = pytest.mark.fault("interrupts")
 
@@ -69,7 +69,7 @@ def test_sigkill_mid_epoch_keeps_every_flushed_epoch(tmp_path):
     proc.wait()
     assert _check_consistent(db) == "running"  # never marked complete; nobody was left to mark it
     # the next writer on this host notices the dead process and marks the run interrupted
-    from lossaudit.audit.store import Store
+    from lossaudit.core.store import Store
     Store(db).mark_orphans()
     with connect_readonly(db) as con:
         assert con.execute("select status from runs").fetchone()[0] == "interrupted"

@@ -37,7 +37,7 @@ per_example as (
         example_id,
         count(*) as n_observations,
         string_agg(distinct mode, '+' order by mode) as modes,
-        -- @scores: one `expression as <x>_score,` line per registered score (audit/scores.py, audit/scores/*.sql)
+        -- @scores: one `expression as <x>_score,` line per registered score (core/scores.py, core/scores/*.sql)
         sum(picked) as picks
     from ordered
     group by run_id, example_id

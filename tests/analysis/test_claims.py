@@ -1,4 +1,4 @@
-"""The paper's claims checked (lossaudit.audit.claims): synthetic runs where each claim is true, and where it is
+"""The paper's claims checked (lossaudit.analysis.claims): synthetic runs where each claim is true, and where it is
 false, and where the data cannot tell."""
 
 import dataclasses
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lossaudit.audit import claims
+from lossaudit.analysis import claims
 
 ARMS = {  # method → (family, nominal selectivity)
     "sgd": ("sgd", 1.0), "sb50": ("sb", 0.5), "vr50": ("vr", 0.5), "sbe50": ("sbe", 0.5), "uniform50": ("uniform", 0.5)}

@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from lossaudit.audit import metrics
-from lossaudit.audit.merge import merge
-from lossaudit.audit.store import connect_readonly
+from lossaudit.analysis import metrics
+from lossaudit.core.merge import merge
+from lossaudit.core.store import connect_readonly
 from lossaudit.cli import app
-from lossaudit.errors import UserError
+from lossaudit.core.errors import UserError
 
 GRID = ["--dataset", "digits", "--model", "mlp", "--epochs", "2", "--train-size", "300", "--method", "sgd,sb50,uniform50",
         "--corruption", "none,random_labels:0.5", "--seeds", "0,1", "--device", "cpu", "--threads", "1"]

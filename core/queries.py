@@ -1,10 +1,10 @@
-"""Named SQL: each file in audit/queries/ answers one question.
+"""Named SQL: each file in core/queries/ answers one question.
 
 A file opens with two comment lines: what it answers, and its parameters with their defaults
 (``-- params: k=8, run_id=null`` or ``-- params: none``; ``mode=any|score|train`` lists a parameter's valid
 values, the first its default). Parameters are written ``$name`` in the
 SQL and always bound, never formatted in. A line ``-- @scores`` is a slot: it becomes one select-list
-line per registered per-example score (lossaudit.audit.scores), code of this package, never input.
+line per registered per-example score (lossaudit.core.scores), code of this package, never input.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from importlib.resources import files
 import duckdb
 import pandas as pd
 
-from lossaudit.audit import scores
-from lossaudit.errors import UserError, choices
+from lossaudit.core import scores
+from lossaudit.core.errors import UserError, choices
 
 _PARAM = re.compile(r"\$([A-Za-z_]\w*)")
 
@@ -32,7 +32,7 @@ class Query:
 
 
 def _dir():
-    return files("lossaudit.audit").joinpath("queries")
+    return files("lossaudit.core").joinpath("queries")
 
 
 def parse_value(text: str):

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lossaudit.audit.store import SCHEMA_VERSION, TABLES, Store, connect_readonly
-from lossaudit.errors import UserError, choices
-from lossaudit.files import check_writes, same_file
+from lossaudit.core.store import SCHEMA_VERSION, TABLES, Store, connect_readonly
+from lossaudit.core.errors import UserError, choices
+from lossaudit.core.files import check_writes, same_file
 
 KEEP = ("first", "last")
 CELL = ("experiment_id", "arm", "corruption", "seed")
