@@ -1,7 +1,8 @@
 """Canaries: corrupted copies of real training examples, added as known positives.
 
 A user's own data has no ground truth. Canaries give some: a small share of examples is copied,
-each copy corrupted with one of the paper's three kinds, and added to the training set. Whatever
+each copy corrupted with one of four kinds (`KINDS`: two kinds of wrong label, shuffled pixels and Gaussian
+noise), and added to the training set. Whatever
 finds the canaries among the user's examples has a measured recall on *their* data. Originals are
 never changed on disk; canaries are never reported as suspects.
 

@@ -69,8 +69,8 @@ class RunConfig:
                                         "evaluation", check=lambda v: 0 <= v < 1, rule="in [0, 1)")
     image_size: int = setting(0, "resize every image to S×S (bilinear, antialiased); 0 = keep the dataset's size",
                               unit="pixels", check=lambda v: v == 0 or v >= 4, rule="0 (keep) or at least 4")
-    canaries: float = setting(0.0, "add this share of corrupted copies of training examples, split over the three "
-                                   "corruption kinds, as known positives for calibration", check=lambda v: 0 <= v < 0.5,
+    canaries: float = setting(0.0, "add this share of corrupted copies of training examples, split over the four "
+                                   "canary kinds, as known positives for calibration", check=lambda v: 0 <= v < 0.5,
                               rule="in [0, 0.5)")
     folds: int = setting(0, "cross-fitting: split the training examples into this many folds (stratified by label) "
                             "and train on every fold but --fold, whose examples are predicted out-of-sample after "
