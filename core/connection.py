@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 
 from lossaudit.core.errors import UserError
+from lossaudit.core.files import describe
 
 SCHEMA_VERSION = "4"  # 2 → 3 → 4 only add tables and columns
 UPGRADABLE = (None, "1", "2", "3")  # written by earlier versions: upgraded when opened
@@ -81,8 +82,8 @@ class StorageFailed(UserError):
 
 def _cause(err: BaseException) -> str:
     """The reason in an OSError or a DuckDB error, in words: "No space left on device", "Read-only file system"."""
-    if isinstance(err, OSError) and err.strerror:
-        return err.strerror
+    if isinstance(err, OSError):
+        return describe(err)
     first = str(err).splitlines()[0] if str(err) else type(err).__name__
     known = re.search(r"(No space left on device|Read-only file system|Permission denied|Disk quota exceeded|"
                       r"Input/output error|not a valid DuckDB database file)", first)

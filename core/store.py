@@ -109,6 +109,12 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _held_elsewhere(host: str | None, pid: int | None) -> bool:
+    """Whether a run marked running is held by a live process: one on another host is taken to be (its process cannot
+    be seen from here), one on this host when its pid is alive."""
+    return host != socket.gethostname() or pid is None or _pid_alive(pid)
+
+
 class Store:
     """Writes runs into one DuckDB file. Each method is one transaction; nothing is written row by row."""
 
@@ -189,8 +195,7 @@ class Store:
         rows = con.execute("select status, host, pid from runs where experiment_id = ? and arm = ? and corruption = ? "
                            "and seed = ? and status in ('complete', 'running')",
                            [run["experiment_id"], run["arm"], run["corruption"], run["seed"]]).fetchall()
-        here = socket.gethostname()
-        return any(status == "complete" or host != here or pid is None or _pid_alive(pid) for status, host, pid in rows)
+        return any(status == "complete" or _held_elsewhere(host, pid) for status, host, pid in rows)
 
     def append(self, run_id: int, *, epochs_done: int | None = None, settled: dict | None = None, **tables) -> None:
         """Append whole tables (`EPOCH_TABLES`; pandas or Arrow, columns by name) in one transaction; `settled`:
@@ -248,8 +253,7 @@ class Store:
         when another live process took it up first."""
         with self.transaction() as con:
             status, host, pid = con.execute("select status, host, pid from runs where run_id = ?", [run_id]).fetchone()
-            if status == "complete" or (status == "running" and pid != os.getpid() and
-                                        (host != socket.gethostname() or pid is None or _pid_alive(pid))):
+            if status == "complete" or (status == "running" and pid != os.getpid() and _held_elsewhere(host, pid)):
                 return False
             for table in EPOCH_TABLES:
                 con.execute(f"delete from {table} where run_id = ? and epoch >= ?", [run_id, epochs_done])

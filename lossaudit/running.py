@@ -101,8 +101,9 @@ def run_one(cfg: RunConfig, store: Store, *, command: str = "", cache: dict | No
     `prep` is the config's prepared data when the caller already has it; `extra_config` is merged into
     the stored config (e.g. the audit marks its proxy runs). With `checkpoints` (a folder) the run keeps
     a checkpoint after every epoch, deleted when it completes unless `keep_checkpoint`; `resume` is the
-    run_id of an unfinished run of this config to continue from its checkpoint there. With `claim`, CellTaken is
-    raised (nothing written) when another process has the cell (complete, or running or resuming it)."""
+    run_id of an unfinished run of this config to continue from its checkpoint there. CellTaken is raised (nothing
+    written) when another process has the cell: it resumed that run first, or, with `claim`, it has a complete or
+    running run of the cell."""
     prep = prepare(cfg, cache) if prep is None else prep
     trainer = Trainer(cfg, train_data(prep), progress=progress)
     start = 0
@@ -117,7 +118,7 @@ def run_one(cfg: RunConfig, store: Store, *, command: str = "", cache: dict | No
         state = torch.load(checkpoint_path(checkpoints, run_id), map_location=trainer.device, weights_only=True)
         trainer.load_state_dict(state)
         start = state["epochs_done"]
-        if not store.rewind(run_id, start) and claim:
+        if not store.rewind(run_id, start):  # another live process took it up first
             raise CellTaken
         if progress:
             progress(candidates(cfg, prep) - int(prep.trained.sum()) * (cfg.epochs - start))  # holdout model done
@@ -145,9 +146,9 @@ def run_one(cfg: RunConfig, store: Store, *, command: str = "", cache: dict | No
         store.finish(run_id, "complete")  # with its per-example summary: the largest write of a run
     except StorageFailed as err:  # trained, but not recorded as complete: a rerun finishes it from its checkpoint
         marked = _mark(store, run_id, "interrupted", f"its summary could not be written: {err}")
-        raise UserError(f"{err}; run {run_id} trained to the end but its summary was not written; " +
-                        ("it is marked interrupted: rerun the same command once there is room to finish it" if marked
-                         else "rerun the same command once there is room to finish it")) from None
+        raise UserError(f"{err}; run {run_id} trained to the end but its summary was not written; "
+                        f"{'it is marked interrupted: ' if marked else ''}rerun the same command once there is room "
+                        "to finish it") from None
     if checkpoints is not None and not keep_checkpoint:
         checkpoint_path(checkpoints, run_id).unlink(missing_ok=True)
         with contextlib.suppress(OSError):
@@ -336,13 +337,12 @@ def train_grid(values: dict, *, db: Path, command: str, default_corruptions: str
     device = resolve_device(cells[0].device)  # no CUDA: one line, and no database left behind
     n_threads = use_threads(threads)
     base = grid.base
-    reads = [("--config", config_file), *dataset_reads(base.dataset), *dataset_reads(f"csv:{base.confusion}"
-                                                                                       if base.confusion else None,
-                                                                                       "the --confusion file")]
+    reads = [("--config", config_file), ("--confusion", base.confusion or None), *dataset_reads(base.dataset)]
     check_writes([], reads, appends=[("--db", db)])
     cache: dict = {}
     first = prepare(cells[0], cache)  # load the data before the progress bars, so loader warnings print cleanly
-    check_not_sources([("--db", db)], first.dataset.train.source, f"dataset {base.dataset!r}")
+    check_not_sources([("--db", db)], [*first.dataset.train.source, *first.dataset.test.source],
+                      f"dataset {base.dataset!r}")
     for cell in cells[1:]:  # every cell, before anything is written: a grid never stops half-way on its sizes
         check_fits(cell, first)
     if base.batch_size > len(first.train):

@@ -170,5 +170,5 @@ def friendly(fn):
 
 def os_error(err: OSError) -> str:
     """An OSError in words: the file and the cause ("'x.csv': File name too long")."""
-    where = f"{err.filename!r}: " if err.filename else ""
-    return f"{where}{err.strerror or err}"
+    from lossaudit.core.files import describe
+    return (f"{err.filename!r}: " if err.filename else "") + describe(err)

@@ -244,8 +244,10 @@ def test_two_processes_started_on_one_grid_train_each_cell_once(tmp_path):
     env = dict(os.environ, LOSSAUDIT_CACHE=str(tmp_path / "c"))
     first = subprocess.Popen([sys.executable, "-m", "lossaudit.cli", *map(str, grid)], env=env, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 600  # a guard against a hang, not a race: the wait ends on the event below
     while True:  # the event: the first process has started its first run
         assert first.poll() is None, first.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, "the first process started no run"
         if db.is_file():
             with contextlib.suppress(Exception):
                 with connect_readonly(db, timeout=5) as con:
@@ -258,3 +260,33 @@ def test_two_processes_started_on_one_grid_train_each_cell_once(tmp_path):
     with connect_readonly(db) as con:
         per_cell = con.execute("select arm, count(*), min(status) from runs group by arm order by arm").fetchall()
     assert per_cell == [("sb50", 1, "complete"), ("sgd", 1, "complete"), ("uniform50", 1, "complete")]
+
+
+def test_a_cell_held_by_a_live_process_is_not_claimed_or_resumed_and_a_dead_ones_is(tmp_path):
+    """The claim itself, without a race: a run marked running by a live process holds its cell (start_run with
+    claim writes nothing, rewind refuses it); once that process is gone, both go ahead."""
+    import pandas as pd
+
+    from tests.core.test_store import _run_row
+    store = Store(tmp_path / "c.duckdb")
+    empty = _run_row()
+    no_examples = pd.DataFrame({"example_id": pd.array([], "int32"), "label": pd.array([], "int16"),
+                                "true_label": pd.array([], "int16"), "corruption_kind": pd.array([], dtype="string"),
+                                "is_corrupted": pd.array([], "bool"), "source": pd.array([], "string"),
+                                "role": pd.array([], "string")})
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.readline()"], stdin=subprocess.PIPE)
+    try:
+        run_id = store.start_run(empty, no_examples)
+        with store.transaction() as con:
+            con.execute("update runs set pid = ? where run_id = ?", [holder.pid, run_id])
+        before = snapshot(tmp_path)
+        assert store.start_run(empty, no_examples, claim=True) is None
+        assert store.rewind(run_id, 0) is False
+        assert snapshot(tmp_path) == before  # nothing written
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    assert store.rewind(run_id, 0) is True  # its process is gone: this one takes the run up
+    with store.transaction() as con:
+        con.execute("update runs set status = 'interrupted' where run_id = ?", [run_id])
+    assert store.start_run(empty, no_examples, claim=True) == run_id + 1  # an interrupted run holds nothing

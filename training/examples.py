@@ -75,13 +75,18 @@ class DataSpec:
         return cls(**{k: get(k) for k in names if get(k) is not None}, holdout=holdout)
 
 
-def prepare_examples(cfg: DataSpec, cache: dict | None = None) -> Prepared:
-    """Load (or reuse) the dataset, take the configured subsets, resize, corrupt, add canaries, hold out."""
+def cached_dataset(cfg: DataSpec, cache: dict) -> Dataset:
+    """The spec's dataset, loaded once into `cache` (a grid's cells and an audit's folds share it)."""
     key = (cfg.dataset, cfg.split_seed, cfg.test_fraction)
-    cache = {} if cache is None else cache
     if key not in cache:
         cache[key] = load_dataset(cfg.dataset, split_seed=cfg.split_seed, test_fraction=cfg.test_fraction)
-    dataset = cache[key]
+    return cache[key]
+
+
+def prepare_examples(cfg: DataSpec, cache: dict | None = None) -> Prepared:
+    """Load (or reuse) the dataset, take the configured subsets, resize, corrupt, add canaries, hold out."""
+    cache = {} if cache is None else cache
+    dataset = cached_dataset(cfg, cache)
     train = stratified_subset(dataset.train, cfg.train_size, cfg.split_seed, what="--train-size")
     test = stratified_subset(dataset.test, cfg.test_size, cfg.split_seed, what="--test-size")
     if cfg.image_size:

@@ -15,9 +15,9 @@ from lossaudit.core.version import __version__
 from lossaudit.training import distributed
 from lossaudit.training.config import RunConfig
 from lossaudit.training.corruptions import parse_corruption
-from lossaudit.training.datasets import Split, load_dataset, stratified_subset
+from lossaudit.training.datasets import Split, stratified_subset
 from lossaudit.training.datasets.base import fraction_range
-from lossaudit.training.examples import DataSpec, Prepared, prepare_examples
+from lossaudit.training.examples import DataSpec, Prepared, cached_dataset, prepare_examples
 from lossaudit.training.identity import identify, traits
 from lossaudit.training.methods import method_class, resolve
 from lossaudit.training.trainer import Trainer, TrainData
@@ -30,7 +30,7 @@ def prepare(cfg: RunConfig, cache: dict | None = None) -> Prepared:
     spec = DataSpec.of(cfg, holdout=method_class(cfg.method).holdout_share(cfg.params))
     if spec.holdout:  # before scikit-learn's stratified holdout split would fail on too few examples
         labels, classes = _training_labels(spec, cache)
-        _check_holdout(cfg, labels, len(_cached_dataset(spec, cache).train), classes)
+        _check_holdout(cfg, labels, len(cached_dataset(spec, cache).train), classes)
     prep = prepare_examples(spec, cache)
     check_fits(cfg, prep)
     return prep
@@ -114,18 +114,10 @@ MAX_FOLDS = 20  # RunConfig.folds' own upper limit
 SMALL_IMAGE = 8  # the registered conv models halve an image twice: above this side their feature maps stay above 1×1
 
 
-def _cached_dataset(spec: DataSpec, cache: dict):
-    """The spec's dataset, loaded once into `cache` under the key prepare_examples uses."""
-    key = (spec.dataset, spec.split_seed, spec.test_fraction)
-    if key not in cache:
-        cache[key] = load_dataset(spec.dataset, split_seed=spec.split_seed, test_fraction=spec.test_fraction)
-    return cache[key]
-
-
 def _training_labels(spec: DataSpec, cache: dict) -> tuple[np.ndarray, tuple[str, ...]]:
     """(N,) labels of the training subset prepare_examples takes (before corruption), and the class names; the
     subset's images are not copied."""
-    dataset = _cached_dataset(spec, cache)
+    dataset = cached_dataset(spec, cache)
     t = dataset.train
     labels_only = Split(np.zeros((len(t), 0), np.uint8), t.y, t.example_id, t.source)
     return stratified_subset(labels_only, spec.train_size, spec.split_seed, what="--train-size").y, dataset.classes
