@@ -18,7 +18,8 @@ class Analysis:
 
 
 ANALYSES: dict[str, Analysis] = {
-    "table1": Analysis(table1, "the paper's Table 1 per experiment: speedup to 1.2 × sgd's best error in backprops, "
+    "table1": Analysis(table1, "the paper's Table 1 per experiment: speedup to 1.2 × the baseline's best error in "
+                               "backprops, "
                                "seconds, passes"),
     "curves": Analysis(curves, "test error vs x (backprops, seconds or passes): seed mean and band per experiment and "
                                "method"),

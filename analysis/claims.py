@@ -154,7 +154,7 @@ def _c_vr_degrades_less(runs: pd.DataFrame) -> Claim:
         n = min(len(gap_sb), len(gap_vr))
         parts.append(f"{c}: error above sgd {sb} {_fmt(gap_sb, ' pts', 100, 1)}, {vr} {_fmt(gap_vr, ' pts', 100, 1)}")
         held.append(above(gap_sb[:n] - gap_vr[:n], 0.0))
-        on = _cell(runs, vr, c).vr_on_share
+        on = _cell(runs, vr, c).switch_on_share
         if on.notna().any():
             why.append(f"{vr} sampled by loss in {_fmt(on, '%', 100, 0)} of its steps on {c}")
     if not parts:

@@ -32,9 +32,9 @@ AXIS_RULE = ("Axes, each counting the work of training only (evaluation on the t
              "backprops = examples back-propagated (the paper's metric); passes = examples forwarded (scoring "
              "forwards without grad, plus training forwards) + examples back-propagated, so a trained example costs "
              "2 and a scored one 1; seconds = wall-clock seconds of scoring, selection and training steps. "
-             "Warm-up epochs count like any other. Work done before a method's own training starts (rho's "
-             "irreducible-loss model: its backprops, its forwards including one over every training example, its "
-             "seconds) is added to every x of that method.")
+             "Warm-up epochs count like any other. Work done before a method's own training starts (a model it fits "
+             "first, e.g. an irreducible-loss model: its backprops, its forwards including one over every training "
+             "example, its seconds) is added to every x of that method.")
 
 
 def flag(value) -> bool:
@@ -64,9 +64,13 @@ def experiments(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 
 def run_summary(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """One row per run: status, backprops, best and final test error, nominal and realised selectivity, vr's switch,
-    corrupted share of backprops vs base rate."""
-    return run_query(con, "run_summary")
+    """One row per run: status, backprops, best and final test error, nominal and realised selectivity, the share of
+    steps its switch was on (methods with one), corrupted share of backprops vs base rate, and `diagnostics`: the
+    range of each diagnostic its method declares, in words ('' when none)."""
+    frame = run_query(con, "run_summary")
+    ranges = diagnostic_ranges(diagnostics(con, max_points=1))
+    frame["diagnostics"] = [ranges.get(r, "") for r in frame.run_id]
+    return frame
 
 
 def eval_curves(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
@@ -85,9 +89,24 @@ def corrupted_share_by_epoch(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     return run_query(con, "corrupted_share")
 
 
-def vr_switch(con: duckdb.DuckDBPyConnection, max_points: int = 400) -> pd.DataFrame:
-    """Per vr run and step (at most about max_points steps per run): tau, the switch, and its threshold."""
-    return run_query(con, "vr_switch", max_points=int(max_points))
+def diagnostics(con: duckdb.DuckDBPyConnection, max_points: int = 400) -> pd.DataFrame:
+    """Per run, declared diagnostic and step (at most about max_points steps per run): its value, its threshold, the
+    method's switch, and the diagnostic's range over the whole run (run_min, run_max)."""
+    return run_query(con, "diagnostics", max_points=int(max_points))
+
+
+def _g(value: float) -> str:
+    return f"{value:.3g}"
+
+
+def diagnostic_ranges(curves: pd.DataFrame) -> pd.Series:
+    """run_id → each of its diagnostics' range over the run in words, e.g. 'τ 0.101–0.977, threshold 1.67'."""
+    if curves.empty:
+        return pd.Series(dtype=str)
+    per = curves.groupby(["run_id", "diagnostic"], sort=False).first().reset_index()
+    per["text"] = [f"{r.label} {_g(r.run_min)}–{_g(r.run_max)}" + ("" if pd.isna(r.threshold)
+                   else f", threshold {_g(r.threshold)}") for r in per.itertuples()]
+    return per.groupby("run_id").text.agg("; ".join)
 
 
 def example_scores(con: duckdb.DuckDBPyConnection, mode: str = "any", max_epoch: int | None = None) -> pd.DataFrame:
@@ -230,13 +249,15 @@ def curves(con: duckdb.DuckDBPyConnection, x: str = "backprops", include_incompl
     return frame
 
 
-TABLE1_RULE = (f"Within one experiment and corruption setting: target = {TARGET_FACTOR} × sgd's best test error (mean "
-               "over seeds of each seed's best); a method's cost = the x at which its seed-mean test error curve first "
-               "reaches the target, interpolated linearly between evaluations; speedup = sgd's cost ÷ the method's "
-               "cost; — where never reached. A target at or above the untrained model's error (sgd's first evaluation) "
+TABLE1_RULE = (f"Within one experiment and corruption setting: target = {TARGET_FACTOR} × the baseline's best test "
+               "error (the arm that trains every example; mean over seeds of each seed's best); a method's cost = the x at which its seed-mean test error curve first "
+               "reaches the target, interpolated linearly between evaluations; speedup = the baseline's cost ÷ the "
+               "method's cost; — where never reached. A target at or above the untrained model's error (the "
+               "baseline's first evaluation) "
                "measures nothing: then no cost is given (target_usable false). Best test error = mean over seeds of "
                "each seed's best (± std over seeds). "
-               "Costs include upfront work (rho's irreducible-loss model); the selection-only column leaves it out. "
+               "Costs include upfront work (what a method fits before its own training); the selection-only column "
+               "leaves it out. "
                "control = the uniform random-subset arm at the method's nominal selectivity. " + AXIS_RULE)
 
 

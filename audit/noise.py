@@ -47,7 +47,7 @@ UNSAFE_SHARE, CAUTION_SHARE, UNSAFE_OVERPICK = 0.10, 0.03, 1.5
 MIN_PER_CLASS = 10  # audited examples of a class below which its labels cannot be read
 CHANCE_MARGIN = 0.05  # held-out accuracy within this (or 3 standard errors) of chance: the proxies learned too little
 ZERO_WIDTH = 0.0005  # an interval narrower than this prints as one number: not a reading
-REPLAY_MODES = {"pick rule": "every round after warm-up selected from, a switch (vr's τ) forced on",
+REPLAY_MODES = {"pick rule": "every round after warm-up selected from, a method's switch forced on",
                 "as run": "warm-up and switch as in a real run; rounds not selected from train every candidate"}
 JUDGED_MODE = "pick rule"  # the replay the verdict rests on
 

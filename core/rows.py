@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from lossaudit.core.hooks import legacy_identity
+from lossaudit.core.hooks import legacy_identity, stored_traits
 
 UPDATABLE = ("device", "epochs")  # runs columns a recorded run settles after it started (`settle`)
 
@@ -27,6 +27,23 @@ def fill_identity(con) -> None:
                     [who["experiment_id"], who["experiment"], who["arm"], run_id])
         if who["config_patch"]:
             patch_config(con, run_id, who["config_patch"])
+
+
+# The traits schema 5 added, as a run whose method declares none of them has them (a recorded run, an unknown method).
+NO_DECLARED_TRAITS = {"switch": None, "diagnostics": [], "upfront": None}
+
+
+def fill_traits(con) -> None:
+    """Runs stored before schema 5 get the traits their method declares now (its switch, diagnostics and upfront
+    work, from the training floor through lossaudit.core.hooks); a recorded run or an unknown method declares none."""
+    for run_id, method, config in con.execute("select run_id, method, config from runs").fetchall():
+        values = json.loads(config)
+        if set(NO_DECLARED_TRAITS) <= set(values.get("method_traits", {})):
+            continue
+        known = None if values.get("recorder") else stored_traits(values | {"method": method})
+        declared = {k: (known or NO_DECLARED_TRAITS).get(k, v) for k, v in NO_DECLARED_TRAITS.items()}
+        values["method_traits"] = values.get("method_traits", {}) | declared  # whole: a merge patch drops nulls
+        con.execute("update runs set config = ? where run_id = ?", [json.dumps(values, allow_nan=False), run_id])
 
 
 def summarise(con, run_id: int) -> None:

@@ -188,7 +188,7 @@ comment on column runs.n_classes is 'Number of classes (K).';
 comment on column runs.classes is 'Class names; a label is an index into this list.';
 comment on column runs.epochs is 'Planned number of epochs (passes of the training set as candidates).';
 comment on column runs.epochs_done is 'Epochs whose observations, steps and evals are committed.';
-comment on column runs.config is 'The resolved run configuration (every setting, defaults included) as JSON; a recorded run: its loop''s config with recorder = true and the method traits settled from what it recorded.';
+comment on column runs.config is 'The resolved run configuration (every setting, defaults included) as JSON; a recorded run: its loop''s config with recorder = true and the method traits settled from what it recorded. method_traits is what the method declares of itself, read by analysis and reports instead of its name: loss_based, is_control, is_baseline, nominal_selectivity, switch (the steps.state key that is 1 while it selects and 0 while it trains every candidate, or null), diagnostics (a list of {key: a steps.state key, label, meaning, threshold: a number or null}) and upfront (in words, the work it does before its own training, or null); method_params: its parameters, derived ones included; upfront: what that work cost (backprops, forwards, seconds, for).';
 comment on column runs.command is 'The command line that started the run.';
 comment on column runs.version is 'lossaudit version that wrote the run.';
 comment on column runs.torch_version is 'PyTorch version used for training.';
@@ -207,8 +207,8 @@ comment on column examples.true_label is 'Label before corruption.';
 comment on column examples.corruption_kind is 'Corruption kind applied to this example (random_labels, confusable_labels, shuffle_pixels, gaussian; a canary''s kind), NULL if none.';
 comment on column examples.is_corrupted is 'True if the example was selected for corruption. For random_labels about 1/K of these keep their label by chance; label != true_label marks the changed ones.';
 comment on column examples.source is 'Where the example came from: a file path, or dataset:index.';
-comment on column examples.role is 'train = a candidate for training; holdout = kept out of training to fit an irreducible-loss model (rho); canary = a corrupted copy of a training example added as a known positive (--canaries, lossaudit audit); replaced = an original that a random-label canary stands in for, not trained.';
-comment on column examples.irreducible_loss is 'rho: loss of the irreducible-loss model on this example (eval mode, no augmentation); NULL for other methods.';
+comment on column examples.role is 'train = a candidate for training; holdout = kept out of training for the method''s own model (its method_traits.upfront); canary = a corrupted copy of a training example added as a known positive (--canaries, lossaudit audit); replaced = an original that a random-label canary stands in for, not trained.';
+comment on column examples.irreducible_loss is 'Loss of the irreducible-loss model of a method that fits one on this example (eval mode, no augmentation); NULL for other methods.';
 
 comment on column predictions.run_id is 'A cross-fitted run (config folds > 0): it predicts the examples of its held-out fold, which it never trains.';
 comment on column predictions.example_id is 'A held-out example (its examples row is in the run of the same audit or grid that trained it).';
@@ -290,10 +290,10 @@ comment on column steps.n_backprop is 'Examples back-propagated in this step (th
 comment on column steps.forwards_scoring is 'Cumulative examples forwarded for scoring (no grad) up to and including this step.';
 comment on column steps.forwards_training is 'Cumulative examples forwarded in training (with grad) up to and including this step.';
 comment on column steps.backprops is 'Cumulative examples back-propagated up to and including this step.';
-comment on column steps.selection_candidates is 'Cumulative candidates offered to the method''s selection (rounds in which it selected; not warm-up epochs, not vr''s rounds with its switch off); NULL in databases written before schema 2.';
+comment on column steps.selection_candidates is 'Cumulative candidates offered to the method''s selection (rounds in which it selected; not warm-up epochs, not rounds with the method''s switch off); NULL in databases written before schema 2.';
 comment on column steps.selection_picks is 'Cumulative picks the method made from those candidates; selection_picks / selection_candidates is the realised selectivity.';
 comment on column steps.train_loss is 'Mean training loss of the step''s batch (as optimised).';
-comment on column steps.state is 'Method state after the step, e.g. tau and is_on for vr, history_size for sb.';
+comment on column steps.state is 'Method state after the step: its switch and diagnostics (runs.config.method_traits) and anything else it logs, e.g. history_size for sb.';
 comment on column steps.seconds is 'Training wall-clock seconds since the run started: scoring, selection and training steps; evaluation and logging excluded.';
 
 comment on column evals.run_id is 'Run of the evaluation.';

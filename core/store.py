@@ -21,7 +21,7 @@ import duckdb
 
 from lossaudit.core.connection import (NOT_ALLOWED, SCHEMA_VERSION, STORAGE_ERRORS, StorageFailed,  # noqa: F401
                                         _cause, _check_ours, _connect, _sql, refused, schema_sql)
-from lossaudit.core.rows import fill_identity, insert_suspects, move_audits, patch_config, settle, summarise
+from lossaudit.core.rows import fill_identity, fill_traits, insert_suspects, move_audits, patch_config, settle, summarise
 from lossaudit.core.errors import UserError
 
 TABLES = ("runs", "examples", "observations", "steps", "evals", "predictions", "test_predictions",
@@ -137,6 +137,7 @@ class Store:
             if version == "1":
                 fill_identity(con)
                 move_audits(con)
+            fill_traits(con)
             con.execute("insert or replace into meta values ('schema_version', ?)", [SCHEMA_VERSION])
 
     @contextmanager

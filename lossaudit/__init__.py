@@ -8,7 +8,7 @@ API for recording a training loop of your own is `lossaudit.Recorder` (lossaudit
 stays light (no torch, no DuckDB until `Recorder` is asked for), so that importing any part is cheap.
 """
 
-from lossaudit.core.hooks import register_legacy_identity
+from lossaudit.core.hooks import register_legacy_identity, register_stored_traits
 from lossaudit.core.version import __version__
 
 __all__ = ["Recorder", "__version__"]
@@ -27,4 +27,12 @@ def _legacy_identity(values: dict, device_type: str):
     return identify_stored(values, device_type)
 
 
+def _stored_traits(values: dict):
+    """The traits the method of a stored run's config declares now (training loads only when an old database is
+    opened)."""
+    from lossaudit.training.identity import stored_traits
+    return stored_traits(values)
+
+
 register_legacy_identity(_legacy_identity)
+register_stored_traits(_stored_traits)

@@ -51,6 +51,7 @@ from contextlib import contextmanager
 import numpy as np
 import pandas as pd
 
+from lossaudit.core.rows import NO_DECLARED_TRAITS
 from lossaudit.core.store import Store
 from lossaudit.core.errors import UserError, choices
 from lossaudit.core.version import __version__
@@ -122,7 +123,7 @@ class Recorder:
         from lossaudit.training.recording import EpochBuffer
         self._torch = torch
         if not str(method or "").strip():
-            raise UserError("method: give the name of your method (e.g. 'sgd' or 'my-sb'), got an empty one")
+            raise UserError("method: give the name of your method (e.g. 'my-sb'), got an empty one")
         ids = _ints(examples, "examples")
         label = _ints(labels, "labels")
         if len(ids) == 0:
@@ -385,7 +386,7 @@ class Recorder:
         loss_based = t["loss_based"] if t["loss_based"] is not None else not baseline and not t["control"]
         selectivity = t["selectivity"] if t["selectivity"] is not None else round(realised, 3)
         return {"loss_based": bool(loss_based), "is_control": t["control"], "is_baseline": bool(baseline),
-                "nominal_selectivity": float(selectivity)}
+                "nominal_selectivity": float(selectivity)} | NO_DECLARED_TRAITS
 
     def _lookup(self, device):
         """ids → (their labels as trained, a mask of the ids this run does not know), on `device`."""

@@ -38,9 +38,10 @@ class StoreSink:
         self.store.append(self.run_id, observations=observations, steps=steps, evals=evals, predictions=predictions,
                           test_predictions=test_predictions, epochs_done=epoch + 1)
 
-    def write_irreducible(self, example_id, loss, summary) -> None:
-        """rho's irreducible losses, and what fitting their model cost (counted into rho's cost as upfront work)."""
-        upfront = {k: summary[k] for k in ("backprops", "forwards", "seconds")} | {"for": "the irreducible-loss model"}
+    def write_irreducible(self, example_id, loss, summary, purpose) -> None:
+        """A method's irreducible losses, and what fitting their model cost (`purpose`, in words), counted into the
+        method's cost as upfront work."""
+        upfront = {k: summary[k] for k in ("backprops", "forwards", "seconds")} | {"for": purpose}
         self.store.set_irreducible(self.run_id, pd.DataFrame({"example_id": example_id.astype(np.int32),
                                                               "irreducible_loss": loss.astype(np.float32)}),
                                    {"irreducible_model": summary, "upfront": upfront})

@@ -9,7 +9,7 @@ import pandas as pd
 
 def print_summary(db: Path, done: list) -> None:
     """The grid's runs, one row each (what was done with it this time, when not simply trained), in percent where a
-    share; vr's switch, rho's upfront work, seeds and experiments only when they say something."""
+    share; a method's switch and diagnostics, upfront work, seeds and experiments only when they say something."""
     from lossaudit.analysis.metrics import run_summary
     from lossaudit.core.store import connect_readonly
     from lossaudit.terminal import print_frame
@@ -29,17 +29,16 @@ def print_summary(db: Path, done: list) -> None:
              "scoring fwd": s.forwards_scoring.map(lambda v: num(v, ",.0f")),
              "sel": s.nominal_selectivity.map(lambda v: num(v, ".2f")),
              "sel real": s.realised_selectivity.map(lambda v: num(v, ".2f")),
-             "vr on": s.vr_on_share.map(pct),
-             "τ range (threshold)": [f"{lo:.2f}–{hi:.2f} ({th:.2f})" if not pd.isna(lo) else ""
-                                     for lo, hi, th in zip(s.tau_min, s.tau_max, s.tau_th)],
+             "switch on": s.switch_on_share.map(pct),
+             "diagnostics": s.diagnostics,
              "corrupt share": s.corrupted_share.where(s.base_rate > 0).map(pct),
              "base rate": s.base_rate.where(s.base_rate > 0).map(pct),
              "train s": s.seconds.map(lambda v: num(v, ".1f"))}
     drop = {"this time": not any(this_time.values()), "experiment": s.experiment_id.nunique() < 2,
             "seed": s.seed.nunique() < 2,
             "status": (s.status == "complete").all(),
-            "+ upfront": not (s.upfront_backprops > 0).any(), "vr on": s.vr_on_share.isna().all(),
-            "τ range (threshold)": s.vr_on_share.isna().all(), "corrupt share": not (s.base_rate > 0).any(),
+            "+ upfront": not (s.upfront_backprops > 0).any(), "switch on": s.switch_on_share.isna().all(),
+            "diagnostics": not s.diagnostics.any(), "corrupt share": not (s.base_rate > 0).any(),
             "base rate": not (s.base_rate > 0).any()}
     frame = pd.DataFrame({k: list(v) for k, v in table.items() if not drop.get(k)})
     print_frame(frame, title=f"runs written to {db}", numeric=("run", "seed"))

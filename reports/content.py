@@ -9,25 +9,19 @@ images as trained) are the only pictures made here, since they need the image so
 from __future__ import annotations
 
 import json
-import math
 from datetime import datetime, timezone
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from lossaudit.core.version import __version__
-from lossaudit.analysis import claims, metrics, separability
+from lossaudit.analysis import metrics, separability
 from lossaudit.core import scores as score_registry
 from lossaudit.core.queries import run_query
+from lossaudit.core.version import __version__
 from lossaudit.reports import figures
-from lossaudit.reports.verdict import alerts, verdicts
+from lossaudit.reports.sections import SECTIONS, Experiment
+from lossaudit.reports.sections.base import ImageSource, plain, records
 
-# (run row with its parsed config, example ids) → (n, C, H, W) uint8 images as trained
-ImageSource = Callable[[dict, Sequence[int]], np.ndarray]
-
-DATA_MAP_POINTS = 2000  # per panel; the full data stays in the database
-ROC_POINTS = 200  # per curve
 TOP_SUSPECTS = 48  # per audit; the full list is in the suspects table and files
 
 
@@ -48,7 +42,7 @@ def gather(con, gallery_size: int, include_incomplete: bool = False) -> dict:
         "seed_speedups": metrics.seed_speedups(con, include_incomplete, table1),
         "curves": metrics.curves(con, "backprops", include_incomplete),
         "shares": metrics.corrupted_share(con, include_incomplete),
-        "vr_switch": metrics.compared(metrics.vr_switch(con), standing),
+        "diagnostics": metrics.compared(metrics.diagnostics(con), standing),
         "scores": scores,
         "separability": separability.separability_of(scores, standing),
         "gallery": metrics.compared(metrics.pick_gallery(con, k=gallery_size), standing),
@@ -67,59 +61,29 @@ def compose(db: str, data: dict, images: ImageSource | None, gallery_size: int,
     if runs.empty:
         content["experiments"] = []
         return content
-    standing, summary, table1 = data["standing"], data["summary"], data["table1"]
+    standing, summary = data["standing"], data["summary"]
     content["n_complete"] = int((runs.status == "complete").sum())
     content["scores"] = [{"name": sc.name, "description": sc.description} for sc in score_registry.SCORES.values()]
     content["runs"] = _runs(runs, summary, standing)
     content["audits"] = _audits(data, images)
-    judged = verdicts(table1, summary, standing)
-    warnings = alerts(table1, summary, standing)
     content["experiments"] = []
     for eid, members in standing.groupby("experiment_id", sort=False):
         if members.audit_proxy.all():
             continue  # the proxy runs of `lossaudit audit` are shown in its own section
         mine = {k: v[v.experiment_id == eid] for k, v in data.items()
                 if isinstance(v, pd.DataFrame) and "experiment_id" in v}
-        mine["scores"] = data["scores"][data["scores"].run_id.isin(members.run_id)]
-        mine["gallery"] = data["gallery"][data["gallery"].run_id.isin(members.run_id)]
-        mine["per_class"] = data["per_class"][data["per_class"].run_id.isin(members.run_id)]
-        chosen = _representatives(members[members.standing == "compared"], summary)
-        settings = figures.settings_order(members.corruption)
+        for key in ("scores", "gallery", "per_class"):
+            mine[key] = data[key][data[key].run_id.isin(members.run_id)]
+        x = Experiment(eid, members, mine, data, _representatives(members[members.standing == "compared"], summary),
+                       figures.settings_order(members.corruption), images)
         content["experiments"].append({
             "experiment_id": eid, "experiment": members.experiment.iloc[0], "n_runs": len(members),
             "n_compared": int((members.standing == "compared").sum()),
             "seeds": sorted(int(s) for s in members.seed.unique()),
             "methods": list(dict.fromkeys(mine["table1"].method)) or list(dict.fromkeys(members.method)),
-            "settings": settings,
-            "verdicts": [v.to_dict() for v in judged if v.experiment_id == eid],
-            "alerts": warnings.get(eid, []),
-            "table1": {"rule": table1.attrs.get("rule", ""), "rows": records(_with_spread(mine["table1"],
-                                                                                         mine["seed_speedups"]))},
-            "claims": [c.to_dict() for c in claims.check(claims.per_run(
-                metrics.compared(summary, members), mine["seed_speedups"]))],
-            "curves": {"x": "backprops", "rows": records(mine["curves"])},
-            "corrupted_share": {"rows": records(mine["shares"])},
-            "vr_switch": {"rows": records(mine["vr_switch"])},
-            "separability": _separability(mine, chosen, [s for s in settings if s != "none"]),
-            "galleries": [_gallery(mine, runs, chosen["gallery"][s], images) for s in settings
-                          if s in chosen["gallery"]],
-            "data_map": _data_map(mine, chosen["scores"], settings),
-            "per_class": _per_class(mine, chosen["gallery"], settings),
-        })
+            "settings": x.settings,
+        } | {key: section.content(x) for key, section in SECTIONS.items()})
     return content
-
-
-def _with_spread(table1: pd.DataFrame, speeds: pd.DataFrame) -> pd.DataFrame:
-    """Table 1 with each speedup's spread over seeds (mean and standard deviation of the seeds' own speedups,
-    metrics.seed_speedups; NaN where no seed reached the target)."""
-    out = table1.copy()
-    for axis in metrics.AXES:
-        spread = (speeds.groupby(["corruption", "method"])[f"speedup_{axis}"]
-                  .agg(lambda v: claims.band(v)).to_dict())
-        out[f"speedup_{axis}_seeds"] = [
-            "—" if math.isnan(spread.get((c, m), (math.nan,))[0]) else
-            f"{spread[(c, m)][0]:.2f} ± {spread[(c, m)][1]:.2f}×" for c, m in zip(out.corruption, out.method)]
-    return out
 
 
 def _representatives(compared: pd.DataFrame, summary: pd.DataFrame) -> dict[str, dict[str, pd.Series]]:
@@ -192,89 +156,7 @@ def _audits(data: dict, images: ImageSource | None) -> list[dict]:
     return out
 
 
-def _separability(data: dict, chosen: dict, noisy: list[str]) -> dict:
-    rocs = []
-    for setting in noisy:
-        run = chosen["scores"].get(setting)
-        if run is None:
-            continue
-        curves = separability.roc_points(data["scores"][data["scores"].run_id == run.run_id], ROC_POINTS)
-        if curves:
-            rocs.append({"corruption": setting, "run_id": int(run.run_id), "method": run.method, "seed": int(run.seed),
-                         "curves": curves})
-    return {"truth": separability.TRUTH_RULE, "rows": records(data["separability"]), "roc": rocs}
-
-
-def _gallery(data: dict, runs: pd.DataFrame, run: pd.Series, images: ImageSource | None) -> dict:
-    g = data["gallery"]
-    g = g[g.run_id == run.run_id]
-    detail = runs[runs.run_id == run.run_id].iloc[0]
-    out = {"corruption": run.corruption, "run_id": int(run.run_id), "method": run.method, "seed": int(run.seed),
-           "classes": list(detail.classes), "examples": records(g.drop(columns=["run_id"])), "images": None}
-    if images is None or g.empty:
-        out["images_note"] = "no image source was given" if images is None else "no observations"
-        return out
-    try:
-        row = detail.to_dict()
-        row["config"] = json.loads(row["config"]) if isinstance(row["config"], str) else row["config"]
-        row["sources"] = dict(zip(g.example_id.astype(int), g.source))  # where a recorded run's images are
-        pixels = images(row, g.example_id.astype(int).tolist())
-        out["images"] = {int(e): figures.tile(p) for e, p in zip(g.example_id, pixels)}
-    except Exception as err:  # the dataset may have moved since training; the page says so
-        out["images_note"] = f"images unavailable: {type(err).__name__}: {err}"
-    return out
-
-
-def _data_map(data: dict, chosen: dict[str, pd.Series], settings: list[str]) -> dict:
-    panels = []
-    for setting in settings:
-        run = chosen.get(setting)
-        if run is None:
-            continue
-        part = data["scores"][data["scores"].run_id == run.run_id]
-        if part.empty:
-            continue
-        pts = pd.DataFrame({"example_id": part.example_id, "confidence": -part.confidence_score,
-                            "variability": part.variability_score, "noisy": separability.noisy_truth(part)})
-        if len(pts) > DATA_MAP_POINTS:
-            pts = pts.sample(DATA_MAP_POINTS, random_state=0).sort_values("example_id")
-        panels.append({"corruption": setting, "run_id": int(run.run_id), "method": run.method, "seed": int(run.seed),
-                       "n_examples": int(len(part)), "points": records(pts)})
-    return {"max_points": DATA_MAP_POINTS, "panels": panels}
-
-
-def _per_class(data: dict, chosen: dict[str, pd.Series], settings: list[str]) -> list[dict]:
-    out = []
-    for setting in settings:
-        run = chosen.get(setting)
-        if run is None:
-            continue
-        rows = data["per_class"][data["per_class"].run_id == run.run_id]
-        out.append({"corruption": setting, "run_id": int(run.run_id), "method": run.method,
-                    "rows": records(rows.drop(columns=["run_id", "method", "corruption", "seed"]))})
-    return out
-
-
 # -- JSON-ready values ------------------------------------------------------------------------------
-
-
-def records(frame: pd.DataFrame) -> list[dict]:
-    """Rows as plain JSON values at full precision; missing values become null."""
-    return [{str(k): plain(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
-
-
-def plain(value):
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, (float, np.floating)):
-        return None if math.isnan(value) else float(value)
-    if isinstance(value, (np.integer, np.bool_)):
-        return value.item()
-    if isinstance(value, (np.ndarray, list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, (datetime, pd.Timestamp)):
-        return value.isoformat()
-    return value
 
 
 def jsonable(content: dict) -> dict:

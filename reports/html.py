@@ -7,13 +7,14 @@ Every string that came from the data (class names, paths, config values, command
 from __future__ import annotations
 
 import json
-import math
 from html import escape
 
-import numpy as np
 import pandas as pd
 
 from lossaudit.reports import figures
+from lossaudit.reports.sections import SECTIONS, View
+from lossaudit.reports.sections.base import pct as _pct
+from lossaudit.reports.sections.base import table as _table
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1240px;color:#222;padding:0 1em}
@@ -71,33 +72,8 @@ def _experiment_html(e: dict, c: dict, order: list[str]) -> str:
     head = (f"<h2 id=exp-{eid}>Experiment: {escape(e['experiment'])}</h2><p class=muted>experiment {eid} · "
             f"{e['n_compared']} of {e['n_runs']} runs compared · seeds {escape(', '.join(map(str, e['seeds'])))}"
             + (" · incomplete runs included" if c.get("include_incomplete") else "") + "</p>")
-    colours = figures.method_colours(e["methods"])
-    return "".join([head, _verdict_html(e), _alerts_html(e), _table1_html(e), _claims_html(e), _curves_html(e, colours),
-                    _share_html(e, colours), _switch_html(e), _separability_html(e, order), _galleries_html(e),
-                    _data_map_html(e), _per_class_html(e)])
-
-
-def _h3(e: dict, anchor: str, title: str) -> str:
-    return f"<h3 id={anchor}-{escape(e['experiment_id'])}>{escape(title)}</h3>"
-
-
-def _verdict_html(e: dict) -> str:
-    items = []
-    for v in e["verdicts"]:
-        details = "".join(f"<li>{escape(d)}</li>" for d in v["details"])
-        items.append(f"<div class='verdict {escape(v['level'])}'><strong>{escape(v['headline'])}</strong>"
-                     f"{f'<ul>{details}</ul>' if details else ''}</div>")
-    if not items:
-        items = ["<p class=muted>No compared run here was evaluated on a test split, so there is no speedup to "
-                 "judge.</p>"]
-    return _h3(e, "verdict", "Verdict") + "".join(items)
-
-
-def _alerts_html(e: dict) -> str:
-    if not e["alerts"]:
-        return _h3(e, "alerts", "Alerts") + "<p class=muted>None.</p>"
-    return _h3(e, "alerts", "Alerts") + "<ul class=alerts>" + "".join(f"<li>{escape(a)}</li>" for a in e["alerts"]) \
-        + "</ul>"
+    view = View(figures.method_colours(e["methods"]), order)
+    return head + "".join(section.html(e, view) for section in SECTIONS.values())
 
 
 def _audits_html(c: dict) -> str:
@@ -177,195 +153,6 @@ def _runs_html(c: dict) -> str:
             f"<details><summary>Configuration shared by every run</summary><table>{common}</table></details>"
             + (f"<details><summary>Per-run records (method parameters, corruption, irreducible-loss model)</summary>"
                f"<table>{details}</table></details>" if details else ""))
-
-
-def _table1_html(e: dict) -> str:
-    t = pd.DataFrame(e["table1"]["rows"])
-    head = _h3(e, "table1", "Table 1: speedup to target")
-    if t.empty:
-        return head + "<p class=muted>No evaluations of compared runs.</p>"
-    order = list(dict.fromkeys(t.method))
-    settings = figures.settings_order(t.corruption)
-    cells = t.pivot(index="method", columns="corruption", values="cell").reindex(index=order, columns=settings)
-    controls = t.groupby("method", sort=False).control.first().reindex(order)
-    cells.insert(0, "control", [c if isinstance(c, str) else "" for c in controls])
-    more = t[["corruption", "method", "seeds", "best_test_error", "best_test_error_std", "target_error",
-              "backprops_to_target", "speedup_backprops", "speedup_backprops_seeds", "upfront_backprops",
-              "backprops_to_target_selection_only", "speedup_backprops_selection_only", "seconds_to_target",
-              "speedup_seconds", "speedup_seconds_seeds", "passes_to_target", "speedup_passes",
-              "speedup_passes_seeds"]]
-    return (head + "<p>Speedup in examples back-propagated to reach 1.2 × sgd's best test error; best test error in "
-            "parentheses; — where the target was never reached (the paper's format). Work a method does before its "
-            "own training (rho's irreducible-loss model) is counted in; its selection-only speedup follows. Each "
-            "loss-based method is followed by its control, a uniform random subset at its nominal selectivity.</p>"
-            + _table(cells.reset_index()) + "<h4>Speedup in what a user pays</h4>" + _table(more) +
-            f"<p class=muted>Rule: {escape(e['table1']['rule'])}</p>")
-
-
-def _claims_html(e: dict) -> str:
-    rows = e.get("claims") or []
-    if not rows:
-        return ""
-    levels = {"supported": "pays-off", "not supported": "does-not-pay-off", "not measurable": "no-baseline"}
-    body = "".join(f"<tr><td>{escape(r['claim'])}</td><td>{escape(r['measured'])}</td><td class='"
-                   f"{levels.get(r['verdict'], 'no-baseline')}'><strong>{escape(r['verdict'])}</strong></td>"
-                   f"<td>{escape(r['why'])}</td></tr>" for r in rows)
-    return (_h3(e, "claims", "The paper's claims, checked on this data")
-            + "<p class=muted>Each quantity as mean ± standard deviation over seeds (Table 1 speedups seed by seed, "
-              "against sgd's curve of the same seed); a claim is supported only when the whole band lies on its "
-              "side.</p><table><tr><th>claim</th><th>measured</th><th>verdict</th><th>why</th></tr>" + body
-            + "</table>")
-
-
-def _curves_html(e: dict, colours: dict) -> str:
-    rows = pd.DataFrame(e["curves"]["rows"])
-    head = _h3(e, "curves", "Test error vs examples back-propagated")
-    if rows.empty:
-        return head + "<p>No evaluations.</p>"
-    fig = figures.test_error_curves(rows, colours)
-    return (head + "<p class=muted>Mean over seeds (each seed interpolated onto the union of evaluation points); the "
-            "band spans the seeds. Upfront work (rho's irreducible-loss model) is counted in, so such a curve starts "
-            f"to the right. The test split is never corrupted.</p><img class=fig alt='test error curves' src='{fig}'>")
-
-
-def _share_html(e: dict, colours: dict) -> str:
-    rows = pd.DataFrame(e["corrupted_share"]["rows"])
-    head = _h3(e, "corrupted-share", "Corrupted share of backprops over training")
-    if rows.empty:
-        return head + ("<p class=note>No compared run in this experiment has corrupted examples, so there is no "
-                       "corrupted share to show. Add one with e.g. <code>--corruption random_labels:0.25</code>.</p>")
-    return head + ("<p class=muted>Per epoch: back-propagated corrupted examples ÷ all back-propagated examples, mean "
-                   "over seeds. The dashed line is the share of corrupted examples among those trained on: a method "
-                   "above it spends more than its fair share of compute on them.</p>"
-                   f"<img class=fig alt='corrupted share' src='{figures.corrupted_share(rows, colours)}'>")
-
-
-def _switch_html(e: dict) -> str:
-    rows = pd.DataFrame(e["vr_switch"]["rows"])
-    if rows.empty:
-        return ""
-    on = rows.groupby(["method", "corruption"], sort=False).is_on.mean().reset_index()
-    return (_h3(e, "vr-switch", "vr's switch over training") +
-            "<p class=muted>vr samples by loss only while τ (an EMA of how uneven the losses of a pool are) is above "
-            "its threshold (dashed); below it, it trains on every candidate like sgd. Lines: one per run. Share of "
-            "steps switched on (evenly spaced steps shown):</p>" + _table(on.rename(columns={"is_on": "share_on"}))
-            + f"<img class=fig alt='vr tau over training' src='{figures.vr_switch(rows)}'>")
-
-
-def _separability_html(e: dict, order: list[str]) -> str:
-    s = e["separability"]
-    head = _h3(e, "separability", "Separability: telling corrupted from clean")
-    rows = pd.DataFrame(s["rows"])
-    if rows.empty:
-        return head + "<p class=note>No compared run in this experiment has both corrupted and clean examples.</p>"
-    parts = [head, f"<p class=muted>AUROC of each per-example score (higher = more suspect) for separating corrupted "
-                   f"from clean examples, mean over seeds; bold = best per method (the scores are described at "
-                   f"<a href='#scores'>the end of the page</a>). {escape(s['truth'])} "
-                   "Scores use every observation of a run (train-mode rows of sgd and warm-up epochs, scoring rows "
-                   "after). An AUROC well below 0.5 means the score ranks the other way round (low data-map "
-                   "variability marks mislabeled examples).</p>"]
-    for setting in figures.settings_order(rows.corruption):
-        part = rows[rows.corruption == setting]
-        auroc = part.pivot(index="score", columns="method", values="auroc").reindex(order)
-        best = part.pivot(index="score", columns="method", values="best").reindex(order)
-        methods = list(dict.fromkeys(part.method))
-        body = "".join("<tr><td class=l>" + escape(score) + "</td>" + "".join(
-            f"<td class='{'best' if _true(best.loc[score, m]) else ''}'>{_fmt(auroc.loc[score, m])}</td>"
-            for m in methods) + "</tr>" for score in auroc.index)
-        heads = "".join(f"<th>{escape(m)}</th>" for m in methods)
-        parts.append(f"<h4>{escape(setting)}</h4><table><thead><tr><th class=l>score</th>{heads}</tr></thead>"
-                     f"<tbody>{body}</tbody></table>")
-    if s["roc"]:
-        panels = [(f"{r['corruption']}: {r['method']}, seed {r['seed']} (run {r['run_id']})",
-                   {k: (np.array(v["fpr"]), np.array(v["tpr"]), v["auroc"]) for k, v in r["curves"].items()})
-                  for r in s["roc"]]
-        parts.append(f"<img class=fig alt='ROC curves' src='{figures.roc_curves(panels)}'>")
-    return "".join(parts)
-
-
-def _galleries_html(e: dict) -> str:
-    parts = [_h3(e, "galleries", "Most and least picked examples"),
-             "<p class=muted>Per class (label as trained): the examples back-propagated most and least often by one "
-             "run per setting (a loss-based one that selected, where there is one). Red frames mark corrupted "
-             "examples; the caption is picks / observations. Hover for the source.</p>"]
-    for g in e["galleries"]:
-        parts.append(f"<h4>{escape(g['corruption'])}: {escape(g['method'])}, seed {g['seed']} (run {g['run_id']})</h4>")
-        if g.get("images_note"):
-            parts.append(f"<p class=muted>{escape(g['images_note'])}</p>")
-        ex = pd.DataFrame(g["examples"])
-        if ex.empty:
-            continue
-        grid = ["<div class=gallery><div></div><div><strong>most picked</strong></div><div><strong>least picked"
-                "</strong></div>"]
-        for label, rows in ex.groupby("label"):
-            name = g["classes"][int(label)] if int(label) < len(g["classes"]) else str(label)
-            grid.append(f"<div class=l>{escape(str(name))}</div>")
-            for which in ("most", "least"):
-                tiles = "".join(_tile_html(r, g) for r in rows[rows.which == which].sort_values("rank").to_dict("records"))
-                grid.append(f"<div class=tiles>{tiles}</div>")
-        parts.append("".join(grid) + "</div>")
-    return "".join(parts)
-
-
-def _tile_html(r: dict, g: dict) -> str:
-    bad = bool(r["is_corrupted"])
-    tip = (f"example {r['example_id']} · {r['source']} · label {r['label']} (true {r['true_label']})"
-           + (f" · corrupted: {r['corruption_kind']}" if bad else ""))
-    src = (g["images"] or {}).get(int(r["example_id"]))
-    img = f"<img alt='' src='{src}'>" if src else "<div style='width:48px;height:48px;background:#eee'></div>"
-    return (f"<div class='tile{' bad' if bad else ''}' title='{escape(tip, quote=True)}'>{img}"
-            f"<span>{int(r['picks'])}/{int(r['n_observations'])}</span></div>")
-
-
-def _data_map_html(e: dict) -> str:
-    d = e["data_map"]
-    head = _h3(e, "data-map", "Data map")
-    if not d["panels"]:
-        return head + "<p class=muted>No observations.</p>"
-    panels = [(f"{p['corruption']}: {p['method']}, seed {p['seed']} (run {p['run_id']})\n"
-               f"{len(p['points'])} of {p['n_examples']} examples", pd.DataFrame(p["points"])) for p in d["panels"]]
-    return head + ("<p class=muted>Per example: mean and standard deviation of the probability given to its label "
-                   f"over the observations (Swayamdipta et al.), at most {d['max_points']} random examples per panel; "
-                   "mislabeled examples gather at low confidence and low variability.</p>"
-                   f"<img class=fig alt='data map' src='{figures.data_maps(panels)}'>")
-
-
-def _per_class_html(e: dict) -> str:
-    parts = [_h3(e, "per-class", "Per-class breakdown")]
-    for p in e["per_class"]:
-        parts.append(f"<h4>{escape(p['corruption'])}: {escape(p['method'])} (run {p['run_id']})</h4>")
-        parts.append(_table(pd.DataFrame(p["rows"])))
-    return "".join(parts)
-
-
-# -- small helpers ----------------------------------------------------------------------------------
-
-
-def _table(frame: pd.DataFrame) -> str:
-    if frame.empty:
-        return "<p class=muted>No rows.</p>"
-    cols = list(frame.columns)
-    numeric = {c: frame[c].dtype.kind in "iuf" for c in cols}
-    head = "".join(f"<th class={'r' if numeric[c] else 'l'}>{escape(str(c))}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td class={'r' if numeric[c] else 'l'}>{escape(_fmt(v))}</td>"
-                                    for c, v in zip(cols, row)) + "</tr>" for row in frame.itertuples(index=False))
-    return f"<div class=scroll><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
-
-
-def _true(v) -> bool:
-    return isinstance(v, (bool, np.bool_)) and bool(v)
-
-
-def _pct(v, digits: int = 1) -> str:
-    return "—" if v is None else f"{v * 100:.{digits}f}%"
-
-
-def _fmt(v) -> str:
-    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
-        return "—"
-    if isinstance(v, (float, np.floating)):
-        return f"{v:.4g}"
-    return str(v)
 
 
 def _page(parts: list[str]) -> str:

@@ -16,7 +16,7 @@ from lossaudit.analysis import metrics
 
 OVERPICK_RATIO = 1.1  # alert when a method's corrupted share of backprops exceeds the base rate by 10% ...
 OVERPICK_POINTS = 0.03  # ... and by at least 3 points
-WORSE_POINTS = 0.01  # alert when a method's best test error is this much worse than sgd's
+WORSE_POINTS = 0.01  # alert when a method's best test error is this much worse than the baseline's
 
 
 @dataclass(frozen=True)
@@ -43,23 +43,24 @@ def _compared_summary(summary: pd.DataFrame, standing: pd.DataFrame) -> pd.DataF
     return metrics.compared(summary, standing)
 
 
-def _switch_line(method: str, runs: pd.DataFrame) -> str | None:
-    """vr's switch, in words: the share of steps it sampled by loss (it trains like sgd otherwise)."""
+def _diagnostic_line(method: str, runs: pd.DataFrame, baseline: str) -> str | None:
+    """A method's switch and declared diagnostics, in words (from its runs' stored traits): the share of steps it
+    selected, each diagnostic's range and threshold."""
     rows = runs[runs.method == method]
-    if rows.vr_on_share.isna().all():
-        return None
-    on = rows.vr_on_share.mean()
-    return (f"{method} sampled by loss in {_pct(on)} of its steps (τ {rows.tau_min.min():.2f}–{rows.tau_max.max():.2f}, "
-            f"threshold {rows.tau_th.iloc[0]:.2f}); with its switch off it trains on every candidate, like sgd")
+    shown = "; ".join(dict.fromkeys(d for d in rows.diagnostics if d))
+    if rows.switch_on_share.isna().all():
+        return f"{method}: {shown}" if shown else None
+    return (f"{method} selected in {_pct(rows.switch_on_share.mean())} of its steps" + (f" ({shown})" if shown else "")
+            + f"; with its switch off it trains on every candidate, like {baseline}")
 
 
 def verdicts(table1: pd.DataFrame, summary: pd.DataFrame, standing: pd.DataFrame) -> list[Verdict]:
     """Does loss-based selection pay off, per experiment and corruption setting?
 
-    A loss-based method "pays off" when it reaches 1.2 × sgd's best error in fewer backprops than sgd and
-    faster than the uniform control at its own nominal selectivity, when that control ran; otherwise the
-    verdict says which comparison it lost. Methods that never selected (vr with its switch off throughout)
-    trained like sgd and are left out.
+    A loss-based method "pays off" when it reaches 1.2 × the baseline's best error in fewer backprops than the
+    baseline and faster than the uniform control at its own nominal selectivity, when that control ran; otherwise
+    the verdict says which comparison it lost. Methods that never selected (a switch off throughout) trained like
+    the baseline and are left out.
     """
     info = metrics.arms(standing[standing.standing == "compared"])
     summary = _compared_summary(summary, standing)
@@ -73,20 +74,21 @@ def verdicts(table1: pd.DataFrame, summary: pd.DataFrame, standing: pd.DataFrame
         never = [m for m in rows.index if m in loss_based and m in idle]
         base = rows.index[rows.baseline].tolist()[:1]
         if not base:
-            out.append(Verdict(eid, corruption, "no-baseline", f"{corruption}: no sgd run, so no speedup can be measured.",
+            out.append(Verdict(eid, corruption, "no-baseline", f"{corruption}: no baseline run (one that trains on every "
+                               "example), so no speedup can be measured.",
                                ()))
             continue
         if not lb:
-            why = (f"{', '.join(never)} never selected (the switch stayed off), so they trained like sgd"
+            why = (f"{', '.join(never)} never selected (the switch stayed off), so they trained like the baseline"
                    if never else "no loss-based method ran")
             out.append(Verdict(eid, corruption, "no-baseline", f"{corruption}: nothing to judge: {why}.", ()))
             continue
         (baseline,) = base
-        sgd_best = rows.loc[baseline, "best_test_error"]
+        base_best = rows.loc[baseline, "best_test_error"]
         if not rows.target_usable.all():
             out.append(Verdict(eid, corruption, "no-baseline", (
                 f"{corruption}: nothing to judge: the target, {metrics.TARGET_FACTOR} × {baseline}'s best error "
-                f"{_pct(sgd_best)} = {_pct(rows.loc[baseline, 'target_error'])}, is not below the untrained model's "
+                f"{_pct(base_best)} = {_pct(rows.loc[baseline, 'target_error'])}, is not below the untrained model's "
                 f"error, so reaching it measures nothing; train {baseline} longer or on cleaner data"), ()))
             continue
         best = max(lb, key=lambda m: -1.0 if math.isnan(rows.loc[m, "speedup_backprops"])
@@ -95,7 +97,7 @@ def verdicts(table1: pd.DataFrame, summary: pd.DataFrame, standing: pd.DataFrame
         control = rows.loc[best, "control"] if isinstance(rows.loc[best, "control"], str) else None
         control_speed = rows.loc[control, "speedup_backprops"] if control else math.nan
         details = [f"target: {_pct(rows.loc[baseline, 'target_error'])} test error "
-                   f"({metrics.TARGET_FACTOR} × {baseline}'s best {_pct(sgd_best)})"]
+                   f"({metrics.TARGET_FACTOR} × {baseline}'s best {_pct(base_best)})"]
         for m in lb:  # each loss-based method against the random subset of its own size
             line = f"{m}: {_speed(rows.loc[m, 'speedup_backprops'])}, best error {_pct(rows.loc[m, 'best_test_error'])}"
             c = rows.loc[m, "control"]
@@ -109,7 +111,7 @@ def verdicts(table1: pd.DataFrame, summary: pd.DataFrame, standing: pd.DataFrame
         if len(mine) and mine.base_rate.mean() > 0:
             details.append(f"{best} spent {_pct(mine.corrupted_share.mean())} of its backprops on corrupted examples "
                            f"(base rate {_pct(mine.base_rate.mean())})")
-        details += [line for m in dict.fromkeys([*lb, *never]) if (line := _switch_line(m, runs))]
+        details += [line for m in dict.fromkeys([*lb, *never]) if (line := _diagnostic_line(m, runs, baseline))]
         if never:
             details.append(f"{', '.join(never)} never selected (the switch stayed off): left out of the comparison")
         if rows.n_seeds.max() < 2:
@@ -120,15 +122,15 @@ def verdicts(table1: pd.DataFrame, summary: pd.DataFrame, standing: pd.DataFrame
             head = (f"{corruption}: loss-based selection does not pay off — no loss-based method reached the target "
                     f"error" if math.isnan(speed) else
                     f"{corruption}: loss-based selection does not pay off — {best}, the fastest, needs "
-                    f"{1 / speed:.2f}× sgd's backprops")
+                    f"{1 / speed:.2f}× {baseline}'s backprops")
         elif control and not math.isnan(control_speed) and control_speed >= speed:
             level = "no-better-than-random"
-            head = (f"{corruption}: {best} is {speed:.2f}× faster than sgd, but {control}, a random subset of the same "
+            head = (f"{corruption}: {best} is {speed:.2f}× faster than {baseline}, but {control}, a random subset of the same "
                     f"size, is {control_speed:.2f}× faster: the gain comes from training on less, not from choosing "
                     "by loss")
         else:
             level = "pays-off"
-            head = f"{corruption}: loss-based selection pays off — {best} reaches the target {speed:.2f}× faster than sgd"
+            head = f"{corruption}: loss-based selection pays off — {best} reaches the target {speed:.2f}× faster than {baseline}"
             if control:
                 head += f" ({control}, the random control at its selectivity: {_speed(control_speed)})"
         out.append(Verdict(eid, corruption, level, head, tuple(details)))
@@ -137,7 +139,7 @@ def verdicts(table1: pd.DataFrame, summary: pd.DataFrame, standing: pd.DataFrame
 
 def alerts(table1: pd.DataFrame, summary: pd.DataFrame, standing: pd.DataFrame) -> dict[str, list[str]]:
     """Plain one-line warnings per experiment: over-picking of corrupted examples, targets never reached, worse
-    best errors than sgd, cells with fewer seeds than the rest, and runs left out of (or let into) comparisons."""
+    best errors than the baseline, cells with fewer seeds than the rest, and runs left out of (or let into) comparisons."""
     lines: dict[str, list[str]] = {eid: [] for eid in dict.fromkeys(standing.experiment_id)}
     compared = _compared_summary(summary, standing)
     shares = (compared.groupby(["experiment_id", "corruption", "method"], sort=False)
@@ -157,16 +159,16 @@ def alerts(table1: pd.DataFrame, summary: pd.DataFrame, standing: pd.DataFrame) 
         if not rows.baseline.any():
             continue
         baseline = rows.index[rows.baseline][0]
-        sgd_best = rows.loc[baseline, "best_test_error"]
+        base_best = rows.loc[baseline, "best_test_error"]
         for method, r in rows.iterrows():
             if method == baseline or not r.target_usable:
                 continue
             if math.isnan(r.speedup_backprops):
                 lines[eid].append(f"{method} never reached the target error {_pct(r.target_error)} ({corruption})")
-            if r.best_test_error > sgd_best + WORSE_POINTS:
+            if r.best_test_error > base_best + WORSE_POINTS:
                 lines[eid].append(f"{method}'s best test error {_pct(r.best_test_error)} is "
-                                  f"{(r.best_test_error - sgd_best) * 100:.1f} points worse than sgd's "
-                                  f"{_pct(sgd_best)} ({corruption})")
+                                  f"{(r.best_test_error - base_best) * 100:.1f} points worse than {baseline}'s "
+                                  f"{_pct(base_best)} ({corruption})")
     done = dict(zip(summary.run_id, summary.epochs_done))
     for r in standing.itertuples():
         what = f"run {r.run_id} ({r.method}, {r.corruption}, seed {r.seed})"

@@ -56,5 +56,5 @@ def fit_holdout_model(run, *, model: str | None = None, epochs: int | None = Non
     summary = dict(model=il_cfg.model, epochs=il_cfg.epochs, holdout_size=len(il_data.y),
                    backprops=il.counters.backprops, forwards=il.counters.forwards_training + len(run.y),
                    seconds=il_seconds + time.perf_counter() - started, best_test_error=il.best_test_error)
-    run.sink.write_irreducible(run.example_id, irreducible.cpu().numpy(), summary)
+    run.sink.write_irreducible(run.example_id, irreducible.cpu().numpy(), summary, purpose=run.method.upfront)
     return irreducible

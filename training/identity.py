@@ -85,12 +85,6 @@ def identify(cfg: RunConfig, device_type: str) -> Identity:
     return Identity(experiment_id(key), experiment_name(key), arm(cfg))
 
 
-def traits(method) -> dict:
-    """What the analysis layer needs to know of a run's method, stored in runs.config['method_traits']."""
-    return {"loss_based": method.loss_based, "is_control": method.is_control, "is_baseline": method.is_baseline,
-            "nominal_selectivity": float(method.nominal_selectivity)}
-
-
 def traits_of(cfg: RunConfig) -> dict:
     """`traits` of the method a config names, without training (for runs stored before the traits were)."""
     import torch
@@ -98,7 +92,15 @@ def traits_of(cfg: RunConfig) -> dict:
     from lossaudit.training.methods import create_method
     method = create_method(cfg.method, cfg.params, batch_size=cfg.batch_size, n_train=1, device=torch.device("cpu"),
                            generator=torch.Generator())
-    return traits(method)
+    return method.traits()
+
+
+def stored_traits(values: dict) -> dict | None:
+    """`traits_of` a stored config (its `method` included); None for a method or setting this version does not know."""
+    try:
+        return traits_of(RunConfig.from_dict(values))
+    except UserError:
+        return None
 
 
 def identify_stored(values: dict, device_type: str) -> dict | None:

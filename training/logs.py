@@ -144,7 +144,7 @@ class Sink(Protocol):
     def write_epoch(self, epoch: int, *, observations: pd.DataFrame, steps: pa.Table, evals: pd.DataFrame,
                     predictions: pd.DataFrame | None = None, test_predictions: pd.DataFrame | None = None) -> None: ...
 
-    def write_irreducible(self, example_id: np.ndarray, loss: np.ndarray, summary: dict) -> None: ...
+    def write_irreducible(self, example_id: np.ndarray, loss: np.ndarray, summary: dict, purpose: str) -> None: ...
 
     def checkpoint(self, epochs_done: int, state: Callable[[], dict]) -> None: ...
 
@@ -155,7 +155,7 @@ class NullSink:
     def write_epoch(self, epoch, **tables) -> None:
         pass
 
-    def write_irreducible(self, example_id, loss, summary) -> None:
+    def write_irreducible(self, example_id, loss, summary, purpose) -> None:
         pass
 
     def checkpoint(self, epochs_done, state) -> None:

@@ -18,7 +18,7 @@ from lossaudit.training.corruptions import parse_corruption
 from lossaudit.training.datasets import Split, stratified_subset
 from lossaudit.training.datasets.base import fraction_range
 from lossaudit.training.examples import DataSpec, Prepared, cached_dataset, prepare_examples
-from lossaudit.training.identity import identify, traits
+from lossaudit.training.identity import identify
 from lossaudit.training.methods import method_class, resolve
 from lossaudit.training.trainer import Trainer, TrainData
 
@@ -83,7 +83,7 @@ def run_row(cfg: RunConfig, prep: Prepared, trainer: Trainer, *, command: str, e
     config = cfg.to_dict() | {
         "method_resolved": resolve(cfg.method)[0].name,
         "method_params": trainer.method.params(),
-        "method_traits": traits(trainer.method),
+        "method_traits": trainer.method.traits(),
         "corruption_record": prep.record,
         "dataset_notes": list(prep.dataset.notes),
         "skipped_files": len(prep.dataset.skipped),

@@ -1,9 +1,10 @@
 -- One row per run: what it trained, how far it got, its test error, how selective it was and the corrupted share of its backprops.
 -- params: none
 -- realised_selectivity: picks / candidates in the rounds where the method selected (vs nominal_selectivity,
--- its definition); vr_on_share: share of steps with vr's importance sampling switched on; upfront_*: work
--- done before the run's own training (rho's irreducible-loss model); family: the registry method the arm resolves to
--- (sb, sbe, vr, uniform, rho, ...).
+-- its definition); switch_on_share: for a method with a switch (method_traits.switch, a steps.state key), the
+-- share of steps with it on, i.e. selecting (NULL for other methods); upfront_*: work done before the run's own
+-- training (method_traits.upfront says what); family: the registry method the arm resolves to. The diagnostics a
+-- method declares are summarised per run by the query `diagnostics`.
 with picks as (
     select
         o.run_id,
@@ -39,11 +40,10 @@ st as (
         max(forwards_training) as forwards_training,
         max(selection_candidates) as selection_candidates,
         max(selection_picks) as selection_picks,
-        avg(state['is_on']) as vr_on_share,
-        min(state['tau']) as tau_min,
-        max(state['tau']) as tau_max,
+        avg(state[r.config->'method_traits'->>'switch']) as switch_on_share,
         max(seconds) as seconds
     from steps
+    join runs as r using (run_id)
     group by run_id
 ),
 
@@ -72,10 +72,7 @@ final as (
         (r.config->'method_traits'->>'nominal_selectivity')::double as nominal_selectivity,
         st.selection_picks::double / nullif(st.selection_candidates, 0) as realised_selectivity,
         coalesce(st.selection_candidates = 0, st.backprops >= r.n_train * r.epochs_done) as never_selected,
-        st.vr_on_share,
-        st.tau_min,
-        st.tau_max,
-        (r.config->'method_params'->>'tau_th')::double as tau_th,
+        st.switch_on_share,
         picks.corrupted_backprops::double / nullif(picks.backprops_logged, 0) as corrupted_share,
         base.base_rate,
         st.seconds,

@@ -43,7 +43,7 @@ def runs(world: World, seeds=(0, 1, 2), methods=tuple(ARMS), settings=tuple(SETT
                              "best_test_error": 0.3 + world.error.get((m, c), 0.0) + jitter / 10,
                              "speedup_backprops": 1.0 if m == "sgd" else world.speedup.get((m, c), 0.8) + jitter,
                              "corrupted_share": world.share.get((m, c), base) + jitter / 2 if base else np.nan,
-                             "base_rate": base, "vr_on_share": 0.3 if family == "vr" else np.nan})
+                             "base_rate": base, "switch_on_share": 0.3 if family == "vr" else np.nan})
     return pd.DataFrame(rows)
 
 

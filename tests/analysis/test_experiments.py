@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from lossaudit.analysis import metrics
-from lossaudit.core.store import Store, connect_readonly
+from lossaudit.core.store import SCHEMA_VERSION, Store, connect_readonly
 from lossaudit.reports.verdict import alerts, verdicts
 
 SGD_ERRORS = [0.875, 0.5, 0.25, 0.125]  # best 0.125 → target 0.15, reached at 200 + 100 · 0.1 / 0.125 = 280
@@ -195,10 +195,11 @@ def test_a_database_of_an_older_schema_is_upgraded_on_first_read(tmp_path, capsy
         row = con.execute("select experiment_id, experiment, arm, config from runs").fetchone()
         version = con.execute("select value from meta where key = 'schema_version'").fetchone()[0]
     who = identify(cfg, "cpu")
-    assert row[:3] == (who.experiment_id, who.experiment, "sb beta=3") and version == "4"
+    assert row[:3] == (who.experiment_id, who.experiment, "sb beta=3") and version == SCHEMA_VERSION
     config = json.loads(row[3])
     assert config["method_traits"] == {"loss_based": True, "is_control": False, "is_baseline": False,
-                                       "nominal_selectivity": pytest.approx(1 / 4)}
+                                       "nominal_selectivity": pytest.approx(1 / 4), "switch": None,
+                                       "diagnostics": [], "upfront": None}
     assert config["upfront"]["backprops"] == 7
     assert "upgraded" in capsys.readouterr().err
     with connect_readonly(path) as con:

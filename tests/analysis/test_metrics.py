@@ -57,8 +57,11 @@ VR_STEPS = pa.table({"step": [0, 1, 2, 3], "epoch": [0, 0, 1, 1], "lr": [0.1] * 
 
 def _run_row(method, seed, experiment="e1"):
     loss_based, nominal = TRAITS[method]
+    switched = method == "vr"  # declares a switch and one diagnostic, as a method does in its traits
     config = {"method_traits": {"loss_based": loss_based, "is_control": False, "is_baseline": method == "sgd",
-                                "nominal_selectivity": nominal},
+                                "nominal_selectivity": nominal, "switch": "is_on" if switched else None,
+                                "diagnostics": [{"key": "tau", "label": "τ", "meaning": "how uneven the losses are",
+                                                 "threshold": 2.0}] if switched else [], "upfront": None},
               "method_params": {"tau_th": 2.0} if method == "vr" else {},
               "corruption_record": {"canary_confusion": [[0.0, 1.0], [1.0, 0.0]]}}
     return dict(experiment_id=experiment, experiment=f"npz:x · mlp · 4 epochs ({experiment})", arm=method, method=method,
@@ -136,7 +139,7 @@ def test_table1_speedup_rule_with_interpolation_and_a_never_reached_method(con):
     assert t.loc["sgd", "speedup_backprops"] == 1.0 and t.loc["sgd", "n_seeds"] == 2
     assert math.isnan(t.loc["vr", "speedup_backprops"]) and math.isnan(t.loc["vr", "backprops_to_target"])
     assert t.loc["vr", "cell"] == "— (20.0%)" and t.loc["sb", "cell"] == "2.00× (12.5%)"
-    assert "1.2 × sgd's best" in metrics.table1(con).attrs["rule"]
+    assert "1.2 × the baseline's best" in metrics.table1(con).attrs["rule"]
 
 
 def test_first_reach_and_seed_mean_interpolation():
@@ -222,15 +225,17 @@ def test_every_analysis_runs_on_the_fixture(con, name):
     assert len(ANALYSES[name].function(con)) > 0
 
 
-def test_run_summary_shows_realised_selectivity_and_vrs_switch(con):
+def test_run_summary_shows_realised_selectivity_and_a_declared_switch_and_diagnostic(con):
     s = metrics.run_summary(con).set_index("method")
     vr = s.loc["vr"]
-    assert vr.vr_on_share == 0.5 and vr.tau_min == 0.5 and vr.tau_max == 3.0 and vr.tau_th == 2.0
+    assert vr.switch_on_share == 0.5 and vr.diagnostics == "τ 0.5–3, threshold 2"
     assert vr.realised_selectivity == 0.5 and vr.nominal_selectivity == 0.5 and not vr.never_selected
-    assert s.loc["sb"].nominal_selectivity.tolist() == [0.5, 0.5]
-    switch = metrics.vr_switch(con)
-    assert switch.tau.tolist() == TAU and switch.is_on.tolist() == [0, 0, 1, 1] and (switch.tau_th == 2.0).all()
-    assert len(metrics.vr_switch(con, max_points=2)) == 2  # evenly spaced steps when there are many
+    assert s.loc["sb"].nominal_selectivity.tolist() == [0.5, 0.5] and (s.loc["sb"].diagnostics == "").all()
+    assert s.loc["sb"].switch_on_share.isna().all()
+    curve = metrics.diagnostics(con)
+    assert curve.value.tolist() == TAU and curve.switch_on.tolist() == [0, 0, 1, 1] and (curve.threshold == 2.0).all()
+    assert (curve.diagnostic == "tau").all() and (curve.run_min == 0.5).all() and (curve.run_max == 3.0).all()
+    assert len(metrics.diagnostics(con, max_points=2)) == 2  # evenly spaced steps when there are many
 
 
 def test_scores_stored_at_completion_equal_the_scores_computed_from_observations(digits_db):

@@ -155,3 +155,32 @@ def test_a_schema_3_database_gains_the_test_predictions_and_the_trusted_reading_
         assert set(added) <= columns
         assert con.execute("select value from meta where key = 'schema_version'").fetchone()[0] == SCHEMA_VERSION
         assert con.execute("select count(*) from test_predictions").fetchone()[0] == 0
+
+
+def test_a_schema_4_database_gains_the_traits_each_method_declares_now(tmp_path):
+    """Runs stored before schema 5 get their method's switch, diagnostics and upfront work; a recorded run none."""
+    import json
+
+    import duckdb
+
+    from lossaudit.training.methods import METHODS
+    path = tmp_path / "v4.duckdb"
+    Store(path)
+    con = duckdb.connect(str(path))  # as lossaudit 0.4 left it: the four traits of that version only
+    old = {"loss_based": True, "is_control": False, "is_baseline": False, "nominal_selectivity": 0.5}
+    switched = next(name for name, cls in METHODS.items() if cls.switch and cls.diagnostics)
+    for run_id, method, extra in ((1, switched, {}), (2, "my-loop", {"recorder": True}), (3, "retired", {})):
+        con.execute("insert into runs (run_id, method, dataset, model, corruption, corrupt_frac, seed, n_train, n_test, n_classes, "
+                    "classes, epochs, epochs_done, config, version, started_at, status) values (?, ?, 'digits', "
+                    "'resnet8', 'none', 0, 0, 2, 2, 10, ['a'], 1, 1, ?, '0.4.0', now(), 'complete')",
+                    [run_id, method, json.dumps({"method": method, "method_traits": old} | extra)])
+    con.execute("update meta set value = '4' where key = 'schema_version'")
+    con.close()
+    with connect_readonly(path) as con:
+        traits = {r: json.loads(c)["method_traits"] for r, c in con.execute("select run_id, config from runs").fetchall()}
+    declared = METHODS[switched]
+    assert traits[1]["switch"] == declared.switch and [d["key"] for d in traits[1]["diagnostics"]] == [
+        d.key for d in declared.diagnostics]
+    assert all(d["threshold"] is None or d["threshold"] > 0 for d in traits[1]["diagnostics"])
+    for run_id in (2, 3):
+        assert traits[run_id] == old | {"switch": None, "diagnostics": [], "upfront": None}

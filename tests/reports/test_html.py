@@ -50,7 +50,7 @@ def test_every_section_is_present_and_filled(report):
     for section in SECTIONS:
         assert f"<h3 id={section}-{eid}>" in page
     positions = [page.index(f"<h3 id={s}-{eid}>") for s in SECTIONS]
-    assert f"<h3 id=vr-switch-{eid}>" in page and "alt='vr tau over training'" in page
+    assert f"<h3 id=diagnostic-tau-{eid}>" in page and "alt='tau over training'" in page
     assert positions == sorted(positions) and page.index("<h2 id=runs>") > positions[-1]
     assert page.count("class='verdict ") == 2  # one per corruption setting
     assert "spent" in page and "of its backprops on corrupted examples" in page  # the over-picking alert

@@ -83,7 +83,7 @@ class Recorder:
         self.epochs[epoch] = (observations, steps.to_pandas().drop(columns=["seconds", "state"]),
                               evals.drop(columns=["seconds"], errors="ignore"))
 
-    def write_irreducible(self, example_id, loss, summary):
+    def write_irreducible(self, example_id, loss, summary, purpose):
         pass
 
     def checkpoint(self, epochs_done, state):

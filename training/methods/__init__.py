@@ -12,7 +12,7 @@ import dataclasses
 import torch
 
 from lossaudit.core.errors import UserError, choices
-from lossaudit.training.methods.base import Forward, Method, Preset, Selection
+from lossaudit.training.methods.base import Diagnostic, Forward, Method, Preset, Selection
 from lossaudit.training.methods.rho import RhoLoss
 from lossaudit.training.methods.sb import EntropySelectiveBackprop, SelectiveBackprop
 from lossaudit.training.methods.sbp import PlausibleSelectiveBackprop
@@ -44,6 +44,8 @@ DEFAULT_METHODS: tuple[str, ...] = ("sgd", "sb50", "sb33", "sbe50", "vr50", "vr3
 # What `lossaudit audit` replays on its proxy run's losses, and the one its verdict rests on.
 REPLAYED: tuple[str, ...] = ("sb50", "sb33", "vr50", "vr33")
 AUDIT_REFERENCE = "sb50"
+# What the audit's proxies train: every example, every epoch (the baseline of Table 1).
+PROXY = "sgd"
 
 
 def all_names() -> list[str]:
@@ -93,6 +95,7 @@ def create_method(name: str, params, *, batch_size: int, n_train: int, device: t
     return method_class(name)(params, batch_size=batch_size, n_train=n_train, device=device, generator=generator)
 
 
-__all__ = ["AUDIT_REFERENCE", "DEFAULT_METHODS", "Forward", "METHODS", "Method", "PRESETS", "Preset", "REPLAYED",
+__all__ = ["AUDIT_REFERENCE", "DEFAULT_METHODS", "Diagnostic", "Forward", "METHODS", "Method", "PRESETS", "PROXY", "Preset",
+           "REPLAYED",
            "Selection", "all_names", "create_method", "method_class", "parameters", "register", "resolve",
            "resolve_params", "users_of"]

@@ -93,6 +93,23 @@ def selectivity_setting():
 
 
 @dataclass(frozen=True)
+class Diagnostic:
+    """A quantity a method logs in steps.state after each step, declared so that analysis and reports can show it
+    without knowing the method: `key` in steps.state, `label` as a reader sees it, `meaning` in one sentence, and
+    `threshold`, the name of the method parameter (a key of `params()`) it is compared with, if any."""
+
+    key: str
+    label: str
+    meaning: str
+    threshold: str | None = None
+
+    def declared(self, params: dict) -> dict:
+        """As stored in runs.config['method_traits']['diagnostics'], the threshold resolved to its value."""
+        value = None if self.threshold is None else float(params[self.threshold])
+        return {"key": self.key, "label": self.label, "meaning": self.meaning, "threshold": value}
+
+
+@dataclass(frozen=True)
 class NoParams:
     """The parameters of a method that has none."""
 
@@ -115,7 +132,10 @@ class Method:
     (it chooses examples by their loss or entropy: the methods the verdict judges), `is_control` (a
     random subset, the control for a loss-based method of the same selectivity), `is_baseline` (it
     trains everything: the reference of Table 1), `needs_scores` (select() reads a scoring forward),
-    `warmup_epochs` (first epochs that train every candidate), and `nominal_selectivity`.
+    `warmup_epochs` (first epochs that train every candidate), `nominal_selectivity`, `switch` (the steps.state
+    key that is 1 while the method selects and 0 while it trains every candidate, for a method that decides that
+    as it goes), `diagnostics` (what else it logs in steps.state, see `Diagnostic`) and `upfront` (in words, the
+    work it does before its own training, which its cost includes). `traits()` is what is stored.
     """
 
     name: str = ""
@@ -127,6 +147,9 @@ class Method:
     is_baseline: bool = False
     needs_scores: bool = True
     warmup_epochs: int = 0
+    switch: str | None = None
+    diagnostics: tuple[Diagnostic, ...] = ()
+    upfront: str | None = None
 
     def __init__(self, params, *, batch_size: int, n_train: int, device: torch.device, generator: torch.Generator):
         self.p = params
@@ -146,6 +169,13 @@ class Method:
     def nominal_selectivity(self) -> float:
         """Share of a selecting round's candidates back-propagated, by definition (1 = everything)."""
         return 1.0
+
+    def traits(self) -> dict:
+        """Everything analysis and reports know of this method, stored in runs.config['method_traits']."""
+        params = self.params()
+        return {"loss_based": self.loss_based, "is_control": self.is_control, "is_baseline": self.is_baseline,
+                "nominal_selectivity": float(self.nominal_selectivity), "switch": self.switch,
+                "diagnostics": [d.declared(params) for d in self.diagnostics], "upfront": self.upfront}
 
     @classmethod
     def holdout_share(cls, params) -> float:

@@ -28,6 +28,7 @@ class RhoLoss(Method):
     description = ("RHO-LOSS: top B of a pool of B/selectivity by loss - irreducible loss, the latter from a model "
                    "trained on a held-out share of the training set")
     Params = RhoParams
+    upfront = "the irreducible-loss model"
 
     def __init__(self, params: RhoParams, **kw):
         super().__init__(params, **kw)

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from lossaudit.core.settings import setting
-from lossaudit.training.methods.base import Forward, Method, Preset, Selection, warmup_epochs_setting
+from lossaudit.training.methods.base import Diagnostic, Forward, Method, Preset, Selection, warmup_epochs_setting
 from lossaudit.training.methods.sb import History, SBParams, SelectiveBackprop
 
 NOT_YET = float("nan")  # τ while fewer than 2 examples have been seen: nobody is a suspect
@@ -60,6 +60,8 @@ class PlausibleSelectiveBackprop(Method):
     presets = {"sbp50": Preset({"beta": 1.0}, "sbp with beta 1 (at most ≈50% selected, less by the suspects' share)"),
                "sbp33": Preset({"beta": 2.0}, "sbp with beta 2 (at most ≈33% selected, less by the suspects' share)")}
     loss_based = True
+    diagnostics = (Diagnostic("suspect_share", "suspect share", "the share of the examples seen so far whose running "
+                              "label margin marks them as likely mislabeled (picked with suspect_prob only)"),)
 
     def __init__(self, params: SBPParams, **kw):
         super().__init__(params, **kw)
@@ -130,7 +132,7 @@ class PlausibleSelectiveBackprop(Method):
 
     def state(self) -> dict:
         """τ (NaN before there is one) and the share of seen examples that are suspects now, as 0-dim float
-        tensors (no host sync per step). Not named `tau`: the audit reads steps.state['tau'] as vr's switch."""
+        tensors (no host sync per step)."""
         tau, seen = self.threshold(), self.seen > 0
         share = ((self.m_label < tau) & seen).sum() / seen.sum().clamp_min(1)
         return {"plausible_tau": tau, "suspect_share": share.float()}

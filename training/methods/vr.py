@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from lossaudit.core.settings import setting
-from lossaudit.training.methods.base import Forward, Method, Preset, Selection
+from lossaudit.training.methods.base import Diagnostic, Forward, Method, Preset, Selection
 
 TAU_MOMENTUM = 0.9  # the reference's EMA of tau: tau ← 0.9 tau + 0.1 tau_new
 
@@ -30,6 +30,9 @@ class ImportanceSampling(Method):
     presets = {"vr50": Preset({"max_selectivity": 0.5}, "the paper's VR 50%: pool of 2B"),
                "vr33": Preset({"max_selectivity": 1 / 3}, "the paper's VR 33%: pool of 3B")}
     loss_based = True
+    switch = "is_on"
+    diagnostics = (Diagnostic("tau", "τ", "an EMA of how uneven the losses of a pool are; the method samples by loss "
+                                         "only while it is above its threshold", threshold="tau_th"),)
 
     def __init__(self, params: VRParams, **kw):
         super().__init__(params, **kw)
