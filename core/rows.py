@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 from lossaudit.core.hooks import legacy_identity, stored_traits
+from lossaudit.core.records import RECORDER_KEYS, experiment_id, recorded_key
 
 UPDATABLE = ("device", "epochs")  # runs columns a recorded run settles after it started (`settle`)
 
@@ -44,6 +45,23 @@ def fill_traits(con) -> None:
         declared = {k: (known or NO_DECLARED_TRAITS).get(k, v) for k, v in NO_DECLARED_TRAITS.items()}
         values["method_traits"] = values.get("method_traits", {}) | declared  # whole: a merge patch drops nulls
         con.execute("update runs set config = ? where run_id = ?", [json.dumps(values, allow_nan=False), run_id])
+
+
+def rehash_recorded(con) -> None:
+    """Recorded runs stored before schema 5 hashed their experiment's key with other JSON spacing than trained runs;
+    they get the id the one run record (lossaudit.core.records) gives them now, so that a loop recorded again joins
+    the experiment of its earlier runs. An old id whose runs would now split keeps its id."""
+    rows = con.execute("select run_id, experiment_id, dataset, model, n_train, config from runs").fetchall()
+    new: dict[str, set[str]] = {}
+    for run_id, old, dataset, model, n_train, config in rows:
+        values = json.loads(config)
+        if values.get("recorder") is True:
+            settings = {k: v for k, v in values.items() if k not in RECORDER_KEYS}
+            new.setdefault(old, set()).add(experiment_id(recorded_key(dataset, model, n_train, settings)))
+    for old, ids in new.items():
+        if len(ids) == 1:
+            con.execute("update runs set experiment_id = ? where experiment_id = ? and "
+                        "json_extract(config, '$.recorder')::varchar = 'true'", [ids.pop(), old])
 
 
 def summarise(con, run_id: int) -> None:

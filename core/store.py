@@ -21,7 +21,8 @@ import duckdb
 
 from lossaudit.core.connection import (NOT_ALLOWED, SCHEMA_VERSION, STORAGE_ERRORS, StorageFailed,  # noqa: F401
                                         _cause, _check_ours, _connect, _sql, refused, schema_sql)
-from lossaudit.core.rows import fill_identity, fill_traits, insert_suspects, move_audits, patch_config, settle, summarise
+from lossaudit.core.rows import (fill_identity, fill_traits, insert_suspects, move_audits, patch_config, rehash_recorded,
+                                 settle, summarise)
 from lossaudit.core.errors import UserError
 
 TABLES = ("runs", "examples", "observations", "steps", "evals", "predictions", "test_predictions",
@@ -138,6 +139,7 @@ class Store:
                 fill_identity(con)
                 move_audits(con)
             fill_traits(con)
+            rehash_recorded(con)
             con.execute("insert or replace into meta values ('schema_version', ?)", [SCHEMA_VERSION])
 
     @contextmanager

@@ -41,7 +41,6 @@ on correctly once the call is fixed):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import sys
@@ -54,9 +53,8 @@ import pandas as pd
 from lossaudit.core.rows import NO_DECLARED_TRAITS
 from lossaudit.core.store import Store
 from lossaudit.core.errors import UserError, choices
-from lossaudit.core.version import __version__
+from lossaudit.core.records import recorded_key, run_record
 
-GRID_KEYS = ("method", "seed", "corruption")  # not part of the experiment: they tell its arms and cells apart
 
 
 class OutOfOrder(UserError):
@@ -156,19 +154,17 @@ class Recorder:
         if config is not None and not isinstance(config, dict):
             raise UserError(f"config: expected a dict of your settings, got {type(config).__name__}")
         user_config = json.loads(json.dumps(config or {}, default=str))  # numpy numbers, paths ... as JSON
-        key = {"recorded": True, "dataset": str(dataset), "model": str(model), "n_examples": len(ids),
-               "config": {k: v for k, v in user_config.items() if k not in GRID_KEYS}}
-        text = json.dumps(key, sort_keys=True, default=str)
+        key = recorded_key(str(dataset), str(model), len(ids), user_config)
         shown = " · ".join([str(dataset), str(model), "recorded"]
                            + [f"{k}={v}" for k, v in sorted(key["config"].items())])
-        row = dict(experiment_id=hashlib.sha256(text.encode()).hexdigest()[:12],
-                   experiment=shown if len(shown) <= 160 else shown[:159] + "…", arm=self.method, method=self.method,
-                   dataset=str(dataset), model=str(model), corruption=spec, corruption_kind=kind, corrupt_frac=share,
-                   seed=int(seed), n_train=len(ids), n_test=int(n_test), n_classes=len(names), classes=names,
-                   epochs=int(epochs), command=command if command is not None else " ".join(sys.argv),
-                   version=__version__, torch_version=torch.__version__, device="unknown",
-                   config=user_config | {"recorder": True, "threads": torch.get_num_threads(), "processes": 1,
-                                         "method_traits": self._method_traits(0, 0)})
+        row = run_record(key=key, experiment=shown if len(shown) <= 160 else shown[:159] + "…", arm=self.method,
+                         method=self.method, dataset=str(dataset), model=str(model), corruption=spec,
+                         corruption_kind=kind, corrupt_frac=share, seed=int(seed), n_train=len(ids),
+                         n_test=int(n_test), classes=names, epochs=int(epochs),
+                         command=command if command is not None else " ".join(sys.argv), device="unknown",
+                         torch_version=torch.__version__,
+                         config=user_config | {"recorder": True, "threads": torch.get_num_threads(), "processes": 1,
+                                               "method_traits": self._method_traits(0, 0)})
         frame = pd.DataFrame({"example_id": ids.astype(np.int32), "label": label.astype(np.int16),
                               "true_label": truth.astype(np.int16),
                               "corruption_kind": pd.array([kind if m else None for m in marked], dtype="string"),

@@ -325,3 +325,28 @@ def test_the_test_split_is_read_at_the_epochs_the_held_out_examples_were_predict
     expected = np.mean([np.exp(e) / (np.exp(e) + 1) for e in (2, 3)])  # epochs 2 and 3 only
     assert probs[probs["class"] == 0].prob.iloc[0] == pytest.approx(expected, rel=1e-5)
     assert probs.n_epochs.tolist() == [2, 2]
+
+
+def test_trained_and_recorded_runs_share_one_run_record_and_one_experiment_hash(tmp_path):
+    """The Recorder's row comes from the same writer as a trained run's, and a recorded run stored before schema 5
+    (its experiment hashed with other JSON spacing) gets the id a loop recorded now gets."""
+    import hashlib
+    import json
+
+    from lossaudit.core.records import experiment_id, recorded_key
+    path = tmp_path / "runs.duckdb"
+    ids, labels = np.arange(6), np.array([0, 1, 0, 1, 0, 1])
+    settings = {"lr": 0.1, "seed": 3, "batch": 2}
+    with Recorder(path, method="mine", dataset="toy", examples=ids, labels=labels, config=settings, seed=3) as rec:
+        run_id = rec.run_id
+    key = recorded_key("toy", "own model", 6, settings)
+    assert "seed" not in key["config"]
+    with duckdb.connect(str(path)) as con:
+        (stored,) = con.execute("select experiment_id from runs where run_id = ?", [run_id]).fetchone()
+        assert stored == experiment_id(key)
+        old = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        assert old != stored  # the spacing the Recorder used before schema 5
+        con.execute("update runs set experiment_id = ? where run_id = ?", [old, run_id])
+        con.execute("update meta set value = '4' where key = 'schema_version'")
+    with connect_readonly(path) as con:
+        assert con.execute("select experiment_id from runs").fetchone()[0] == stored

@@ -11,12 +11,11 @@ epochs, another model, batch size or dataset never mix. A method's parameters (s
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 from lossaudit.core.errors import UserError
+from lossaudit.core.records import experiment_id
 from lossaudit.core.settings import show
 from lossaudit.training.config import FIELDS, RunConfig
 from lossaudit.training.methods import resolve_params
@@ -27,9 +26,10 @@ ALWAYS_NAMED = ("dataset", "model", "epochs")  # in every experiment's name; oth
 
 @dataclass(frozen=True)
 class Identity:
-    experiment_id: str  # 12 hex digits of a hash of the experiment's configuration
+    experiment_id: str  # 12 hex digits of a hash of the experiment's configuration (`key`)
     experiment: str  # readable: dataset · model · epochs, then every setting away from its default
     arm: str  # the method as given, then any of its parameters away from the method's defaults
+    key: dict  # the experiment's configuration (experiment_config)
 
 
 def experiment_config(cfg: RunConfig, device_type: str) -> dict:
@@ -47,11 +47,6 @@ def experiment_config(cfg: RunConfig, device_type: str) -> dict:
 def _absolute(spec: str) -> str:
     name, sep, path = spec.partition(":")
     return f"{name}:{Path(path).expanduser().absolute()}" if sep and path else spec
-
-
-def experiment_id(key: dict) -> str:
-    text = json.dumps(key, sort_keys=True, separators=(",", ":"), default=list)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _show(value) -> str:
@@ -82,7 +77,7 @@ def arm(cfg: RunConfig) -> str:
 
 def identify(cfg: RunConfig, device_type: str) -> Identity:
     key = experiment_config(cfg, device_type)
-    return Identity(experiment_id(key), experiment_name(key), arm(cfg))
+    return Identity(experiment_id(key), experiment_name(key), arm(cfg), key)
 
 
 def traits_of(cfg: RunConfig) -> dict:

@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 
 from lossaudit.core.errors import UserError
-from lossaudit.core.version import __version__
+from lossaudit.core.records import run_record
 from lossaudit.training import distributed
 from lossaudit.training.config import RunConfig
 from lossaudit.training.corruptions import parse_corruption
@@ -94,11 +94,11 @@ def run_row(cfg: RunConfig, prep: Prepared, trainer: Trainer, *, command: str, e
         "threads": torch.get_num_threads(),
         "processes": distributed.current().world,  # under torchrun: the run's processes (training.distributed)
     } | (extra or {})
-    return dict(experiment_id=who.experiment_id, experiment=who.experiment, arm=who.arm, method=cfg.method, dataset=cfg.dataset, model=cfg.model, corruption=cfg.corruption,
-                corruption_kind=kind, corrupt_frac=share, seed=cfg.seed, n_train=int(prep.trained.sum()),
-                n_test=len(prep.test), n_classes=prep.dataset.n_classes, classes=list(prep.dataset.classes),
-                epochs=cfg.epochs, config=config, command=command, version=__version__,
-                torch_version=torch.__version__, device=str(trainer.device))
+    return run_record(key=who.key, experiment=who.experiment, arm=who.arm, method=cfg.method, dataset=cfg.dataset,
+                      model=cfg.model, corruption=cfg.corruption, corruption_kind=kind, corrupt_frac=share,
+                      seed=cfg.seed, n_train=int(prep.trained.sum()), n_test=len(prep.test),
+                      classes=list(prep.dataset.classes), epochs=cfg.epochs, config=config, command=command,
+                      device=str(trainer.device), torch_version=torch.__version__)
 
 
 def candidates(cfg: RunConfig, prep: Prepared) -> int:
