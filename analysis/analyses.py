@@ -7,22 +7,24 @@ from typing import Callable
 
 import pandas as pd
 
+from lossaudit.core.registry import Registry
 from lossaudit.analysis.metrics import corrupted_share, curves, table1
 from lossaudit.analysis.separability import separability
 
 
 @dataclass(frozen=True)
 class Analysis:
+    name: str
     function: Callable[..., pd.DataFrame]
     description: str
 
 
-ANALYSES: dict[str, Analysis] = {
-    "table1": Analysis(table1, "the paper's Table 1 per experiment: speedup to 1.2 × the baseline's best error in "
-                               "backprops, "
-                               "seconds, passes"),
-    "curves": Analysis(curves, "test error vs x (backprops, seconds or passes): seed mean and band per experiment and "
-                               "method"),
-    "corrupted_share_mean": Analysis(corrupted_share, "corrupted share of backprops per epoch, mean over seeds"),
-    "separability": Analysis(separability, "AUROC, average precision and precision@k of every score, per method"),
-}
+ANALYSES: Registry[Analysis] = Registry("analysis")
+ANALYSES.register(Analysis("table1", table1, "the paper's Table 1 per experiment: speedup to 1.2 × the baseline's "
+                                             "best error in backprops, seconds, passes"))
+ANALYSES.register(Analysis("curves", curves, "test error vs x (backprops, seconds or passes): seed mean and band per "
+                                             "experiment and method"))
+ANALYSES.register(Analysis("corrupted_share_mean", corrupted_share, "corrupted share of backprops per epoch, mean over "
+                                                                    "seeds"))
+ANALYSES.register(Analysis("separability", separability, "AUROC, average precision and precision@k of every score, "
+                                                         "per method"))

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib.resources import files
 
+from lossaudit.core.registry import Registry
+
 
 @dataclass(frozen=True)
 class Score:
@@ -23,14 +25,14 @@ class Score:
     audit: str | None = None  # short name when the own-dataset audit may use it as a suspicion signal
 
 
-SCORES: dict[str, Score] = {}
+SCORES: Registry[Score] = Registry("score")
 
 
 def register_score(score: Score) -> Score:
+    """Add a score (lossaudit.core.registry); its name must be <x>_score."""
     if not score.name.endswith("_score") or not score.name.isidentifier():
         raise ValueError(f"a score is named <x>_score, got {score.name!r}")
-    SCORES[score.name] = score
-    return score
+    return SCORES.register(score)
 
 
 def builtin(name: str) -> Score:

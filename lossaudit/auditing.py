@@ -53,7 +53,7 @@ def proxy_config(dataset: str, *, model: str, epochs: int, canaries: float | Non
     examples, every one when 0) is predicted with the held-out fold, for the reading against trusted labels; its
     error is evaluated only before the first and after the last epoch (a check that training did not diverge)."""
     from lossaudit.training.config import Grid, RunConfig, validate
-    from lossaudit.training.methods import PROXY
+    from lossaudit.training.methods import BASELINE
     from lossaudit.training.prepare import prepare
     from lossaudit.training.trainer import resolve_device
 
@@ -61,10 +61,11 @@ def proxy_config(dataset: str, *, model: str, epochs: int, canaries: float | Non
         raise UserError(f"--canaries must be > 0 for an audit (they calibrate it), got {canaries}")
     if trusted_size < 0:
         raise UserError(f"--trusted-size must be >= 0 (0 = every test example), got {trusted_size}")
-    cfg = RunConfig(dataset=dataset, model=model, method=PROXY, epochs=epochs, lr_milestones=(), test_fraction=0.0,
+    cfg = RunConfig(dataset=dataset, model=model, method=BASELINE, epochs=epochs, lr_milestones=(),
+                    test_fraction=0.0,
                     canaries=0.0, train_size=train_size, seed=seed, device=device, image_size=image_size or 0,
                     eval_every=float(max(1, epochs)), folds=FOLDS, fold=0)
-    validate(Grid(cfg, (PROXY,), ("none",), (seed,)))
+    validate(Grid(cfg, (BASELINE,), ("none",), (seed,)))
     resolve_device(device)  # no CUDA, no database: fail before anything is written
     try:
         first = prepare(cfg, cache)
@@ -79,7 +80,7 @@ def proxy_config(dataset: str, *, model: str, epochs: int, canaries: float | Non
                         f"of each of the {n_classes} classes at least; valid: 0 (all) or {n_classes} and more")
     cfg = dataclasses.replace(cfg, canaries=canary_share(len(x), canaries),
                               test_size=min(trusted_size, len(first.dataset.test)) if trusted_size else 0)
-    validate(Grid(cfg, (PROXY,), ("none",), (seed,)))
+    validate(Grid(cfg, (BASELINE,), ("none",), (seed,)))
     if image_size is None:  # the default depends on the data: keep up to 32×32, shrink anything larger
         cfg = dataclasses.replace(cfg, image_size=PROXY_IMAGE_SIZE if max(x.shape[2:]) > PROXY_IMAGE_SIZE else 0)
     return cfg

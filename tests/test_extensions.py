@@ -66,7 +66,7 @@ def topk(tmp_path):
     module = _load(tmp_path, "topk_method", METHOD)
     methods.register(module.TopK)  # the one line
     yield module.TopK
-    del methods.METHODS["topk"]
+    methods.METHODS.unregister("topk")
 
 
 def test_a_new_method_is_a_flag_is_validated_trains_and_is_reported(topk, tmp_path):
@@ -114,4 +114,4 @@ def test_a_new_score_is_computed_separates_and_is_reported(tmp_path, digits_db):
         assert "max_loss_score" in page.read_text()
         assert [s["name"] for s in json.loads(twin.read_text())["scores"]][-1] == "max_loss_score"
     finally:
-        del score_registry.SCORES["max_loss_score"]
+        score_registry.SCORES.unregister("max_loss_score")

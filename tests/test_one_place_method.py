@@ -85,7 +85,7 @@ def grid(tmp_path_factory):
         build_report(store.path, html=out / "r.html", json_path=out / "r.json", images=RunImages(), gallery_size=4)
         yield store.path, (out / "r.html").read_text(), json.loads((out / "r.json").read_text())
     finally:
-        METHODS.pop(LossGate.name, None)
+        METHODS.unregister(LossGate.name)
         [PRESETS.pop(p) for p in LossGate.presets]
 
 

@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 
 from lossaudit.core.errors import UserError, choices
+from lossaudit.core.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -31,18 +32,20 @@ class Corrupted:
 
 @dataclass(frozen=True)
 class CorruptionEntry:
+    name: str
     apply: Callable[..., Corrupted]
     description: str
     needs_confusion: bool = False  # apply takes `confusion`, W[true, given] (training.confusions), and selects only
     # among the examples whose class has a confusable class
 
 
-CORRUPTIONS: dict[str, CorruptionEntry] = {}
+CORRUPTIONS: Registry[CorruptionEntry] = Registry("corruption")
 
 
 def register_corruption(name: str, description: str, *, needs_confusion: bool = False):
+    """Decorates the function that applies a corruption: registers it under `name` (lossaudit.core.registry)."""
     def wrap(fn):
-        CORRUPTIONS[name] = CorruptionEntry(fn, description, needs_confusion)
+        CORRUPTIONS.register(CorruptionEntry(name, fn, description, needs_confusion))
         return fn
     return wrap
 

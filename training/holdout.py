@@ -14,6 +14,7 @@ from torch.nn import functional as F
 from lossaudit.core.errors import TrainingFailed
 from lossaudit.training.augment import normalise
 from lossaudit.training.logs import NullSink
+from lossaudit.training.methods import BASELINE
 
 
 def fit_holdout_model(run, *, model: str | None = None, epochs: int | None = None) -> Tensor:
@@ -27,7 +28,7 @@ def fit_holdout_model(run, *, model: str | None = None, epochs: int | None = Non
     cfg, data = run.cfg, run.data
     if data.holdout_x is None:
         raise ValueError(f"{cfg.method} needs a holdout, but its holdout_share is 0")
-    il_cfg = dataclasses.replace(cfg, method="sgd", params=None, model=model or cfg.model,
+    il_cfg = dataclasses.replace(cfg, method=BASELINE, params=None, model=model or cfg.model,
                                  epochs=epochs or cfg.epochs)
     il_data = type(data)(data.holdout_x, data.holdout_y, data.holdout_id, data.test_x, data.test_y, data.n_classes)
     il = type(run)(il_cfg, il_data, progress=run.progress)

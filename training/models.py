@@ -15,22 +15,25 @@ from torch import nn
 from torch.nn import functional as F
 
 from lossaudit.core.errors import UserError
+from lossaudit.core.registry import Registry
 
 
 @dataclass(frozen=True)
 class ModelEntry:
+    name: str  # the family
     pattern: str  # full-match regex; named groups are passed to the builder as ints
     build: Callable[..., nn.Module]
     description: str
     example: str  # a valid name, used by tests and help
 
 
-MODELS: dict[str, ModelEntry] = {}
+MODELS: Registry[ModelEntry] = Registry("model family")
 
 
 def register_model(family: str, pattern: str, description: str, example: str):
+    """Decorates the function that builds a model family: registers it (lossaudit.core.registry)."""
     def wrap(fn):
-        MODELS[family] = ModelEntry(pattern, fn, description, example)
+        MODELS.register(ModelEntry(family, pattern, fn, description, example))
         return fn
     return wrap
 

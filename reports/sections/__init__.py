@@ -1,8 +1,9 @@
 """The report's per-experiment sections, in page order: one object each (reports/sections/base.py says what one
-is). Adding a section: one file here with a `Section` subclass, plus one `register` line below."""
+is). Adding a section: one file here with a `Section` subclass, plus one `SECTIONS.register` line below."""
 
 from __future__ import annotations
 
+from lossaudit.core.registry import Registry
 from lossaudit.reports.sections.alerts import Alerts
 from lossaudit.reports.sections.base import Experiment, Section, View
 from lossaudit.reports.sections.claims import Claims
@@ -16,27 +17,17 @@ from lossaudit.reports.sections.separability import Separability
 from lossaudit.reports.sections.table1 import Table1
 from lossaudit.reports.sections.verdicts import Verdicts
 
-SECTIONS: dict[str, Section] = {}
+SECTIONS: Registry[Section] = Registry("report section")  # in page order
+SECTIONS.register(Verdicts())
+SECTIONS.register(Alerts())
+SECTIONS.register(Table1())
+SECTIONS.register(Claims())
+SECTIONS.register(Curves())
+SECTIONS.register(CorruptedShare())
+SECTIONS.register(Diagnostics())
+SECTIONS.register(Separability())
+SECTIONS.register(Galleries())
+SECTIONS.register(DataMap())
+SECTIONS.register(PerClass())
 
-
-def register(section: Section) -> Section:
-    """Add a section at the end of the page; its key must be new."""
-    if not section.key or section.key in SECTIONS:
-        raise ValueError(f"section key {section.key!r} is empty or taken")
-    SECTIONS[section.key] = section
-    return section
-
-
-register(Verdicts())
-register(Alerts())
-register(Table1())
-register(Claims())
-register(Curves())
-register(CorruptedShare())
-register(Diagnostics())
-register(Separability())
-register(Galleries())
-register(DataMap())
-register(PerClass())
-
-__all__ = ["Experiment", "SECTIONS", "Section", "View", "register"]
+__all__ = ["Experiment", "SECTIONS", "Section", "View"]

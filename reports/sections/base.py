@@ -37,6 +37,11 @@ class Experiment:
     settings: list[str]
     images: ImageSource | None
 
+    def representatives(self, view: str, settings: list[str] | None = None) -> list[tuple[str, pd.Series]]:
+        """(setting, its representative run) for a per-run view ("gallery" or "scores"), settings in page order."""
+        chosen = self.chosen[view]
+        return [(s, chosen[s]) for s in (self.settings if settings is None else settings) if s in chosen]
+
 
 @dataclass(frozen=True)
 class View:
@@ -51,6 +56,10 @@ class Section:
     """Base of the report's per-experiment sections (registered in reports/sections/__init__.py)."""
 
     key: str = ""  # its key in each experiment of the JSON twin
+
+    @property
+    def name(self) -> str:  # what the registry knows it by
+        return self.key
 
     def content(self, x: Experiment) -> Any:
         raise NotImplementedError

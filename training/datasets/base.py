@@ -11,6 +11,7 @@ from typing import Callable
 import numpy as np
 
 from lossaudit.core.errors import UserError, choices
+from lossaudit.core.registry import Registry
 
 @dataclass(frozen=True)
 class Split:
@@ -48,17 +49,19 @@ class Dataset:
 
 @dataclass(frozen=True)
 class DatasetEntry:
+    name: str
     load: Callable[..., Dataset]
     description: str
     needs_path: bool
 
 
-DATASETS: dict[str, DatasetEntry] = {}
+DATASETS: Registry[DatasetEntry] = Registry("dataset")
 
 
 def register_dataset(name: str, description: str, *, needs_path: bool):
+    """Decorates the function that loads a dataset: registers it under `name` (lossaudit.core.registry)."""
     def wrap(fn):
-        DATASETS[name] = DatasetEntry(fn, description, needs_path)
+        DATASETS.register(DatasetEntry(name, fn, description, needs_path))
         return fn
     return wrap
 

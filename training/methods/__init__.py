@@ -12,6 +12,7 @@ import dataclasses
 import torch
 
 from lossaudit.core.errors import UserError, choices
+from lossaudit.core.registry import Registry
 from lossaudit.training.methods.base import Diagnostic, Forward, Method, Preset, Selection
 from lossaudit.training.methods.rho import RhoLoss
 from lossaudit.training.methods.sb import EntropySelectiveBackprop, SelectiveBackprop
@@ -20,7 +21,7 @@ from lossaudit.training.methods.sgd import SGD
 from lossaudit.training.methods.uniform import UniformSubset
 from lossaudit.training.methods.vr import ImportanceSampling
 
-METHODS: dict[str, type[Method]] = {}
+METHODS: Registry[type[Method]] = Registry("method")
 PRESETS: dict[str, tuple[str, Preset]] = {}  # preset name → (method, its parameter values)
 
 
@@ -30,7 +31,7 @@ def register(cls: type[Method]) -> type[Method]:
         owner = name if name in METHODS else PRESETS[name][0] if name in PRESETS else cls.name
         if owner != cls.name:
             raise ValueError(f"method or preset name {name!r} is taken by {owner}")
-    METHODS[cls.name] = cls
+    METHODS.register(cls)
     PRESETS.update({name: (cls.name, preset) for name, preset in cls.presets.items()})
     return cls
 
@@ -44,8 +45,8 @@ DEFAULT_METHODS: tuple[str, ...] = ("sgd", "sb50", "sb33", "sbe50", "vr50", "vr3
 # What `lossaudit audit` replays on its proxy run's losses, and the one its verdict rests on.
 REPLAYED: tuple[str, ...] = ("sb50", "sb33", "vr50", "vr33")
 AUDIT_REFERENCE = "sb50"
-# What the audit's proxies train: every example, every epoch (the baseline of Table 1).
-PROXY = "sgd"
+# The method that trains every example every epoch: the reference arm of a grid, the audit's proxies, a holdout model.
+BASELINE = "sgd"
 
 
 def all_names() -> list[str]:
@@ -95,7 +96,7 @@ def create_method(name: str, params, *, batch_size: int, n_train: int, device: t
     return method_class(name)(params, batch_size=batch_size, n_train=n_train, device=device, generator=generator)
 
 
-__all__ = ["AUDIT_REFERENCE", "DEFAULT_METHODS", "Diagnostic", "Forward", "METHODS", "Method", "PRESETS", "PROXY", "Preset",
-           "REPLAYED",
+__all__ = ["AUDIT_REFERENCE", "BASELINE", "DEFAULT_METHODS", "Diagnostic", "Forward", "METHODS", "Method", "PRESETS",
+           "Preset", "REPLAYED",
            "Selection", "all_names", "create_method", "method_class", "parameters", "register", "resolve",
            "resolve_params", "users_of"]
