@@ -169,8 +169,8 @@ def clock(trainer: Trainer, sink: StoreSink) -> dict[int, dict[str, float]]:
         return selects(epoch)
 
     trainer.method.selects = selects_and_note
-    trainer.score = wrap("score", trainer.score, lambda args: current["epoch"])
-    trainer.train_step = wrap("train", trainer.train_step, lambda args: args[1])
+    trainer.selector.score = wrap("score", trainer.selector.score, lambda args: current["epoch"])
+    trainer.stepper.step = wrap("train", trainer.stepper.step, lambda args: args[1])
     sink.write_epoch = wrap("log", sink.write_epoch, lambda args: args[0])
     return out
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 
 from lossaudit.training.logs import Counters
 
@@ -11,14 +10,15 @@ from lossaudit.training.logs import Counters
 def state_of(trainer) -> dict:
     """A trainer's checkpoint: everything that decides what happens after this epoch — weights, optimizer, the
     method's state, every random generator, the counters and the evaluation schedule (tensors and plain values)."""
-    return {"epochs_done": len(trainer.epoch_starts), "model": trainer.model.state_dict(),
+    ev, guard = trainer.evaluator, trainer.guard
+    return {"epochs_done": len(guard.epoch_starts), "model": trainer.model.state_dict(),
             "optimizer": trainer.opt.state_dict(), "method": trainer.method.state_dict(),
             "generators": {name: g.get_state() for name, g in trainer.gen.items()},
-            "counters": dataclasses.asdict(trainer.counters), "next_eval": trainer.next_eval,
-            "last_eval_backprops": trainer.last_eval_backprops, "epoch_starts": list(trainer.epoch_starts),
-            "best_test_error": trainer.best_test_error, "bad_step": trainer.bad_step.clone(),
-            "losses_since_eval": [t.detach().clone() for t in trainer.losses_since_eval],
-            "seconds": trainer.train_seconds()}
+            "counters": dataclasses.asdict(trainer.counters), "next_eval": ev.next_eval,
+            "last_eval_backprops": ev.last_eval_backprops, "epoch_starts": list(guard.epoch_starts),
+            "best_test_error": ev.best_test_error, "bad_step": guard.bad_step.clone(),
+            "losses_since_eval": [t.detach().clone() for t in ev.losses_since_eval],
+            "seconds": trainer.clock.seconds()}
 
 
 def restore(trainer, state: dict) -> None:
@@ -30,9 +30,9 @@ def restore(trainer, state: dict) -> None:
     for name, g in trainer.gen.items():
         g.set_state(state["generators"][name])
     trainer.counters = Counters(**state["counters"])
-    trainer.next_eval, trainer.last_eval_backprops = state["next_eval"], state["last_eval_backprops"]
-    trainer.epoch_starts, trainer.best_test_error = list(state["epoch_starts"]), state["best_test_error"]
-    trainer.bad_step = state["bad_step"].to(trainer.device)
-    trainer.losses_since_eval = [t.to(trainer.device) for t in state["losses_since_eval"]]
-    trainer.untimed_seconds = 0.0
-    trainer.t0 = time.perf_counter() - state["seconds"]  # the seconds axis goes on where it stopped
+    ev, guard = trainer.evaluator, trainer.guard
+    ev.next_eval, ev.last_eval_backprops = state["next_eval"], state["last_eval_backprops"]
+    guard.epoch_starts, ev.best_test_error = list(state["epoch_starts"]), state["best_test_error"]
+    guard.bad_step = state["bad_step"].to(trainer.device)
+    ev.losses_since_eval = [t.to(trainer.device) for t in state["losses_since_eval"]]
+    trainer.clock.start(state["seconds"])  # the seconds axis goes on where it stopped

@@ -83,9 +83,9 @@ def test_the_command_line_says_one_line_per_failed_run_and_exits_1(tmp_path):
 def test_a_non_finite_score_during_selection_names_the_step():
     cfg = RunConfig(method="sb50", device="cpu", model="mlp", train_size=300)
     trainer = Trainer(cfg, train_data(prepare(cfg)))
-    trainer.obs = ObservationLog(300, trainer.device)
+    obs = ObservationLog(300, trainer.device)
     with torch.no_grad():
         next(trainer.model.parameters()).fill_(float("nan"))
     index = torch.arange(128)
     with pytest.raises(TrainingFailed, match=r"non-finite score during selection at step 0 \(epoch 1\): 128 of 128"):
-        trainer.select(index, trainer.view(index), index, epoch=1)
+        trainer.selector.select(index, trainer.view(index), index, epoch=1, obs=obs)
