@@ -11,6 +11,7 @@ import io
 
 import matplotlib
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 
 PALETTE = matplotlib.colormaps["tab10"].colors
@@ -40,6 +41,23 @@ def method_colours(methods) -> dict[str, tuple]:
 
 def settings_order(values) -> list[str]:
     return sorted(set(values), key=lambda c: (c != "none", c))
+
+
+def per_setting(frame: pd.DataFrame, draw, *, xlabel: str, ylabel: str, title=lambda setting, part: setting,
+                ncol: int = 2) -> str:
+    """Small multiples, one panel per corruption setting of `frame` (clean first): `draw(ax, part)` draws a panel's
+    lines; the axes, grid and legend are the same for every figure drawn this way."""
+    settings = settings_order(frame.corruption)
+    fig, axes = panels(len(settings))
+    for ax, setting in zip(axes, settings):
+        part = frame[frame.corruption == setting]
+        draw(ax, part)
+        ax.set_title(title(setting, part), fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=ncol)
+    return png_data_uri(fig)
 
 
 def tile(image: np.ndarray) -> str:

@@ -10,19 +10,11 @@ from lossaudit.reports.sections.base import Experiment, Section, View, h3, recor
 
 def draw(shares: pd.DataFrame, colours: dict) -> str:
     """Corrupted share of backprops per epoch, per method, against the base rate; one panel per corruption."""
-    settings = figures.settings_order(shares.corruption)
-    fig, axes = figures.panels(len(settings))
-    for ax, setting in zip(axes, settings):
-        part = shares[shares.corruption == setting]
+    def panel(ax, part):
         for method, rows in part.groupby("method", sort=False):
             ax.plot(rows.epoch, rows.corrupted_share * 100, color=colours[method], label=method, lw=1.3)
         ax.axhline(part.base_rate.mean() * 100, color="black", ls="--", lw=1, label="base rate")
-        ax.set_title(setting, fontsize=10)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("corrupted share of backprops (%)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, ncol=2)
-    return figures.png_data_uri(fig)
+    return figures.per_setting(shares, panel, xlabel="epoch", ylabel="corrupted share of backprops (%)")
 
 
 class CorruptedShare(Section):

@@ -31,10 +31,7 @@ class DataMap(Section):
 
     def content(self, x: Experiment) -> dict:
         panels = []
-        for setting in x.settings:
-            run = x.chosen["scores"].get(setting)
-            if run is None:
-                continue
+        for setting, run in x.representatives("scores"):
             part = x.mine["scores"][x.mine["scores"].run_id == run.run_id]
             if part.empty:
                 continue

@@ -15,22 +15,17 @@ from lossaudit.reports.sections.base import Experiment, Section, View, h3, recor
 def draw(rows: pd.DataFrame) -> str:
     """One diagnostic over training per run, with each method's threshold dashed (where it has one); one panel per
     corruption setting. rows: the `diagnostics` analysis for one diagnostic."""
-    settings = figures.settings_order(rows.corruption)
-    fig, axes = figures.panels(len(settings))
     colours = figures.method_colours(rows.method)
-    for ax, setting in zip(axes, settings):
-        part = rows[rows.corruption == setting]
+
+    def panel(ax, part):
         for (method, seed), run in part.groupby(["method", "seed"], sort=False):
             ax.plot(run.backprops, run.value, color=colours[method], lw=1.1, label=f"{method} seed {seed}")
         for method, run in part.groupby("method", sort=False):
             if run.threshold.notna().any():
                 ax.axhline(run.threshold.dropna().iloc[0], color=colours[method], ls="--", lw=1)
-        ax.set_title(f"{setting} (dashed: threshold)" if part.threshold.notna().any() else setting, fontsize=10)
-        ax.set_xlabel("examples back-propagated")
-        ax.set_ylabel(str(rows.label.iloc[0]))
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    return figures.png_data_uri(fig)
+    return figures.per_setting(rows, panel, xlabel="examples back-propagated", ylabel=str(rows.label.iloc[0]),
+                               title=lambda s, part: f"{s} (dashed: threshold)" if part.threshold.notna().any() else s,
+                               ncol=1)
 
 
 class Diagnostics(Section):

@@ -46,7 +46,7 @@ class Galleries(Section):
     key = "galleries"
 
     def content(self, x: Experiment) -> list[dict]:
-        return [gallery(x, x.chosen["gallery"][s]) for s in x.settings if s in x.chosen["gallery"]]
+        return [gallery(x, run) for _, run in x.representatives("gallery")]
 
     def html(self, e: dict, view: View) -> str:
         parts = [h3(e, "galleries", "Most and least picked examples"),

@@ -14,10 +14,7 @@ class PerClass(Section):
 
     def content(self, x: Experiment) -> list[dict]:
         out = []
-        for setting in x.settings:
-            run = x.chosen["gallery"].get(setting)
-            if run is None:
-                continue
+        for setting, run in x.representatives("gallery"):
             rows = x.mine["per_class"][x.mine["per_class"].run_id == run.run_id]
             out.append({"corruption": setting, "run_id": int(run.run_id), "method": run.method,
                         "rows": records(rows.drop(columns=["run_id", "method", "corruption", "seed"]))})

@@ -34,10 +34,7 @@ class Separability(Section):
 
     def content(self, x: Experiment) -> dict:
         rocs = []
-        for setting in [s for s in x.settings if s != "none"]:
-            run = x.chosen["scores"].get(setting)
-            if run is None:
-                continue
+        for setting, run in x.representatives("scores", [s for s in x.settings if s != "none"]):
             curves = separability.roc_points(x.mine["scores"][x.mine["scores"].run_id == run.run_id], ROC_POINTS)
             if curves:
                 rocs.append({"corruption": setting, "run_id": int(run.run_id), "method": run.method,

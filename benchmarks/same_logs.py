@@ -1,0 +1,73 @@
+"""Do two lossaudit databases hold the same logs, run by run? The check behind "behaviour does not change".
+
+Run the same grid with two versions of lossaudit, then compare the files: every table is read run by run and
+hashed, leaving out what a rerun changes by nature (wall-clock seconds, timestamps, process id, host, the command
+line). runs.config is compared as JSON, without its seconds and without the method traits the later schema added
+(switch, diagnostics, upfront), which a database of an earlier schema gains when it is upgraded.
+
+    python benchmarks/same_logs.py BEFORE.duckdb AFTER.duckdb
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+
+import duckdb
+
+CLOCK = {"seconds", "started_at", "finished_at", "pid", "host", "command"}
+ADDED_TRAITS = ("switch", "diagnostics", "upfront")
+
+
+def _config(text: str) -> str:
+    values = json.loads(text)
+    values.pop("seconds", None)
+    for key in ("irreducible_model", "upfront"):
+        if isinstance(values.get(key), dict):
+            values[key].pop("seconds", None)
+    for key in ADDED_TRAITS:
+        values.get("method_traits", {}).pop(key, None)
+    return json.dumps(values, sort_keys=True)
+
+
+def digest(path: str) -> dict[str, dict[int, str]]:
+    """table → run_id → hash of that run's rows (clock columns left out), plus runs.config per run."""
+    con = duckdb.connect(path, read_only=True)
+    tables = [t for t, in con.execute("select table_name from duckdb_tables() where table_name != 'meta' "
+                                      "and table_name in (select table_name from duckdb_columns() "
+                                      "where column_name = 'run_id') order by 1").fetchall()]
+    out: dict[str, dict[int, str]] = {}
+    for table in tables:
+        cols = [c for c, in con.execute("select column_name from duckdb_columns() where table_name = ? "
+                                        "order by column_index", [table]).fetchall()
+                if c not in CLOCK and not (table == "runs" and c == "config")]
+        rows = con.execute(f"select {', '.join(cols)} from {table} order by all").fetchall()
+        per: dict[int, list] = {}
+        for row in rows:
+            per.setdefault(row[cols.index("run_id")], []).append(row)
+        out[table] = {r: hashlib.sha256(repr(v).encode()).hexdigest()[:16] for r, v in per.items()}
+    out["runs.config"] = {r: hashlib.sha256(_config(c).encode()).hexdigest()[:16]
+                          for r, c in con.execute("select run_id, config from runs").fetchall()}
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("before")
+    ap.add_argument("after")
+    args = ap.parse_args()
+    a, b = digest(args.before), digest(args.after)
+    differ = 0
+    for table in sorted(set(a) | set(b)):
+        runs = sorted(set(a.get(table, {})) | set(b.get(table, {})))
+        bad = [r for r in runs if a.get(table, {}).get(r) != b.get(table, {}).get(r)]
+        differ += len(bad)
+        print(f"{table:<20} {len(runs):>3} runs  " + ("identical" if not bad else f"DIFFER in runs {bad}"))
+    print("same logs, run by run" if not differ else f"{differ} run-tables differ")
+    return 0 if not differ else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
