@@ -250,10 +250,10 @@ def curves(con: duckdb.DuckDBPyConnection, x: str = "backprops", include_incompl
 
 
 TABLE1_RULE = (f"Within one experiment and corruption setting: target = {TARGET_FACTOR} × the baseline's best test "
-               "error (the arm that trains every example; mean over seeds of each seed's best); a method's cost = the x at which its seed-mean test error curve first "
-               "reaches the target, interpolated linearly between evaluations; speedup = the baseline's cost ÷ the "
-               "method's cost; — where never reached. A target at or above the untrained model's error (the "
-               "baseline's first evaluation) "
+               "error (the arm that trains every example; mean over seeds of each seed's best); a method's cost = "
+               "the x at which its seed-mean test error curve first reaches the target, interpolated linearly between "
+               "evaluations; speedup = the baseline's cost ÷ the method's cost; — where never reached. A target at "
+               "or above the untrained model's error (the baseline's first evaluation) "
                "measures nothing: then no cost is given (target_usable false). Best test error = mean over seeds of "
                "each seed's best (± std over seeds). "
                "Costs include upfront work (what a method fits before its own training); the selection-only column "

@@ -34,7 +34,7 @@ NO_CANARIES = "no canaries: the score cannot be chosen or the noise share estima
 TRUSTED_SCORE = "trusted_posterior"  # with trusted labels: the probability that the label is wrong (audit.transition)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Scored:
     """The audited examples (example_scores rows of the fold runs, canaries included), their out-of-sample class
     probabilities, every candidate suspicion score, the canary AUROC table, and the chosen score's values (higher =
@@ -190,7 +190,8 @@ def score(con: duckdb.DuckDBPyConnection, run_ids: list[int]) -> Scored:
         notes.append(NO_CANARIES)
         table = pd.DataFrame({"score": list(candidates.columns), "auroc_labels": math.nan})
         choice = FALLBACK_SCORE
-    return Scored(rows, probs, reader, confusion, candidates, table, choice, candidates[choice].to_numpy(), notes)
+    return Scored(rows=rows, probs=probs, reader=reader, confusion=confusion, candidates=candidates, table=table,
+                  choice=choice, values=candidates[choice].to_numpy(), notes=notes)
 
 
 def trusted_data(con: duckdb.DuckDBPyConnection, run_ids: list[int], scored: Scored) -> trusted_reading.Trusted | None:
@@ -210,5 +211,5 @@ def with_score(scored: Scored, name: str, values: np.ndarray) -> Scored:
         row = canary_auroc(candidates[[name]], scored.is_canary, scored.kind)
         table = pd.concat([table, row], ignore_index=True).sort_values("auroc_labels", ascending=False,
                                                                          kind="stable").reset_index(drop=True)
-    return Scored(scored.rows, scored.probs, scored.reader, scored.confusion, candidates, table, name, values,
-                  list(scored.notes))
+    return Scored(rows=scored.rows, probs=scored.probs, reader=scored.reader, confusion=scored.confusion,
+                  candidates=candidates, table=table, choice=name, values=values, notes=list(scored.notes))

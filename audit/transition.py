@@ -66,7 +66,7 @@ class Trusted:
         return [int(k) for k in np.flatnonzero(counts < MIN_TRUSTED_PER_CLASS)]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TransitionEstimate:
     share: float  # estimated share of mislabeled examples among the audited ones
     low: float  # 5% bootstrap point
@@ -141,8 +141,9 @@ def estimate(data: Trusted, *, seed: int = 0, n_boot: int = BOOTSTRAP) -> Transi
              for _ in range(n_boot)]
     low, high = np.quantile(boots, [0.05, 0.95]) if boots else (share, share)
     per_class = np.where(counts > 0, np.clip(1 - np.diag(matrix), 0.0, 1.0), np.nan)
-    return TransitionEstimate(share, float(min(low, share)), float(max(high, share)), per_class, shown(matrix),
-                              counts.astype(int), int(len(data.trusted_label)))
+    return TransitionEstimate(share=share, low=float(min(low, share)), high=float(max(high, share)),
+                              per_class=per_class, matrix=shown(matrix), counts=counts.astype(int),
+                              n_trusted=int(len(data.trusted_label)))
 
 
 def mislabeled_probability(data: Trusted, matrix: np.ndarray) -> np.ndarray:

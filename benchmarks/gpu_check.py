@@ -71,7 +71,7 @@ def cifar_shaped(n: int, seed: int = 0) -> TrainData:
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
     y = rng.integers(0, 10, n).astype(np.int64)
-    return TrainData(x, y, np.arange(n), x[:1000], y[:1000], 10)
+    return TrainData(x=x, y=y, example_id=np.arange(n), test_x=x[:1000], test_y=y[:1000], n_classes=10)
 
 
 def training_flops(trainer: Trainer) -> float:

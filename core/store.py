@@ -21,8 +21,8 @@ import duckdb
 
 from lossaudit.core.connection import (NOT_ALLOWED, SCHEMA_VERSION, STORAGE_ERRORS, StorageFailed,  # noqa: F401
                                         _cause, _check_ours, _connect, _sql, refused, schema_sql)
-from lossaudit.core.rows import (fill_identity, fill_traits, insert_suspects, move_audits, patch_config, rehash_recorded,
-                                 settle, summarise)
+from lossaudit.core.rows import (fill_identity, fill_traits, insert_suspects, move_audits, patch_config,
+                                 rehash_recorded, settle, summarise)
 from lossaudit.core.errors import UserError
 
 TABLES = ("runs", "examples", "observations", "steps", "evals", "predictions", "test_predictions",

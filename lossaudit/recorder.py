@@ -223,7 +223,8 @@ class Recorder:
             ok, z = None if z is None else torch.isfinite(z).all(1), None
         self._calls += 1
         self._device = self._device or device
-        self.buffer.calls.append(Call(index, z, given, fwd, pick, prob, self.step, MODES.index(mode), self._calls, ok))
+        self.buffer.calls.append(Call(ids=index, logits=z, loss=given, fwd=fwd, picked=pick, prob=prob,
+                                      step=self.step, mode=MODES.index(mode), number=self._calls, logits_ok=ok))
         c = self.counters
         if pick is not None:
             c["selection_candidates"] += n

@@ -74,8 +74,9 @@ def compose(db: str, data: dict, images: ImageSource | None, gallery_size: int,
                 if isinstance(v, pd.DataFrame) and "experiment_id" in v}
         for key in ("scores", "gallery", "per_class"):
             mine[key] = data[key][data[key].run_id.isin(members.run_id)]
-        x = Experiment(eid, members, mine, data, _representatives(members[members.standing == "compared"], summary),
-                       figures.settings_order(members.corruption), images)
+        x = Experiment(eid=eid, members=members, mine=mine, data=data,
+                       chosen=_representatives(members[members.standing == "compared"], summary),
+                       settings=figures.settings_order(members.corruption), images=images)
         content["experiments"].append({
             "experiment_id": eid, "experiment": members.experiment.iloc[0], "n_runs": len(members),
             "n_compared": int((members.standing == "compared").sum()),

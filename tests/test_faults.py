@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from lossaudit.cli import app
 from lossaudit.core.errors import UserError
+from lossaudit.core.store import SCHEMA_VERSION
 from lossaudit.core.files import replacing, write_text
 
 RUN_ANY = ["run", "--epochs", "1", "--model", "mlp", "--device", "cpu", "--method", "sgd", "--corruption", "none"]
@@ -174,8 +175,8 @@ def test_writing_through_a_symlink_replaces_its_target_and_keeps_the_link(tmp_pa
 NOT_OURS = {"foreign": "is not a lossaudit database (it holds table(s) measurements",
             "page": "not a valid DuckDB database file", "empty": "not a valid DuckDB database file",
             "newer": "has schema '99', newer than this lossaudit's", "unknown": "has schema 'banana', which no lossaudit",
-            "no_table": "is damaged: it says schema 4 but lacks table suspects",
-            "no_column": "is damaged: it says schema 4 but lacks evals.train_loss",
+            "no_table": f"is damaged: it says schema {SCHEMA_VERSION} but lacks table suspects",
+            "no_column": f"is damaged: it says schema {SCHEMA_VERSION} but lacks evals.train_loss",
             "truncated": "Could not read enough bytes", "flipped": "the file is damaged or cut short",
             "noise": "not a valid DuckDB database file"}
 COMMANDS = {"sql": ["sql", "select * from runs", "--db", "{f}"], "report": ["report", "--json", "{d}/r.json", "--db", "{f}"],

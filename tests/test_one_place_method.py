@@ -3,11 +3,10 @@ registered with one line (here, in this test), appears in Table 1, the run summa
 with no other file touched; and no file outside training/methods names a method in its code."""
 
 import ast
-import io
 import json
 import re
-import tokenize
 from dataclasses import dataclass
+from types import SimpleNamespace
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from lossaudit.core.store import Store, connect_readonly
 from lossaudit.reports.report import build_report
 from lossaudit.reports.verdict import verdicts
 from lossaudit.running import run_one
+from lossaudit.summary import print_summary
 from lossaudit.training.config import RunConfig
 from lossaudit.training.examples import RunImages
 from lossaudit.training.methods import METHODS, PRESETS, Diagnostic, Method, Selection, register
@@ -89,7 +89,7 @@ def grid(tmp_path_factory):
         [PRESETS.pop(p) for p in LossGate.presets]
 
 
-def test_the_new_method_and_its_diagnostic_reach_table1_summary_verdict_and_report(grid):
+def test_the_new_method_and_its_diagnostic_reach_table1_summary_verdict_and_report(grid, capsys):
     db, page, js = grid
     with connect_readonly(db) as con:
         table1 = metrics.table1(con)
@@ -99,6 +99,9 @@ def test_the_new_method_and_its_diagnostic_reach_table1_summary_verdict_and_repo
     gate = summary.set_index("method").loc["lossgate"]
     assert gate.diagnostics.startswith("loss spread ") and gate.diagnostics.endswith(", threshold 1.1")
     assert 0 <= gate.switch_on_share <= 1 and gate.nominal_selectivity == 0.5
+    print_summary(db, [SimpleNamespace(run_id=r, action="train", reason="") for r in summary.run_id])
+    printed = capsys.readouterr().out  # the table `lossaudit run` prints when the grid is done
+    assert "switch on" in printed and "loss spread" in printed and "lossgate" in printed
     (verdict,) = verdicts(table1, summary, standing)
     assert any(d.startswith("lossgate: ") for d in verdict.details)  # judged as a loss-based method
     assert any(d.startswith("lossgate selected in ") and "loss spread" in d for d in verdict.details)

@@ -17,7 +17,7 @@ from lossaudit.core.errors import UserError, choices
 from lossaudit.core.registry import Registry
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Corrupted:
     """Training data after corruption. x: (N, C, H, W) uint8; label, true_label: (N,) int64; is_corrupted: (N,) bool."""
 
@@ -73,7 +73,8 @@ def corrupt(x: np.ndarray, y: np.ndarray, n_classes: int, spec: str, seed: int, 
     (n_classes × n_classes, >= 0), for the kinds that need one."""
     kind, share = parse_corruption(spec)
     if kind is None:
-        return Corrupted(x, y.copy(), y.copy(), np.zeros(len(y), dtype=bool), None, 0.0)
+        return Corrupted(x=x, label=y.copy(), true_label=y.copy(), is_corrupted=np.zeros(len(y), dtype=bool),
+                         kind=None, share=0.0)
     entry = CORRUPTIONS[kind]
     rng = np.random.default_rng([seed, 0xC0FFEE])
     n = int(round(share * len(y)))
@@ -99,7 +100,8 @@ def random_labels(x, y, n_classes, selected, rng, share) -> Corrupted:
     label = y.copy()
     label[selected] = rng.integers(0, n_classes, size=int(selected.sum()))
     changed = int((label != y).sum())
-    return Corrupted(x, label, y.copy(), selected, "random_labels", share, {"labels_changed": changed})
+    return Corrupted(x=x, label=label, true_label=y.copy(), is_corrupted=selected, kind="random_labels", share=share,
+                     record={"labels_changed": changed})
 
 
 @register_corruption("shuffle_pixels", "one random permutation of pixel positions, shared by every selected "
@@ -109,8 +111,8 @@ def shuffle_pixels(x, y, n_classes, selected, rng, share) -> Corrupted:
     perm = rng.permutation(h * w)
     out = x.copy()
     out[selected] = x[selected].reshape(-1, c, h * w)[:, :, perm].reshape(-1, c, h, w)
-    return Corrupted(out, y.copy(), y.copy(), selected, "shuffle_pixels", share,
-                     {"permutation_head": perm[:8].tolist()})
+    return Corrupted(x=out, label=y.copy(), true_label=y.copy(), is_corrupted=selected, kind="shuffle_pixels",
+                     share=share, record={"permutation_head": perm[:8].tolist()})
 
 
 @register_corruption("gaussian", "selected images replaced by Gaussian noise with that image's own pixel mean "
@@ -123,8 +125,8 @@ def gaussian(x, y, n_classes, selected, rng, share) -> Corrupted:
     noise = rng.standard_normal(chosen.shape) * std[:, None, None, None] + mean[:, None, None, None]
     clipped = int(((noise < 0) | (noise > 255)).sum())
     out[selected] = np.clip(np.round(noise), 0, 255).astype(np.uint8)
-    return Corrupted(out, y.copy(), y.copy(), selected, "gaussian", share,
-                     {"values_clipped": clipped, "values_total": int(noise.size)})
+    return Corrupted(x=out, label=y.copy(), true_label=y.copy(), is_corrupted=selected, kind="gaussian", share=share,
+                     record={"values_clipped": clipped, "values_total": int(noise.size)})
 
 
 @register_corruption("confusable_labels", "selected examples get the label of a class their own class is confused "
@@ -138,5 +140,5 @@ def confusable_labels(x, y, n_classes, selected, rng, share, *, confusion) -> Co
     cumulative = np.cumsum(weights, axis=1)
     draw = rng.random(len(rows)) * cumulative[:, -1]
     label[rows] = (cumulative <= draw[:, None]).sum(1)  # the first class whose cumulative weight exceeds the draw
-    return Corrupted(x, label, y.copy(), selected, "confusable_labels", share,
-                     {"labels_changed": int((label != y).sum())})
+    return Corrupted(x=x, label=label, true_label=y.copy(), is_corrupted=selected, kind="confusable_labels",
+                     share=share, record={"labels_changed": int((label != y).sum())})

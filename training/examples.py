@@ -21,7 +21,7 @@ from lossaudit.training.datasets import Dataset, Split, load_dataset, stratified
 RESIZE_CHUNK = 4096  # images resized per interpolation call
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Prepared:
     """A run's data, one row per training example (canaries appended last).
 
@@ -129,7 +129,8 @@ def prepare_examples(cfg: DataSpec, cache: dict | None = None) -> Prepared:
             folds = np.concatenate([folds, folds[can.origin]])  # a canary goes with its original
         role[(folds == cfg.fold) & ((role == "train") | (role == "canary"))] = "held_out"
         record["held_out"] = int((role == "held_out").sum())
-    return Prepared(dataset, train, test, x, label, true, bad, kind, role, ids, src, record)
+    return Prepared(dataset=dataset, train=train, test=test, x=x, label=label, true_label=true, is_corrupted=bad,
+                    kind=kind, role=role, example_id=ids, source=src, record=record)
 
 
 def confusion_of(cfg: DataSpec, dataset: Dataset, train: Split, cache: dict) -> tuple[np.ndarray, str] | None:

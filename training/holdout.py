@@ -30,7 +30,8 @@ def fit_holdout_model(run, *, model: str | None = None, epochs: int | None = Non
         raise ValueError(f"{cfg.method} needs a holdout, but its holdout_share is 0")
     il_cfg = dataclasses.replace(cfg, method=BASELINE, params=None, model=model or cfg.model,
                                  epochs=epochs or cfg.epochs)
-    il_data = type(data)(data.holdout_x, data.holdout_y, data.holdout_id, data.test_x, data.test_y, data.n_classes)
+    il_data = type(data)(x=data.holdout_x, y=data.holdout_y, example_id=data.holdout_id, test_x=data.test_x,
+                         test_y=data.test_y, n_classes=data.n_classes)
     il = type(run)(il_cfg, il_data, progress=run.progress)
     try:
         il.fit(NullSink())

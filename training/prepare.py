@@ -68,8 +68,8 @@ def examples_frame(prep: Prepared) -> pd.DataFrame:
 def train_data(prep: Prepared) -> TrainData:
     keep, held, out = prep.trained, prep.role == "holdout", prep.role == "held_out"
     has_holdout, has_out = bool(held.any()), bool(out.any())
-    return TrainData(prep.x[keep], prep.label[keep], prep.example_id[keep], prep.test.x, prep.test.y,
-                     prep.dataset.n_classes,
+    return TrainData(x=prep.x[keep], y=prep.label[keep], example_id=prep.example_id[keep], test_x=prep.test.x,
+                     test_y=prep.test.y, n_classes=prep.dataset.n_classes,
                      holdout_x=prep.x[held] if has_holdout else None, holdout_y=prep.label[held] if has_holdout else None,
                      holdout_id=prep.example_id[held] if has_holdout else None,
                      predict_x=prep.x[out] if has_out else None, predict_id=prep.example_id[out] if has_out else None,

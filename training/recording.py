@@ -113,7 +113,7 @@ def checked_ids(value, n: int, device, name: str, call: str, after: int, upper: 
     return t, Pending(bad, f"{name} of {call}", f"of {n} values are out of range; give {valid}", after)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Call:
     """One observe call as given: ids (n,), logits (n, K) or None, loss (n,) or None, the statistics already
     computed (`fwd`, for many classes) or None, picked (n,) int16 or float or None (the mode's default),

@@ -33,7 +33,7 @@ from lossaudit.training.stepping import Guard, Stepper
 CROP_PADDING = 4  # random crop with this much zero padding, the paper's augmentation for 32×32 images
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainData:
     """Host arrays for one run. x: (N, C, H, W) uint8; y: (N,) int64 labels as trained; example_id: (N,).
 

@@ -20,7 +20,7 @@ import pandas as pd
 ImageSource = Callable[[dict, Sequence[int]], np.ndarray]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Experiment:
     """One experiment's share of what the report gathered, for the sections' `content`.
 

@@ -121,40 +121,32 @@ def test_missing_database_is_one_clear_line(tmp_path):
         Store(tmp_path / "no" / "such" / "dir.duckdb")
 
 
-def test_a_schema_2_database_gains_the_audit_columns_of_schema_3(tmp_path):
-    import duckdb
-    path = tmp_path / "v2.duckdb"
-    Store(path)
-    added = ["fold_runs", "noise_by_kind", "uniform_weight", "per_class", "confusion", "scores_file"]
-    con = duckdb.connect(str(path))  # as lossaudit 0.2 left it: no predictions table, audits without these columns
-    con.execute("drop table predictions")
-    for column in added:
-        con.execute(f"alter table audits drop column {column}")
-    con.execute("update meta set value = '2' where key = 'schema_version'")
-    con.close()
-    with connect_readonly(path) as con:
-        columns = {c for c, in con.execute("select column_name from duckdb_columns() where table_name = 'audits'").fetchall()}
-        assert set(added) <= columns
-        assert con.execute("select value from meta where key = 'schema_version'").fetchone()[0] == SCHEMA_VERSION
-        assert con.execute("select count(*) from predictions").fetchone()[0] == 0
+# What each earlier schema lacked: (tables it had not, audits columns it had not); an older one lacks the later ones too.
+ADDED = {"2": (["predictions"], ["fold_runs", "noise_by_kind", "uniform_weight", "per_class", "confusion",
+                                  "scores_file"]),
+         "3": (["test_predictions"], ["noise_reference", "n_trusted", "transition"])}
 
 
-def test_a_schema_3_database_gains_the_test_predictions_and_the_trusted_reading_columns(tmp_path):
+@pytest.mark.parametrize("version", sorted(ADDED))
+def test_a_database_of_schema_2_or_3_gains_the_tables_and_columns_added_since(tmp_path, version):
     import duckdb
-    path = tmp_path / "v3.duckdb"
+    path = tmp_path / f"v{version}.duckdb"
     Store(path)
-    added = ["noise_reference", "n_trusted", "transition"]
-    con = duckdb.connect(str(path))  # as lossaudit 0.3 left it
-    con.execute("drop table test_predictions")
-    for column in added:
+    later = [v for v in sorted(ADDED) if v >= version]
+    tables = [t for v in later for t in ADDED[v][0]]
+    columns = [c for v in later for c in ADDED[v][1]]
+    con = duckdb.connect(str(path))  # as that version of lossaudit left it
+    for table in tables:
+        con.execute(f"drop table {table}")
+    for column in columns:
         con.execute(f"alter table audits drop column {column}")
-    con.execute("update meta set value = '3' where key = 'schema_version'")
+    con.execute("update meta set value = ? where key = 'schema_version'", [version])
     con.close()
     with connect_readonly(path) as con:
-        columns = {c for c, in con.execute("select column_name from duckdb_columns() where table_name = 'audits'").fetchall()}
-        assert set(added) <= columns
+        have = {c for c, in con.execute("select column_name from duckdb_columns() where table_name = 'audits'").fetchall()}
+        assert set(columns) <= have
         assert con.execute("select value from meta where key = 'schema_version'").fetchone()[0] == SCHEMA_VERSION
-        assert con.execute("select count(*) from test_predictions").fetchone()[0] == 0
+        assert all(con.execute(f"select count(*) from {t}").fetchone()[0] == 0 for t in tables)
 
 
 def test_a_schema_4_database_gains_the_traits_each_method_declares_now(tmp_path):
