@@ -114,7 +114,7 @@ def test_stale_sb_skips_forwards_and_reuses_scores_by_example_id(tmp_path):
     t.method.cache.store(index[:3], dataclasses.replace(t.score(t.view(index[:3]), t.y[index[:3]]),
                                                         loss=planted[:3]), epoch=1)
     before = t.counters.forwards_scoring
-    fwd, stale_mask = t.scores(index, t.view(index), epoch=2)
+    fwd, stale_mask = t.selector.scores(index, t.view(index), epoch=2)
     assert stale_mask.tolist() == [True, True, True, False, False]
     assert fwd.loss[:3].tolist() == pytest.approx([0.11, 0.22, 0.33])
     assert t.counters.forwards_scoring == before + 2  # only the two expired candidates were forwarded
