@@ -200,6 +200,29 @@ def judge(noise_share: float, high: float, n_suspects: int, replay: pd.DataFrame
     return "safe", f"safe: {numbers}"
 
 
+def method_verdicts(noise_share: float, high: float, replay: pd.DataFrame) -> list[dict]:
+    """The verdict for each method replayed by its pick rule, by the lines of `verdict_rule` with that method in the
+    reference's place: unsafe when the noise share is at least UNSAFE_SHARE and the method would back-propagate a
+    suspect at least UNSAFE_OVERPICK times as often as a random example; caution when the interval reaches
+    CAUTION_SHARE and it would favour them at all; safe otherwise; unknown without a noise share."""
+    out = []
+    for r in replay[replay.replay == JUDGED_MODE].itertuples(index=False):
+        ratio = float(r.overpick_ratio)
+        if math.isnan(noise_share) or math.isnan(ratio):
+            verdict = "unknown"
+        elif noise_share >= UNSAFE_SHARE and ratio >= UNSAFE_OVERPICK:
+            verdict = "unsafe"
+        elif high >= CAUTION_SHARE and ratio > 1:
+            verdict = "caution"
+        else:
+            verdict = "safe"
+        how = ("no suspects to keep" if math.isnan(ratio) else
+               f"it would back-propagate a suspect {ratio:.2f}x as often as a random example "
+               f"({r.share_of_picks_on_suspects:.1%} of its backprops on the {r.suspects_share_of_data:.1%} suspects)")
+        out.append({"method": r.method, "verdict": verdict, "ratio": ratio, "line": f"{r.method}: {verdict}: {how}"})
+    return out
+
+
 # -- the whole analysis ----------------------------------------------------------------------------
 
 
@@ -222,6 +245,7 @@ class AuditResult:
     threshold: float
     canary_recall: dict[str, float]  # share of each canary kind at or above the suspect threshold
     replay: pd.DataFrame  # method, replay, share of picks on suspects, suspects' share of the data, ratio, ...
+    method_verdicts: list[dict]  # per method replayed by its pick rule: method, verdict, ratio, line
     verdict: str
     verdict_line: str
     verdict_rule: str
@@ -249,6 +273,7 @@ class AuditResult:
                         "confusion": {g: {s: int(n) for s, n in row.items() if n}
                                       for g, row in self.confusion.iterrows()},
                         "replay": self.replay.to_dict(orient="records"), "replay_modes": REPLAY_MODES,
+                        "method_verdicts": self.method_verdicts,
                         "notes": self.notes})
 
 
@@ -324,7 +349,8 @@ def analyse(con: duckdb.DuckDBPyConnection, run_ids: list[int], *, classes: list
                        noise_by_kind=est.by_kind if est else {},
                        uniform_weight=est.uniform_weight if est else math.nan, per_class=by_class,
                        confusion=confusion_table(found.frame, classes), suspects=found.frame, ranking=found.ranking,
-                       threshold=found.threshold, canary_recall=found.canary_recall, replay=picked, verdict=verdict,
+                       threshold=found.threshold, canary_recall=found.canary_recall, replay=picked,
+                       method_verdicts=method_verdicts(share, interval[1], picked), verdict=verdict,
                        verdict_line=line, verdict_rule=verdict_rule(reference), notes=notes, **extra)
 
 

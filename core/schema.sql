@@ -84,7 +84,8 @@ create table if not exists steps (
     selection_picks   bigint,
     train_loss        float not null,
     state             map(varchar, double),
-    seconds           double not null
+    seconds           double not null,
+    forwards_logging  bigint
 );
 
 create table if not exists evals (
@@ -98,7 +99,8 @@ create table if not exists evals (
     seconds           double not null,
     test_loss         double not null,
     test_error        double not null,
-    train_loss        double
+    train_loss        double,
+    forwards_logging  bigint
 );
 
 create table if not exists predictions (
@@ -153,7 +155,8 @@ create table if not exists audits (
     replay_modes  json not null,
     notes         varchar[] not null,
     suspects_file varchar,
-    scores_file   varchar
+    scores_file   varchar,
+    method_verdicts json
 );
 
 create table if not exists suspects (
@@ -252,6 +255,7 @@ comment on column audits.per_class is 'JSON list, one object per given label: cl
 comment on column audits.confusion is 'JSON object: among the suspects, given label → suggested label → count.';
 comment on column audits.score_table is 'JSON list, one object per candidate score: score (name), auroc_<kind> (AUROC of ranking that canary kind above the user examples) and auroc_labels (their mean over the label canary kinds, which chooses the score).';
 comment on column audits.replay is 'JSON list, one object per replayed method and replay mode: method, replay (pick rule or as run), share_of_picks_on_suspects, suspects_share_of_data, overpick_ratio, selecting_share (share of observations whose round was selected from).';
+comment on column audits.method_verdicts is 'JSON list, one object per method replayed by its pick rule: method, verdict (safe, caution, unsafe or unknown, by the lines of verdict_rule with that method in the place of the reference), ratio (how many times as often as a random example it would back-propagate a suspect), line (in words); NULL for audits written before schema 6.';
 comment on column audits.replay_modes is 'JSON object: replay mode → what it replays.';
 comment on column audits.notes is 'Caveats of this audit, one line each.';
 comment on column audits.suspects_file is 'The CSV the suspects were also written to.';
@@ -289,6 +293,7 @@ comment on column steps.n_scored is 'Examples scored by no-grad forwards since t
 comment on column steps.n_backprop is 'Examples back-propagated in this step (the batch size, except an epoch''s last step).';
 comment on column steps.forwards_scoring is 'Cumulative examples forwarded for scoring (no grad) up to and including this step.';
 comment on column steps.forwards_training is 'Cumulative examples forwarded in training (with grad) up to and including this step.';
+comment on column steps.forwards_logging is 'Cumulative examples forwarded (no grad) only to log their statistics, by a method whose picks never read them (the uniform control with --uniform-scoring): charged to no cost; NULL in databases written before schema 6 and for recorded runs.';
 comment on column steps.backprops is 'Cumulative examples back-propagated up to and including this step.';
 comment on column steps.selection_candidates is 'Cumulative candidates offered to the method''s selection (rounds in which it selected; not warm-up epochs, not rounds with the method''s switch off); NULL in databases written before schema 2.';
 comment on column steps.selection_picks is 'Cumulative picks the method made from those candidates; selection_picks / selection_candidates is the realised selectivity.';
@@ -303,6 +308,7 @@ comment on column evals.backprops is 'Cumulative examples back-propagated before
 comment on column evals.forwards is 'Cumulative examples forwarded (scoring plus training).';
 comment on column evals.forwards_scoring is 'Cumulative examples forwarded for scoring (no grad).';
 comment on column evals.forwards_training is 'Cumulative examples forwarded in training (with grad).';
+comment on column evals.forwards_logging is 'Cumulative examples forwarded only to log (see steps.forwards_logging); not in forwards, charged to no cost; NULL before schema 6.';
 comment on column evals.seconds is 'Training wall-clock seconds before the evaluation: scoring, selection and training steps; evaluation and logging excluded.';
 comment on column evals.test_loss is 'Mean cross-entropy on the test split (never corrupted).';
 comment on column evals.test_error is 'Share of test examples misclassified, 0..1.';

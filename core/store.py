@@ -134,6 +134,8 @@ class Store:
                 con.execute(_sql("upgrade_2.sql"))
             if version in ("2", "3"):
                 con.execute(_sql("upgrade_3.sql"))
+            if version is not None:  # the tables gain schema 6's columns before schema.sql comments on them
+                con.execute(_sql("upgrade_5.sql"))
             con.execute(schema_sql())
             if version == "1":
                 fill_identity(con)

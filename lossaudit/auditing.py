@@ -248,6 +248,8 @@ def print_summary(console, result: AuditResult, csv: Path, parquet: Path, scores
                        ratio, f"{r.selecting_share:.0%}")
     print_table(replay, quiet=quiet)
     console.print("replay: " + "; ".join(f"{k} = {v}" for k, v in REPLAY_MODES.items()))
+    for v in result.method_verdicts:
+        console.print(f"method verdict: {v['line']}")
     for note in result.notes:
         console.print(f"note: {note}")
     console.print(f"suspects: {csv} and {parquet}; every audited example with its score, suggested label and a "

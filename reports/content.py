@@ -135,7 +135,7 @@ def _audits(data: dict, images: ImageSource | None) -> list[dict]:
     out = []
     runs = data["runs"].set_index("run_id")
     for a in records(data["audits"]):
-        for key in ("score_table", "per_class", "confusion", "replay", "replay_modes", "transition"):
+        for key in ("score_table", "per_class", "confusion", "replay", "replay_modes", "transition", "method_verdicts"):
             a[key] = json.loads(a[key]) if isinstance(a.get(key), str) else a.get(key)
         for key in ("canaries", "canary_recall", "noise_by_kind"):
             value = a.get(key)

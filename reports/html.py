@@ -115,6 +115,10 @@ def _audits_html(c: dict) -> str:
         modes = "; ".join(f"{k}: {v}" for k, v in (a.get("replay_modes") or {}).items())
         parts.append("<h3>Replayed pick rules: share of backprops on the suspects</h3>"
                      + (f"<p class=muted>{escape(modes)}</p>" if modes else "") + _table(pd.DataFrame(a["replay"])))
+        if a.get("method_verdicts"):
+            parts.append("<h3>Per method: is it safe on this data?</h3><ul>" + "".join(
+                f"<li class='{AUDIT_LEVEL.get(v['verdict'], 'no-baseline')}'>{escape(v['line'])}</li>"
+                for v in a["method_verdicts"]) + "</ul>")
         top = pd.DataFrame(a.get("top_suspects") or [])
         if not top.empty:  # one column per score the audit used as a signal
             top = pd.concat([top.drop(columns=["scores"]), pd.DataFrame(list(top.scores))], axis=1)

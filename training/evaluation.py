@@ -79,7 +79,8 @@ class Evaluator:
             self.evals.append(dict(step=c.step, epoch=epoch, backprops=c.backprops,
                                    forwards=c.forwards_scoring + c.forwards_training,
                                    forwards_scoring=c.forwards_scoring, forwards_training=c.forwards_training,
-                                   seconds=seconds, test_loss=test_loss, test_error=test_error, train_loss=train_loss))
+                                   seconds=seconds, test_loss=test_loss, test_error=test_error, train_loss=train_loss,
+                                   forwards_logging=c.forwards_logging))
             self.last_eval_backprops = c.backprops
             self.best_test_error = min(self.best_test_error, test_error)
             while self.next_eval <= c.backprops:

@@ -85,8 +85,8 @@ def traits_of(cfg: RunConfig) -> dict:
     import torch
 
     from lossaudit.training.methods import create_method
-    method = create_method(cfg.method, cfg.params, batch_size=cfg.batch_size, n_train=1, device=torch.device("cpu"),
-                           generator=torch.Generator())
+    method = create_method(cfg.method, cfg.params, batch_size=cfg.batch_size, n_train=1, epochs=cfg.epochs,
+                           device=torch.device("cpu"), generator=torch.Generator())
     return method.traits()
 
 

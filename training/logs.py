@@ -26,12 +26,14 @@ class Counters:
     """Examples forwarded and back-propagated so far (host ints, known without a device sync).
 
     selection_candidates: candidates offered to the method's selection (rounds where it selects);
-    selection_picks: picks it made from them. Their ratio is the realised selectivity.
+    selection_picks: picks it made from them. Their ratio is the realised selectivity. forwards_logging: no-grad
+    forwards made only to log, by a method whose picks never read them (charged to no cost).
     """
 
     step: int = 0
     forwards_scoring: int = 0
     forwards_training: int = 0
+    forwards_logging: int = 0
     backprops: int = 0
     scored_since_step: int = 0
     selection_candidates: int = 0

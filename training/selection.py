@@ -17,15 +17,26 @@ class Selector:
     def __init__(self, run):
         self.run = run
 
+    def sync(self) -> None:
+        if self.run.device.type == "cuda":
+            torch.cuda.synchronize()
+
     def everything(self, index: Tensor, x: Tensor, slot: Tensor) -> tuple[Batch, int]:
         """A round the method does not select from (warm-up, a switch off): every candidate is trained once."""
         ones = torch.ones(len(index), device=self.run.device)
         return Batch(index, x, slot, ones, ones), len(index)
 
     def select(self, index: Tensor, x: Tensor, slot: Tensor, epoch: int, obs: ObservationLog) -> tuple[Batch, int]:
-        """Score the candidates (fresh or cached), let the method pick, log, and return the picks."""
+        """Score the candidates (fresh or cached), let the method pick, log, and return the picks. Scores a method
+        only logs (its picks never read them) are neither timed nor counted as scoring: they cost it nothing."""
         run, method = self.run, self.run.method
-        fwd, stale = self.scores(index, x, epoch) if method.needs_scores else (None, False)
+        if method.needs_scores and method.scores_log_only:
+            self.sync()  # queued training work stays charged to training, the logging forward is not
+            with run.clock.untimed():
+                fwd, stale = self.scores(index, x, epoch)
+                self.sync()
+        else:
+            fwd, stale = self.scores(index, x, epoch) if method.needs_scores else (None, False)
         sel = method.select(fwd, index, epoch)
         if fwd is not None:
             obs.record(slot, fwd, step=run.counters.step, mode=SCORE, select_prob=sel.select_prob, picked=sel.picked,
@@ -38,6 +49,10 @@ class Selector:
                                      f"{n_bad} of {len(index)} candidates have a non-finite loss or entropy; the model "
                                      f"diverged, try a lower --lr (now {run.cfg.lr:g})")
         else:
+            if sel.cached is not None:
+                # what it judged by, a row per candidate: a left-out one keeps it, a pick's training forward replaces it
+                obs.record(slot, sel.cached, step=run.counters.step, mode=SCORE, select_prob=sel.select_prob,
+                           picked=sel.picked, stale=True)
             count = int(sel.picked.sum())  # one host sync per round: how many picks to queue
         run.counters.selection_candidates += len(index)
         run.counters.selection_picks += count
@@ -72,6 +87,9 @@ class Selector:
             logits = run.model(x[start:stop])
         if run.ranks.active:
             logits = run.ranks.gather_rows(logits.float(), len(y))
-        run.counters.forwards_scoring += len(y)
-        run.counters.scored_since_step += len(y)
+        if run.method.scores_log_only:
+            run.counters.forwards_logging += len(y)
+        else:
+            run.counters.forwards_scoring += len(y)
+            run.counters.scored_since_step += len(y)
         return Forward.from_logits(logits, y)

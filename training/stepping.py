@@ -66,6 +66,7 @@ class Stepper:
         steps.add(dict(step=c.step, epoch=epoch, lr=run.opt.param_groups[0]["lr"], n_scored=c.scored_since_step,
                        n_backprop=len(batch), forwards_scoring=c.forwards_scoring,
                        forwards_training=c.forwards_training, backprops=c.backprops,
+                       forwards_logging=c.forwards_logging,
                        selection_candidates=c.selection_candidates, selection_picks=c.selection_picks,
                        seconds=run.clock.seconds()), loss, run.method.state())
         c.step += 1

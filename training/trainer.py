@@ -109,7 +109,7 @@ class Trainer:
         self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                    weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
         self.method = create_method(cfg.method, cfg.params, batch_size=cfg.batch_size, n_train=len(data.y),
-                                    device=device, generator=self.gen["select"])
+                                    device=device, generator=self.gen["select"], epochs=cfg.epochs)
         self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext())
         self.score_autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if cfg.score_precision == "bf16"
                                else self.autocast)

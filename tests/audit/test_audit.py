@@ -13,6 +13,7 @@ from lossaudit.auditing import run_audit
 from lossaudit.cli import app
 from lossaudit.core.store import connect_readonly
 from lossaudit.training.datasets import load_dataset
+from lossaudit.training.methods import REPLAYED
 
 
 def _planted_digits(tmp_path, share, seed=0):
@@ -116,7 +117,13 @@ def test_verdict_is_unsafe_at_30_percent_and_replay_overpicks(planted):
     replays = result.replay.set_index(["method", "replay"])
     sb = replays.loc[("sb50", "pick rule")]
     assert sb.share_of_picks_on_suspects > 1.5 * sb.suspects_share_of_data
-    assert set(replays.index) == {(m, r) for m in ("sb50", "sb33", "vr50", "vr33") for r in ("pick rule", "as run")}
+    assert set(replays.index) == {(m, r) for m in REPLAYED for r in ("pick rule", "as run")}
+    verdicts = {v["method"]: v for v in result.method_verdicts}  # one per method, by its pick rule
+    assert set(verdicts) == set(REPLAYED) and verdicts["sb50"]["verdict"] == "unsafe"
+    assert verdicts["sb50"]["ratio"] == pytest.approx(sb.overpick_ratio)
+    assert verdicts["sb50"]["line"].startswith("sb50: unsafe: it would back-propagate a suspect ")
+    for name in ("infobatch50", "infobatch30"):  # in-step pruning keeps every high-loss example: it favours them too
+        assert verdicts[name]["ratio"] > 1 and verdicts[name]["verdict"] in ("caution", "unsafe")
     assert replays.loc[("vr50", "pick rule"), "selecting_share"] == 1.0  # forced on
     as_run = replays.loc[("sb50", "as run")]  # the warm-up epoch trains everything: a little less over-picking
     assert sb.suspects_share_of_data < as_run.share_of_picks_on_suspects < sb.share_of_picks_on_suspects

@@ -176,3 +176,19 @@ def test_a_schema_4_database_gains_the_traits_each_method_declares_now(tmp_path)
     assert all(d["threshold"] is None or d["threshold"] > 0 for d in traits[1]["diagnostics"])
     for run_id in (2, 3):
         assert traits[run_id] == old | {"switch": None, "diagnostics": [], "upfront": None}
+
+
+def test_a_schema_5_database_gains_the_logging_forwards_and_the_per_method_verdicts(tmp_path):
+    import duckdb
+    path = tmp_path / "v5.duckdb"
+    Store(path)
+    added = {"steps": "forwards_logging", "evals": "forwards_logging", "audits": "method_verdicts"}
+    con = duckdb.connect(str(path))  # as the version of schema 5 left it
+    for table, column in added.items():
+        con.execute(f"alter table {table} drop column {column}")
+    con.execute("update meta set value = '5' where key = 'schema_version'")
+    con.close()
+    with connect_readonly(path) as con:
+        have = set(con.execute("select table_name || '.' || column_name from duckdb_columns()").fetchall())
+        assert {(f"{t}.{c}",) for t, c in added.items()} <= have
+        assert con.execute("select value from meta where key = 'schema_version'").fetchone()[0] == SCHEMA_VERSION

@@ -203,11 +203,12 @@ def test_score_cache_ages_and_assigns_by_example_id():
 
 
 def test_every_registry_entry_and_preset_is_described():
-    assert set(METHODS) == {"sgd", "sb", "sbe", "vr", "uniform", "rho", "sbp"}
+    assert set(METHODS) == {"sgd", "sb", "sbe", "vr", "uniform", "rho", "sbp", "infobatch", "ibp"}
     assert all(cls.description for cls in METHODS.values())
     assert all(method in METHODS and preset.description for method, preset in PRESETS.values())
     assert _method("sb33").beta == 2.0 and _method("sb50").beta == 1.0 and _method("sbe50").score_field == "entropy"
     assert _method("sb50", beta=3.0).beta == 1.0  # a preset keeps its own values
+    assert _method("stalesb50").cache.staleness == 3 and _method("stalesb33").beta == 2.0
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
@@ -267,3 +268,32 @@ def test_replay_as_run_follows_warm_up_and_the_switch():
     assert not vr.selecting[2 * n:2 * n + 256].any() and vr.selecting[2 * n + 256:].all()
     on = np.flatnonzero(vr.selecting)
     assert vr.picks[on].sum() == pytest.approx(128 * len(on) / 256, rel=1e-5)  # B expected picks per selected pool
+
+
+def test_replay_gives_infobatch_each_examples_last_logged_loss_and_stale_sb_its_cached_one():
+    import pandas as pd
+
+    from lossaudit.training.replay import AS_RUN, PICK_RULE, replay
+    n, epochs = 8, 3
+    rng = np.random.default_rng(1)
+    order = pd.DataFrame({"epoch": np.repeat(np.arange(epochs), n),
+                          "example_id": np.concatenate([rng.permutation(n) + 100 for _ in range(epochs)]),
+                          "loss": rng.exponential(1.0, epochs * n).astype(np.float32)})
+    got = replay(order, methods=("infobatch50",), mode=PICK_RULE)["infobatch50"].picks
+    last = {}
+    for e in range(epochs):  # keep probability: 1 − r below the mean of the losses each example last showed
+        rows = order[order.epoch == e]
+        if last:
+            mean = np.mean(list(last.values()))
+            want = [0.5 if last[i] < mean else 1.0 for i in rows.example_id]
+        else:
+            want = [1.0] * n  # nothing known yet: every example at the mean
+        assert got[e * n:(e + 1) * n] == pytest.approx(want), e
+        last.update(zip(rows.example_id, rows.loss))
+    as_run = replay(order, methods=("infobatch50",), mode=AS_RUN)["infobatch50"]
+    assert (as_run.picks[:n] == 1).all() and as_run.selecting[n:2 * n].all()  # epoch 0 trains all; 1 prunes
+    # stale SB selects by the loss its cache holds: refreshed only once it is 3 epochs old
+    stale = replay(order, methods=("stalesb50",), mode=PICK_RULE)["stalesb50"].picks
+    fresh = replay(order.assign(loss=lambda f: f.groupby("example_id").loss.transform("first")),
+                   methods=("sb50",), mode=PICK_RULE)["sb50"].picks
+    assert stale[n:] == pytest.approx(fresh[n:])  # within 3 epochs every example keeps its first loss

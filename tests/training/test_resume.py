@@ -99,7 +99,7 @@ class Recorder:
 
 @pytest.mark.parametrize("method, params", [("sgd", {}), ("sb50", {}), ("sb", {"staleness": 2}), ("sbe33", {}),
                                             ("vr50", {"tau_th": 1.01}), ("uniform33", {}), ("rho", {}),
-                                            ("sbp", {})])
+                                            ("sbp", {}), ("infobatch50", {})])
 def test_every_method_resumes_exactly_from_its_checkpoint(method, params):
     import pandas as pd
 

@@ -54,7 +54,7 @@ def test_forward_carries_logits_and_labels_and_the_cache_keeps_working():
 
 def test_suspects_get_suspect_prob_and_the_rest_sbs_probability_over_a_history_of_non_suspects():
     sbp = _method(beta=2.0, floor=0.05, plausible_quantile=0.5, suspect_prob=0.25)
-    sbp.offset = OFFSETS.clone()
+    sbp.plausible.offset = OFFSETS.clone()
     fwd = Forward.from_logits(LOGITS, LABELS)
     label_margin, wrong_margin = _by_hand(LOGITS, LABELS, OFFSETS)
     tau = torch.quantile(wrong_margin, 0.5)
@@ -68,7 +68,7 @@ def test_suspects_get_suspect_prob_and_the_rest_sbs_probability_over_a_history_o
         expected = history.percentile(fwd.loss[~suspect]).pow(2.0).clamp_min(0.05)
         assert torch.equal(sel.select_prob[~suspect], expected)
         assert sel.select_prob[suspect].tolist() == [0.25, 0.25]
-    assert torch.equal(sbp.m_label, label_margin) and torch.equal(sbp.m_wrong, wrong_margin)
+    assert torch.equal(sbp.plausible.m_label, label_margin) and torch.equal(sbp.plausible.m_wrong, wrong_margin)
     assert sbp.history.count == history.count == 12
     assert expected.min().item() == pytest.approx(0.05)  # the floor applies to non-suspects
     assert sbp.state()["plausible_tau"].item() == -2.0 and sbp.state()["suspect_share"].item() == 0.25
@@ -76,7 +76,7 @@ def test_suspects_get_suspect_prob_and_the_rest_sbs_probability_over_a_history_o
 
 def test_suspects_are_never_picked_at_suspect_prob_zero():
     sbp = _method(plausible_quantile=0.5, suspect_prob=0.0)
-    sbp.offset = OFFSETS.clone()
+    sbp.plausible.offset = OFFSETS.clone()
     fwd = Forward.from_logits(LOGITS, LABELS)
     picks = sum(sbp.select(fwd, torch.arange(8), epoch=1).picked for _ in range(100))
     assert picks[4:6].tolist() == [0, 0]
@@ -85,19 +85,19 @@ def test_suspects_are_never_picked_at_suspect_prob_zero():
 
 def test_running_margins_are_an_ema_whose_first_value_is_taken_as_is():
     sbp = _method(n_train=4, plausible_ema=0.3)
-    sbp.offset = torch.tensor([1, 2, 1, 2])
+    sbp.plausible.offset = torch.tensor([1, 2, 1, 2])
     g = torch.Generator().manual_seed(4)
     a, b = torch.randn(3, 3, generator=g), torch.randn(3, 3, generator=g)
     ya, yb = torch.tensor([0, 1, 2]), torch.tensor([2, 0, 1])
     sbp.select(Forward.from_logits(a, ya), torch.tensor([0, 1, 2]), epoch=1)
     sbp.select(Forward.from_logits(b, yb), torch.tensor([1, 2, 3]), epoch=1)
-    la, wa = (t.tolist() for t in _by_hand(a, ya, sbp.offset[:3]))
-    lb, wb = (t.tolist() for t in _by_hand(b, yb, sbp.offset[1:]))
-    assert sbp.m_label.tolist() == pytest.approx([la[0], 0.7 * la[1] + 0.3 * lb[0], 0.7 * la[2] + 0.3 * lb[1], lb[2]],
+    la, wa = (t.tolist() for t in _by_hand(a, ya, sbp.plausible.offset[:3]))
+    lb, wb = (t.tolist() for t in _by_hand(b, yb, sbp.plausible.offset[1:]))
+    assert sbp.plausible.m_label.tolist() == pytest.approx([la[0], 0.7 * la[1] + 0.3 * lb[0], 0.7 * la[2] + 0.3 * lb[1], lb[2]],
                                                  abs=1e-6)
-    assert sbp.m_wrong.tolist() == pytest.approx([wa[0], 0.7 * wa[1] + 0.3 * wb[0], 0.7 * wa[2] + 0.3 * wb[1], wb[2]],
+    assert sbp.plausible.m_wrong.tolist() == pytest.approx([wa[0], 0.7 * wa[1] + 0.3 * wb[0], 0.7 * wa[2] + 0.3 * wb[1], wb[2]],
                                                  abs=1e-6)
-    assert sbp.seen.tolist() == [1, 2, 2, 1]
+    assert sbp.plausible.seen.tolist() == [1, 2, 2, 1]
 
 
 def test_tau_is_the_quantile_of_wrong_label_margins_over_seen_examples_only():
@@ -110,12 +110,12 @@ def test_tau_is_the_quantile_of_wrong_label_margins_over_seen_examples_only():
         index = torch.randperm(50, generator=g)[:12]
         sbp.select(Forward.from_logits(3 * torch.randn(12, 3, generator=g), torch.randint(0, 3, (12,), generator=g)),
                    index, epoch=1)
-    seen = sbp.seen > 0
+    seen = sbp.plausible.seen > 0
     assert 12 < seen.sum().item() < 50  # some examples are still unseen, and their zeros must not count
-    tau = torch.quantile(sbp.m_wrong[seen], 0.8)
-    assert sbp.threshold().item() == pytest.approx(tau.item(), abs=1e-6)
-    assert sbp.threshold().item() != pytest.approx(torch.quantile(sbp.m_wrong, 0.8).item(), abs=1e-6)
-    share = (sbp.m_label[seen] < tau).float().mean()
+    tau = torch.quantile(sbp.plausible.m_wrong[seen], 0.8)
+    assert sbp.plausible.threshold().item() == pytest.approx(tau.item(), abs=1e-6)
+    assert sbp.plausible.threshold().item() != pytest.approx(torch.quantile(sbp.plausible.m_wrong, 0.8).item(), abs=1e-6)
+    share = (sbp.plausible.m_label[seen] < tau).float().mean()
     assert sbp.state()["suspect_share"].item() == pytest.approx(share.item())
 
 
@@ -123,27 +123,27 @@ def test_wrong_labels_are_drawn_once_from_the_other_classes():
     sbp = _method(n_train=2000, seed=3)
     fwd = Forward.from_logits(torch.randn(5, 7), torch.zeros(5, dtype=torch.int64))
     sbp.select(fwd, torch.arange(5), epoch=1)
-    drawn = sbp.offset.clone()
+    drawn = sbp.plausible.offset.clone()
     assert drawn.min().item() == 1 and drawn.max().item() == 6  # never the label itself, every other class
     assert torch.bincount(drawn, minlength=7)[1:].min().item() > 2000 / 6 * 0.8
     sbp.select(fwd, torch.arange(5, 10), epoch=1)
-    assert torch.equal(sbp.offset, drawn)
+    assert torch.equal(sbp.plausible.offset, drawn)
     again = _method(n_train=2000, seed=3)
     again.select(fwd, torch.arange(5), epoch=1)
-    assert torch.equal(again.offset, drawn)  # drawn with the method's generator: seeded
+    assert torch.equal(again.plausible.offset, drawn)  # drawn with the method's generator: seeded
 
 
 def test_warm_up_training_forwards_feed_the_margins_and_later_ones_do_not():
     sbp = _method(warmup_epochs=2, plausible_quantile=0.5)
-    sbp.offset = OFFSETS.clone()
+    sbp.plausible.offset = OFFSETS.clone()
     assert [sbp.selects(e) for e in range(4)] == [False, False, True, True]
     fwd = Forward.from_logits(LOGITS, LABELS)
     sbp.trained(torch.arange(4), Forward.from_logits(LOGITS[:4], LABELS[:4]), epoch=0)
     sbp.trained(torch.arange(8), fwd, epoch=1)
-    assert sbp.seen.tolist() == [2] * 4 + [1] * 4 and sbp.history.count == 0  # margins only; the history waits
-    assert sbp.threshold().item() == -2.0  # the first selecting epoch starts with a threshold
+    assert sbp.plausible.seen.tolist() == [2] * 4 + [1] * 4 and sbp.history.count == 0  # margins only; the history waits
+    assert sbp.plausible.threshold().item() == -2.0  # the first selecting epoch starts with a threshold
     sbp.trained(torch.arange(8), fwd, epoch=2)
-    assert sbp.seen.tolist() == [2] * 4 + [1] * 4
+    assert sbp.plausible.seen.tolist() == [2] * 4 + [1] * 4
 
 
 def test_state_dict_resumes_the_same_picks():

@@ -58,11 +58,12 @@ def test_every_method_logs_consistent_counters(grid_db, method):
 
 
 def test_selectivity_of_the_paper_cells(grid_db):
-    """Backprops in the two selecting epochs, relative to candidates, per method (statistical: ±8 points)."""
+    """Picks in the two selecting epochs, relative to the candidates offered, per method (statistical: ±8 points);
+    read from the counters, since a control that scores nothing leaves no row for a candidate it did not pick."""
     with connect_readonly(grid_db) as con:
         rows = dict(con.execute("""
-            select r.method, sum(o.picked)::double / count(*)
-            from observations o join runs r using (run_id) where o.epoch >= 1 group by 1""").fetchall())
+            select r.method, max(s.selection_picks)::double / max(s.selection_candidates)
+            from steps s join runs r using (run_id) group by 1""").fetchall())
     for method, share in {"sb50": 0.5, "sb33": 1 / 3, "uniform": 0.5, "uniform33": 1 / 3, "rho": 0.5}.items():
         assert abs(rows[method] - share) < 0.08, (method, rows[method])
 
@@ -128,3 +129,34 @@ def test_scoring_never_updates_batchnorm_statistics():
     t.score(t.view(torch.arange(128)), t.y[:128])
     after = {k: v for k, v in t.model.state_dict().items() if "running" in k}
     assert all(torch.equal(stats[k], after[k]) for k in stats)
+
+
+def test_a_pruned_example_is_logged_with_the_loss_it_was_judged_by_and_costs_no_forward(grid_db):
+    """infobatch: forwards = backprops = the examples kept; every candidate of a pruning epoch has one row: a pick's
+    training forward, or the stale statistics a pruned one was judged by with a pick of 0."""
+    with connect_readonly(grid_db) as con:
+        run_id, n_train = con.execute("select run_id, n_train from runs where method = 'infobatch50'").fetchone()
+        fwd = con.execute("select max(forwards_scoring), max(forwards_training), max(backprops) from steps "
+                          "where run_id = ?", [run_id]).fetchone()
+        rows = con.execute("select mode, stale, picked, count(*), count(distinct example_id) from observations "
+                           "where run_id = ? and epoch = 1 group by all order by all", [run_id]).fetchall()
+    assert fwd[0] == 0 and fwd[1] == fwd[2] < 3 * n_train
+    assert [r[:3] for r in rows] == [("score", True, 0), ("train", False, 1)]
+    assert sum(r[3] for r in rows) == sum(r[4] for r in rows) == n_train  # each candidate once
+
+
+def test_the_uniform_control_scores_nothing_unless_asked_and_then_charges_it_to_no_cost(tmp_path):
+    store = Store(tmp_path / "u.duckdb")
+    quiet = run_one(RunConfig(method="uniform50", epochs=3, train_size=300, model="mlp", device="cpu"), store)
+    logged = run_one(RunConfig(method="uniform50", params={"uniform_scoring": True}, epochs=3, train_size=300,
+                               model="mlp", device="cpu"), store)
+    with connect_readonly(store.path) as con:
+        counts = {r[0]: r[1:] for r in con.execute(
+            "select run_id, max(forwards_scoring), max(forwards_logging), max(backprops) from steps group by 1"
+        ).fetchall()}
+        scored = dict(con.execute("select run_id, count(*) filter (where mode = 'score') from observations "
+                                  "group by 1").fetchall())
+        evals = dict(con.execute("select run_id, max(forwards) - max(backprops) from evals group by 1").fetchall())
+    assert counts[quiet] == (0, 0, counts[logged][2])  # the same picks: the scores never decide them
+    assert counts[logged][:2] == (0, 600) and scored[logged] == 600 and scored[quiet] == 0  # 2 selecting epochs
+    assert evals[quiet] == evals[logged] == 0  # forwards (every cost's) = training forwards only

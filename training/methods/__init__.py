@@ -14,6 +14,8 @@ import torch
 from lossaudit.core.errors import UserError, choices
 from lossaudit.core.registry import Registry
 from lossaudit.training.methods.base import Diagnostic, Forward, Method, Preset, Selection
+from lossaudit.training.methods.ibp import InfoBatchPlausible
+from lossaudit.training.methods.infobatch import InfoBatch
 from lossaudit.training.methods.rho import RhoLoss
 from lossaudit.training.methods.sb import EntropySelectiveBackprop, SelectiveBackprop
 from lossaudit.training.methods.sbp import PlausibleSelectiveBackprop
@@ -37,13 +39,14 @@ def register(cls: type[Method]) -> type[Method]:
 
 
 for _cls in (SGD, SelectiveBackprop, EntropySelectiveBackprop, ImportanceSampling, UniformSubset, RhoLoss,
-             PlausibleSelectiveBackprop):
+             PlausibleSelectiveBackprop, InfoBatch, InfoBatchPlausible):
     register(_cls)
 
 # What `lossaudit run` trains when no --method is given.
-DEFAULT_METHODS: tuple[str, ...] = ("sgd", "sb50", "sb33", "sbe50", "vr50", "vr33", "uniform50", "uniform33", "rho")
+DEFAULT_METHODS: tuple[str, ...] = ("sgd", "sb50", "sb33", "sbe50", "stalesb50", "vr50", "vr33", "infobatch50", "ibp50",
+                                     "uniform50", "uniform33", "rho")
 # What `lossaudit audit` replays on its proxy run's losses, and the one its verdict rests on.
-REPLAYED: tuple[str, ...] = ("sb50", "sb33", "vr50", "vr33")
+REPLAYED: tuple[str, ...] = ("sb50", "sb33", "vr50", "vr33", "stalesb50", "infobatch50", "infobatch30")
 AUDIT_REFERENCE = "sb50"
 # The method that trains every example every epoch: the reference arm of a grid, the audit's proxies, a holdout model.
 BASELINE = "sgd"
@@ -92,8 +95,9 @@ def resolve_params(name: str, given: dict | None = None):
 
 
 def create_method(name: str, params, *, batch_size: int, n_train: int, device: torch.device,
-                  generator: torch.Generator) -> Method:
-    return method_class(name)(params, batch_size=batch_size, n_train=n_train, device=device, generator=generator)
+                  generator: torch.Generator, epochs: int = 0) -> Method:
+    return method_class(name)(params, batch_size=batch_size, n_train=n_train, device=device, generator=generator,
+                              epochs=epochs)
 
 
 __all__ = ["AUDIT_REFERENCE", "BASELINE", "DEFAULT_METHODS", "Diagnostic", "Forward", "METHODS", "Method", "PRESETS",

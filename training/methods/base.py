@@ -71,12 +71,15 @@ class Selection:
 
     picked: (n,) int64, times each candidate is back-propagated (0, 1, or more when sampling with
     replacement); select_prob: (n,) float32, the probability it was given (per draw for samplers);
-    weight: (n,) float32 loss weight of each pick, or None for an unweighted mean.
+    weight: (n,) float32 loss weight of each pick, or None for an unweighted mean; cached: for a method that
+    selects without a scoring forward, the statistics it judged the candidates by (logged as stale score rows of
+    the candidates it leaves out; a picked one is logged by its training forward), or None.
     """
 
     picked: Tensor
     select_prob: Tensor
     weight: Tensor | None = None
+    cached: Forward | None = None
 
 
 # Parameters several methods share: one declaration each, so their flag and help are the same everywhere.
@@ -131,7 +134,9 @@ class Method:
     and its traits, stored with every run so that analysis never imports this package: `loss_based`
     (it chooses examples by their loss or entropy: the methods the verdict judges), `is_control` (a
     random subset, the control for a loss-based method of the same selectivity), `is_baseline` (it
-    trains everything: the reference of Table 1), `needs_scores` (select() reads a scoring forward),
+    trains everything: the reference of Table 1), `needs_scores` (select() is given a scoring forward),
+    `scores_log_only` (its picks never read that forward: it is only logged, and charged to no cost),
+    `learns_from_training` (its picks read what it kept from training's own forwards: a replay feeds it those),
     `warmup_epochs` (first epochs that train every candidate), `nominal_selectivity`, `switch` (the steps.state
     key that is 1 while the method selects and 0 while it trains every candidate, for a method that decides that
     as it goes), `diagnostics` (what else it logs in steps.state, see `Diagnostic`) and `upfront` (in words, the
@@ -146,15 +151,19 @@ class Method:
     is_control: bool = False
     is_baseline: bool = False
     needs_scores: bool = True
+    scores_log_only: bool = False
+    learns_from_training: bool = False
     warmup_epochs: int = 0
     switch: str | None = None
     diagnostics: tuple[Diagnostic, ...] = ()
     upfront: str | None = None
 
-    def __init__(self, params, *, batch_size: int, n_train: int, device: torch.device, generator: torch.Generator):
+    def __init__(self, params, *, batch_size: int, n_train: int, device: torch.device, generator: torch.Generator,
+                 epochs: int = 0):
         self.p = params
         self.batch_size = batch_size
         self.n_train = n_train
+        self.epochs = epochs  # of the run (0: not known, e.g. when a pick rule is replayed)
         self.device = device
         self.generator = generator
         self.cache = None  # a ScoreCache when stale scores may stand in for fresh forwards

@@ -35,6 +35,11 @@ class History:
         return (held[None, :] < scores[:, None].float()).sum(1).float() / self.count
 
 
+# Stale SB's staleness: the SB paper's reference code re-scores an example every 3 epochs from its command line
+# (its library's default is 2); between, the loss of its last scoring or training forward stands in.
+STALE_SB_EPOCHS = 3
+
+
 @dataclass(frozen=True)
 class SBParams:
     beta: float = setting(1.0, "sb/sbe: pick probability = percentile ** beta (1 ≈ 50% selected, 2 ≈ 33%)",
@@ -53,7 +58,11 @@ class SelectiveBackprop(Method):
     description = "Selective Backprop: pick with probability max(floor, percentile of the loss in a 1024 history ** beta)"
     Params = SBParams
     presets = {"sb50": Preset({"beta": 1.0}, "the paper's SB 50%: sb with beta 1"),
-               "sb33": Preset({"beta": 2.0}, "the paper's SB 33%: sb with beta 2")}
+               "sb33": Preset({"beta": 2.0}, "the paper's SB 33%: sb with beta 2"),
+               "stalesb50": Preset({"beta": 1.0, "staleness": STALE_SB_EPOCHS},
+                                   f"Stale SB at 50%: sb50 re-scoring an example every {STALE_SB_EPOCHS} epochs"),
+               "stalesb33": Preset({"beta": 2.0, "staleness": STALE_SB_EPOCHS},
+                                   f"Stale SB at 33%: sb33 re-scoring an example every {STALE_SB_EPOCHS} epochs")}
     loss_based = True
     score_field = "loss"
 

@@ -16,8 +16,8 @@ from lossaudit.training.methods.base import (Forward, Method, Preset, Selection,
 class UniformParams:
     selectivity: float = selectivity_setting()
     warmup_epochs: int = warmup_epochs_setting()
-    uniform_scoring: bool = setting(True, "uniform: score candidates (logs every example; costs forwards the control "
-                                          "does not need)")
+    uniform_scoring: bool = setting(False, "uniform: also score every candidate, only to log its loss (a forward the "
+                                           "control does not need: counted as forwards_logging, charged to no cost)")
 
 
 class UniformSubset(Method):
@@ -27,6 +27,7 @@ class UniformSubset(Method):
     presets = {"uniform50": Preset({"selectivity": 0.5}, "random 50% subset, the control for sb50 and vr50"),
                "uniform33": Preset({"selectivity": 1 / 3}, "random 33% subset, the control for sb33 and vr33")}
     is_control = True
+    scores_log_only = True  # its picks never read a score: scoring, when asked for, only logs
 
     def __init__(self, params: UniformParams, **kw):
         super().__init__(params, **kw)
