@@ -82,3 +82,43 @@ def test_its_state_round_trips_bit_for_bit():
         assert torch.equal(getattr(other.kept.values, key), getattr(ib.kept.values, key))
     assert torch.equal(other.kept.epoch, ib.kept.epoch) and torch.equal(other.mean, ib.mean)
     assert other.mean_epoch == 2 and torch.equal(other.below, ib.below)
+
+
+# -- ibp: infobatch over plausible labels ------------------------------------------------------------------------
+
+
+def _ibp(r=0.5, keep=0.1, epochs=8, n=6):
+    return create_method("ibp", resolve_params("ibp", {"prune_ratio": r, "suspect_keep": keep}), batch_size=4,
+                         n_train=n, device=torch.device("cpu"), generator=torch.Generator().manual_seed(0),
+                         epochs=epochs)
+
+
+def _train_logits(m, logits, labels, epoch=0):
+    """One training forward of examples 0..n-1 with these logits, as the trainer hands it to the method."""
+    logits = torch.tensor(logits, dtype=torch.float32)
+    m.trained(torch.arange(len(logits)), Forward.from_logits(logits, torch.tensor(labels)), epoch)
+
+
+def test_ibp_keeps_a_suspect_with_suspect_keep_and_prunes_the_others_as_infobatch():
+    m = _ibp(r=0.5, keep=0.1)
+    m.plausible.quantile = 0.5
+    # examples 0-3 fit their labels (large label margin); 4 and 5 are labelled 0 but look like class 1
+    _train_logits(m, [[4.0, 0.0], [3.0, 0.0], [0.0, 3.5], [0.0, 5.0], [0.0, 4.0], [0.0, 6.0]], [0, 0, 1, 1, 0, 0])
+    suspects = m.plausible.suspects(torch.arange(6))
+    assert suspects.tolist() == [False, False, False, False, True, True]
+    kept_loss = m.kept.values.loss
+    plausible_mean = kept_loss[:4].mean()  # the suspects' (high) losses do not count in the mean
+    prob = m.keep_prob(torch.arange(6), epoch=1)
+    want = [0.5 if kept_loss[i] < plausible_mean else 1.0 for i in range(4)] + [0.1, 0.1]
+    assert prob.tolist() == pytest.approx(want)
+    sel = m.select(None, torch.arange(6), epoch=1)
+    assert sel.weight[4:].tolist() == [1.0, 1.0]  # a suspect is never up-weighted
+    assert sel.weight[:4].tolist() == pytest.approx([1 / p for p in want[:4]])
+
+
+def test_ibp_trains_every_non_suspect_in_the_tail_but_still_not_the_suspects():
+    m = _ibp(epochs=8)  # full-data tail: epoch 7
+    m.plausible.quantile = 0.5
+    _train_logits(m, [[4.0, 0.0], [3.0, 0.0], [0.0, 3.5], [0.0, 5.0], [0.0, 4.0], [0.0, 6.0]], [0, 0, 1, 1, 0, 0])
+    assert not m.selects(0) and all(m.selects(e) for e in range(1, 8))
+    assert m.keep_prob(torch.arange(6), epoch=7).tolist() == pytest.approx([1, 1, 1, 1, 0.1, 0.1])
