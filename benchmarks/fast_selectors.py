@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import platform
 import subprocess
 import sys
@@ -87,10 +88,11 @@ def selecting_epochs(con, run_id: int) -> list[int]:
     return out
 
 
-def speed_report(db: Path) -> list[str]:
+def speed_report(db: Path, epochs: int) -> list[str]:
     with duckdb.connect(str(db), read_only=True) as con:
         table = runs(db)
-        table = table[(table.corruption == "none") & (table.seed == 0) & (table.status == "complete")]
+        table = table[(table.corruption == "none") & (table.seed == 0) & (table.status == "complete")
+                      & (table.epochs == epochs)]
         ids = dict(zip(table.arm, table.run_id))
         if "sgd" not in ids:
             return ["speed: no complete sgd run yet"]
@@ -117,8 +119,8 @@ def speed_report(db: Path) -> list[str]:
             final = float(curve.test_error.iloc[-1])
             reach = time_to(curve, sgd_final + TOLERANCE)
             out.append(f"{arm:<12} {ratio_epoch:>11.2f}x {total / sgd_total:>9.2f}x {final:>10.1%} "
-                       f"{(final - sgd_final) * 100:>+7.1f}p {reach:>9.0f}s "
-                       + ("never" if math.isnan(reach) else f"{sgd_to / reach:>8.2f}x"))
+                       f"{(final - sgd_final) * 100:>+7.1f}p "
+                       + (f"{'never':>10} {'—':>9}" if math.isnan(reach) else f"{reach:>9.0f}s {sgd_to / reach:>8.2f}x"))
         return out
 
 
@@ -179,10 +181,10 @@ def targets_report(db: Path, epochs: int) -> list[str]:
                     target = float(sgd_curve.test_error.iloc[-1]) + TOLERANCE
                     speed.append(time_to(sgd_curve, target) / time_to(ibp_curve, target))
                 speed = np.array(speed)
-                ok = bool(np.all(speed >= 1.3))
-                out.append(head + f"; wall-clock to sgd's final error + 0.5 points: {np.nanmean(speed):.2f}x "
-                           f"(per seed {', '.join(f'{v:.2f}' for v in speed)}) → the 1.3x target "
-                           + ("holds" if ok else "does NOT hold"))
+                ok = bool(np.all(speed >= 1.3))  # a seed that never reached the target (NaN) fails it
+                shown = ", ".join("never reached" if math.isnan(v) else f"{v:.2f}x" for v in speed)
+                out.append(head + f"; ibp50's wall-clock to sgd's final error + 0.5 points, as a speed-up over sgd's: "
+                           f"{shown} (per seed) → the 1.3x target " + ("holds" if ok else "does NOT hold"))
                 short = table[(table.corruption == "none") & (table.arm == "sgd") & (table.epochs < epochs)]
                 for s in seeds:
                     mine = short[short.seed == s]
@@ -215,9 +217,10 @@ def main() -> None:
                                                  "--seeds", "0"])
     if args.stage in ("targets", "both"):
         targets(args.db, seeds, args.epochs)
-    lines = [f"Machine: {platform.machine()}, {platform.processor() or 'cpu'}; 10,000 CIFAR-10 images (2,000 test), "
+    lines = [f"$ python benchmarks/fast_selectors.py --stage {args.stage} --epochs {args.epochs} --seeds {args.seeds}",
+             f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores; 10,000 CIFAR-10 images (2,000 test), "
              f"resnet8, crop-and-flip, {args.epochs} epochs; training seconds as lossaudit logs them.", "",
-             "== speed (seed 0, clean; each ratio ÷ sgd's)", *speed_report(args.db), "",
+             "== speed (seed 0, clean; each ratio ÷ sgd's)", *speed_report(args.db, args.epochs), "",
              "== targets of the noise-aware selector (ibp50)", *targets_report(args.db, args.epochs)]
     text = "\n".join(lines)
     print(text)
