@@ -3,7 +3,8 @@
 Run the same grid with two versions of lossaudit, then compare the files: every table is read run by run and
 hashed, leaving out what a rerun changes by nature (wall-clock seconds, timestamps, process id, host, the command
 line). runs.config is compared as JSON, without its seconds and without the method traits the later schema added
-(switch, diagnostics, upfront), which a database of an earlier schema gains when it is upgraded.
+(switch, diagnostics, upfront), which a database of an earlier schema gains when it is upgraded; a column only one of
+the two has (added by a later schema) is named and left out.
 
     python benchmarks/same_logs.py BEFORE.duckdb AFTER.duckdb
 """
@@ -32,17 +33,26 @@ def _config(text: str) -> str:
     return json.dumps(values, sort_keys=True)
 
 
-def digest(path: str) -> dict[str, dict[int, str]]:
-    """table → run_id → hash of that run's rows (clock columns left out), plus runs.config per run."""
+def columns(path: str) -> dict[str, list[str]]:
+    """Every table with a run_id column → its columns, in order."""
     con = duckdb.connect(path, read_only=True)
-    tables = [t for t, in con.execute("select table_name from duckdb_tables() where table_name != 'meta' "
-                                      "and table_name in (select table_name from duckdb_columns() "
-                                      "where column_name = 'run_id') order by 1").fetchall()]
+    rows = con.execute("select table_name, column_name from duckdb_columns() where table_name in (select table_name "
+                       "from duckdb_columns() where column_name = 'run_id') and table_name != 'meta' "
+                       "order by table_name, column_index").fetchall()
+    con.close()
+    out: dict[str, list[str]] = {}
+    for table, column in rows:
+        out.setdefault(table, []).append(column)
+    return out
+
+
+def digest(path: str, shared: dict[str, list[str]]) -> dict[str, dict[int, str]]:
+    """table → run_id → hash of that run's rows in the `shared` columns (clock columns left out), plus runs.config
+    per run."""
+    con = duckdb.connect(path, read_only=True)
     out: dict[str, dict[int, str]] = {}
-    for table in tables:
-        cols = [c for c, in con.execute("select column_name from duckdb_columns() where table_name = ? "
-                                        "order by column_index", [table]).fetchall()
-                if c not in CLOCK and not (table == "runs" and c == "config")]
+    for table, all_columns in shared.items():
+        cols = [c for c in all_columns if c not in CLOCK and not (table == "runs" and c == "config")]
         rows = con.execute(f"select {', '.join(cols)} from {table} order by all").fetchall()
         per: dict[int, list] = {}
         for row in rows:
@@ -58,7 +68,14 @@ def main() -> int:
     ap.add_argument("before")
     ap.add_argument("after")
     args = ap.parse_args()
-    a, b = digest(args.before), digest(args.after)
+    before, after = columns(args.before), columns(args.after)
+    shared = {t: [c for c in cols if c in after[t]] for t, cols in before.items() if t in after}
+    for table in sorted(set(before) | set(after)):
+        added = [c for c in after.get(table, []) if c not in before.get(table, [])]
+        if added or table not in before:
+            print(f"{table}: only in {args.after}: " + (", ".join(added) if table in before else "the whole table")
+                  + " (left out of the comparison)")
+    a, b = digest(args.before, shared), digest(args.after, shared)
     differ = 0
     for table in sorted(set(a) | set(b)):
         runs = sorted(set(a.get(table, {})) | set(b.get(table, {})))
