@@ -87,8 +87,9 @@ def test_its_state_round_trips_bit_for_bit():
 # -- ibp: infobatch over plausible labels ------------------------------------------------------------------------
 
 
-def _ibp(r=0.5, keep=0.1, epochs=8, n=6):
-    return create_method("ibp", resolve_params("ibp", {"prune_ratio": r, "suspect_keep": keep}), batch_size=4,
+def _ibp(r=0.5, keep=0.1, epochs=8, n=6, gate=0.0):
+    return create_method("ibp", resolve_params("ibp", {"prune_ratio": r, "suspect_keep": keep, "suspect_from": gate}),
+                         batch_size=4,
                          n_train=n, device=torch.device("cpu"), generator=torch.Generator().manual_seed(0),
                          epochs=epochs)
 
@@ -122,3 +123,11 @@ def test_ibp_trains_every_non_suspect_in_the_tail_but_still_not_the_suspects():
     _train_logits(m, [[4.0, 0.0], [3.0, 0.0], [0.0, 3.5], [0.0, 5.0], [0.0, 4.0], [0.0, 6.0]], [0, 0, 1, 1, 0, 0])
     assert not m.selects(0) and all(m.selects(e) for e in range(1, 8))
     assert m.keep_prob(torch.arange(6), epoch=7).tolist() == pytest.approx([1, 1, 1, 1, 0.1, 0.1])
+
+
+def test_ibp_opens_its_gate_only_after_suspect_from_of_the_epochs():
+    m = _ibp(epochs=10, gate=0.3)  # the gate opens at epoch 3
+    m.plausible.quantile = 0.5
+    _train_logits(m, [[4.0, 0.0], [3.0, 0.0], [0.0, 3.5], [0.0, 5.0], [0.0, 4.0], [0.0, 6.0]], [0, 0, 1, 1, 0, 0])
+    assert m.keep_prob(torch.arange(6), epoch=2)[4:].tolist() == [1.0, 1.0]  # before: infobatch's rule alone
+    assert m.keep_prob(torch.arange(6), epoch=3)[4:].tolist() == pytest.approx([0.1, 0.1])

@@ -5,8 +5,10 @@ As infobatch (training/methods/infobatch.py), each example keeps the statistics 
 and in a pruning epoch a non-suspect whose kept loss is below the mean of the non-suspects' kept losses is left
 out with probability r (and weighted 1/(1 − r) when kept). In addition, every training forward feeds the running
 label margins of training/methods/plausible.py, and a suspect (its label no more plausible than a wrong one) is
-kept only with probability suspect_keep, unweighted — in every epoch after the first, the full-data tail included:
-the tail trains every non-suspect, but not the labels the run has found implausible.
+kept only with probability suspect_keep, unweighted — once the gate opens, after the first suspect_from share of the
+epochs (a model that has barely learned finds many clean labels implausible, and a suspect rarely trained never
+shows otherwise), and through the full-data tail: the tail trains every non-suspect, but not the labels the run
+has found implausible.
 """
 
 from __future__ import annotations
@@ -37,8 +39,11 @@ class IBPParams:
     plausible_ema: float = _as(SBPParams, "plausible_ema")
     plausible_quantile: float = _as(SBPParams, "plausible_quantile")
     suspect_keep: float = setting(0.1, "ibp: probability of training an example whose label is implausible "
-                                       "(unweighted), in every epoch after the first",
+                                       "(unweighted), once the gate is open",
                                   check=lambda v: 0 <= v <= 1, rule="in [0, 1]")
+    suspect_from: float = setting(0.3, "ibp: share of the epochs before the plausibility gate opens (early on, a "
+                                       "weak model finds many clean labels implausible)",
+                                  check=lambda v: 0 <= v < 1, rule="in [0, 1)")
 
 
 class InfoBatchPlausible(InfoBatch):
@@ -56,6 +61,7 @@ class InfoBatchPlausible(InfoBatch):
     def __init__(self, params: IBPParams, **kw):
         super().__init__(params, **kw)
         self.suspect_keep = params.suspect_keep
+        self.gate_from = max(1, round(params.suspect_from * self.epochs))
         self.plausible = PlausibleLabels(self.n_train, self.device, self.generator, ema=params.plausible_ema,
                                          quantile=params.plausible_quantile, owner=self.name)
 
@@ -67,10 +73,16 @@ class InfoBatchPlausible(InfoBatch):
     def selects(self, epoch: int) -> bool:
         return epoch >= 1
 
+    def suspects(self, index: Tensor, epoch: int) -> Tensor:
+        """(n,) bool: the implausible labels, once the gate is open (none before)."""
+        if epoch < self.gate_from:
+            return torch.zeros(len(index), dtype=torch.bool, device=self.device)
+        return self.plausible.suspects(index)
+
     def threshold(self, epoch: int) -> Tensor:
         """The mean of the non-suspects' kept losses at the start of `epoch` (once per epoch, on the device)."""
         if self.mean_epoch != epoch:
-            counted = (self.kept.epoch >= 0) & ~self.plausible.suspects(torch.arange(self.n_train, device=self.device))
+            counted = (self.kept.epoch >= 0) & ~self.suspects(torch.arange(self.n_train, device=self.device), epoch)
             losses = self.kept.values.loss
             self.mean = torch.where(counted.any(), (losses * counted).sum() / counted.sum().clamp_min(1), 0.0)
             self.below = ((losses < self.mean) & counted).sum() / max(1, len(losses))
@@ -81,12 +93,12 @@ class InfoBatchPlausible(InfoBatch):
         """suspect_keep for a suspect; for the others infobatch's 1 − r below the mean in a pruning epoch, else 1."""
         plausible = super().keep_prob(index, epoch) if InfoBatch.selects(self, epoch) else torch.ones(
             len(index), device=self.device)
-        return torch.where(self.plausible.suspects(index), self.suspect_keep, plausible)
+        return torch.where(self.suspects(index, epoch), self.suspect_keep, plausible)
 
     def select(self, fwd: Forward | None, index: Tensor, epoch: int) -> Selection:
         prob = self.keep_prob(index, epoch)
         picked = (torch.rand(len(index), generator=self.generator, device=self.device) < prob).long()
-        suspect = self.plausible.suspects(index)
+        suspect = self.suspects(index, epoch)
         weight = torch.where(suspect, 1.0, 1.0 / prob.clamp_min(1e-12))  # a suspect is kept, never up-weighted
         return Selection(picked, prob, weight=weight, cached=self.kept.lookup(index))
 
