@@ -90,6 +90,12 @@ def warmup_epochs_setting():
                    check=lambda v: 0 <= v <= MAX_EPOCHS, rule=f"in 0..{MAX_EPOCHS:,}")
 
 
+def shared_setting(params: type, name: str) -> dataclasses.Field:
+    """Another method's declaration of a parameter both have: one flag, one meaning, one default."""
+    declared = {f.name: f for f in dataclasses.fields(params)}[name]
+    return dataclasses.field(default=declared.default, metadata=declared.metadata)
+
+
 def selectivity_setting():
     return setting(0.5, "uniform/rho: share of candidates back-propagated", check=lambda v: 0 < v <= 1,
                    rule="in (0, 1]")

@@ -13,31 +13,24 @@ has found implausible.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from lossaudit.core.settings import setting
-from lossaudit.training.methods.base import Diagnostic, Forward, Preset, Selection
+from lossaudit.training.methods.base import Diagnostic, Forward, Preset, Selection, shared_setting
 from lossaudit.training.methods.infobatch import InfoBatch, InfoBatchParams
 from lossaudit.training.methods.plausible import PlausibleLabels
 from lossaudit.training.methods.sbp import SBPParams
 
 
-def _as(params, name: str) -> dataclasses.Field:
-    """Another method's declaration of a parameter both have (one flag, one meaning)."""
-    declared = {f.name: f for f in dataclasses.fields(params)}[name]
-    return dataclasses.field(default=declared.default, metadata=declared.metadata)
-
-
 @dataclass(frozen=True)
 class IBPParams:
-    prune_ratio: float = _as(InfoBatchParams, "prune_ratio")
-    full_tail: float = _as(InfoBatchParams, "full_tail")
-    plausible_ema: float = _as(SBPParams, "plausible_ema")
-    plausible_quantile: float = _as(SBPParams, "plausible_quantile")
+    prune_ratio: float = shared_setting(InfoBatchParams, "prune_ratio")
+    full_tail: float = shared_setting(InfoBatchParams, "full_tail")
+    plausible_ema: float = shared_setting(SBPParams, "plausible_ema")
+    plausible_quantile: float = shared_setting(SBPParams, "plausible_quantile")
     suspect_keep: float = setting(0.1, "ibp: probability of training an example whose label is implausible "
                                        "(unweighted), once the gate is open",
                                   check=lambda v: 0 <= v <= 1, rule="in [0, 1]")
@@ -64,11 +57,6 @@ class InfoBatchPlausible(InfoBatch):
         self.gate_from = max(1, round(params.suspect_from * self.epochs))
         self.plausible = PlausibleLabels(self.n_train, self.device, self.generator, ema=params.plausible_ema,
                                          quantile=params.plausible_quantile, owner=self.name)
-
-    @property
-    def nominal_selectivity(self) -> float:
-        """infobatch's 1 − r/2; the realised share is lower by the suspects' (each kept with suspect_keep)."""
-        return 1.0 - self.r / 2
 
     def selects(self, epoch: int) -> bool:
         return epoch >= 1

@@ -11,28 +11,22 @@ lower by the suspects' share.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from lossaudit.core.settings import setting
-from lossaudit.training.methods.base import Diagnostic, Forward, Method, Preset, Selection, warmup_epochs_setting
+from lossaudit.training.methods.base import (Diagnostic, Forward, Method, Preset, Selection, shared_setting,
+                                              warmup_epochs_setting)
 from lossaudit.training.methods.plausible import PlausibleLabels
 from lossaudit.training.methods.sb import History, SBParams, SelectiveBackprop
 
-def _as_sb(name: str) -> dataclasses.Field:
-    """sb's own declaration of a parameter both methods have (the registry shows the first one)."""
-    declared = {f.name: f for f in dataclasses.fields(SBParams)}[name]
-    return dataclasses.field(default=declared.default, metadata=declared.metadata)
-
-
 @dataclass(frozen=True)
 class SBPParams:
-    beta: float = _as_sb("beta")
-    floor: float = _as_sb("floor")
-    history_size: int = _as_sb("history_size")
+    beta: float = shared_setting(SBParams, "beta")
+    floor: float = shared_setting(SBParams, "floor")
+    history_size: int = shared_setting(SBParams, "history_size")
     warmup_epochs: int = warmup_epochs_setting()
     plausible_ema: float = setting(0.5, "sbp: weight of the newest margin in each example's running margins "
                                         "(1 = the latest margin only)", check=lambda v: 0 < v <= 1, rule="in (0, 1]")
