@@ -131,3 +131,16 @@ def test_ibp_opens_its_gate_only_after_suspect_from_of_the_epochs():
     _train_logits(m, [[4.0, 0.0], [3.0, 0.0], [0.0, 3.5], [0.0, 5.0], [0.0, 4.0], [0.0, 6.0]], [0, 0, 1, 1, 0, 0])
     assert m.keep_prob(torch.arange(6), epoch=2)[4:].tolist() == [1.0, 1.0]  # before: infobatch's rule alone
     assert m.keep_prob(torch.arange(6), epoch=3)[4:].tolist() == pytest.approx([0.1, 0.1])
+
+
+def test_ibp_judges_a_label_at_its_own_stricter_quantile_of_wrong_label_margins():
+    assert _ibp().plausible.quantile == 0.5
+    looser = create_method("ibp", resolve_params("ibp", {"suspect_quantile": 0.9}), batch_size=4, n_train=6,
+                           device=torch.device("cpu"), generator=torch.Generator().manual_seed(0), epochs=8)
+    assert looser.plausible.quantile == 0.9
+    # the same margins: the looser test flags an example the stricter one finds plausible
+    logits, labels = [[4.0, 0.0], [3.0, 0.0], [0.0, 3.5], [0.0, 5.0], [0.0, 1.0], [0.0, 6.0]], [0, 0, 1, 1, 0, 0]
+    strict = _ibp()
+    for m in (strict, looser):
+        _train_logits(m, logits, labels)
+    assert looser.plausible.suspects(torch.arange(6)).sum() > strict.plausible.suspects(torch.arange(6)).sum()
