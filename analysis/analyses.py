@@ -8,6 +8,7 @@ from typing import Callable
 import pandas as pd
 
 from lossaudit.core.registry import Registry
+from lossaudit.analysis.budget import budget_curves, budget_equal, budget_match
 from lossaudit.analysis.metrics import corrupted_share, curves, table1
 from lossaudit.analysis.separability import separability
 
@@ -28,3 +29,10 @@ ANALYSES.register(Analysis("corrupted_share_mean", corrupted_share, "corrupted s
                                                                     "seeds"))
 ANALYSES.register(Analysis("separability", separability, "AUROC, average precision and precision@k of every score, "
                                                          "per method"))
+ANALYSES.register(Analysis("budget_curves", budget_curves, "budget protocol: test error at the end of each budget, "
+                                                           "seed mean per method, on axis backprops, cost or seconds"))
+ANALYSES.register(Analysis("budget_match", budget_match, "budget protocol: the budget at which each method matches "
+                                                         "the baseline's full-budget error, with a 90% bootstrap "
+                                                         "interval"))
+ANALYSES.register(Analysis("budget_equal", budget_equal, "budget protocol: test error minus the baseline's (or "
+                                                         "against=ARM's) at equal budget, 90% bootstrap interval"))

@@ -50,7 +50,8 @@ create table if not exists examples (
     corruption_kind varchar,
     is_corrupted boolean not null,
     source       varchar not null,
-    role         varchar not null default 'train' check (role in ('train', 'holdout', 'canary', 'replaced')),
+    role         varchar not null default 'train' check (role in ('train', 'holdout', 'canary', 'replaced',
+                                                                 'validation')),
     irreducible_loss float
 );
 
@@ -100,7 +101,9 @@ create table if not exists evals (
     test_loss         double not null,
     test_error        double not null,
     train_loss        double,
-    forwards_logging  bigint
+    forwards_logging  bigint,
+    val_loss          double,
+    val_error         double
 );
 
 create table if not exists predictions (
@@ -191,7 +194,7 @@ comment on column runs.n_classes is 'Number of classes (K).';
 comment on column runs.classes is 'Class names; a label is an index into this list.';
 comment on column runs.epochs is 'Planned number of epochs (passes of the training set as candidates).';
 comment on column runs.epochs_done is 'Epochs whose observations, steps and evals are committed.';
-comment on column runs.config is 'The resolved run configuration (every setting, defaults included) as JSON; a recorded run: its loop''s config with recorder = true and the method traits settled from what it recorded. method_traits is what the method declares of itself, read by analysis and reports instead of its name: loss_based, is_control, is_baseline, nominal_selectivity, switch (the steps.state key that is 1 while it selects and 0 while it trains every candidate, or null), diagnostics (a list of {key: a steps.state key, label, meaning, threshold: a number or null}) and upfront (in words, the work it does before its own training, or null); method_params: its parameters, derived ones included; upfront: what that work cost (backprops, forwards, seconds, for).';
+comment on column runs.config is 'The resolved run configuration (every setting, defaults included) as JSON; a recorded run: its loop''s config with recorder = true and the method traits settled from what it recorded. method_traits is what the method declares of itself, read by analysis and reports instead of its name: loss_based, is_control, is_baseline, nominal_selectivity, switch (the steps.state key that is 1 while it selects and 0 while it trains every candidate, or null), diagnostics (a list of {key: a steps.state key, label, meaning, threshold: a number or null}) and upfront (in words, the work it does before its own training, or null); method_params: its parameters, derived ones included; upfront: what that work cost (backprops, forwards, forwards_scoring: the forwards that were not part of a training step, seconds, for). With the budget protocol (training.budget) it also holds schedule, budget, budget_unit and forward_cost.';
 comment on column runs.command is 'The command line that started the run.';
 comment on column runs.version is 'lossaudit version that wrote the run.';
 comment on column runs.torch_version is 'PyTorch version used for training.';
@@ -210,7 +213,7 @@ comment on column examples.true_label is 'Label before corruption.';
 comment on column examples.corruption_kind is 'Corruption kind applied to this example (random_labels, confusable_labels, shuffle_pixels, gaussian; a canary''s kind), NULL if none.';
 comment on column examples.is_corrupted is 'True if the example was selected for corruption. For random_labels about 1/K of these keep their label by chance; label != true_label marks the changed ones.';
 comment on column examples.source is 'Where the example came from: a file path, or dataset:index.';
-comment on column examples.role is 'train = a candidate for training; holdout = kept out of training for the method''s own model (its method_traits.upfront); canary = a corrupted copy of a training example added as a known positive (--canaries, lossaudit audit); replaced = an original that a random-label canary stands in for, not trained.';
+comment on column examples.role is 'train = a candidate for training; holdout = kept out of training for the method''s own model (its method_traits.upfront); canary = a corrupted copy of a training example added as a known positive (--canaries, lossaudit audit); replaced = an original that a random-label canary stands in for, not trained; validation = carved from the training data (--val-size, labels as given) to evaluate and select by, not trained.';
 comment on column examples.irreducible_loss is 'Loss of the irreducible-loss model of a method that fits one on this example (eval mode, no augmentation); NULL for other methods.';
 
 comment on column predictions.run_id is 'A cross-fitted run (config folds > 0): it predicts the examples of its held-out fold, which it never trains.';
@@ -313,3 +316,5 @@ comment on column evals.seconds is 'Training wall-clock seconds before the evalu
 comment on column evals.test_loss is 'Mean cross-entropy on the test split (never corrupted).';
 comment on column evals.test_error is 'Share of test examples misclassified, 0..1.';
 comment on column evals.train_loss is 'Mean training loss of the steps since the previous evaluation; NULL at step 0.';
+comment on column evals.val_loss is 'Mean cross-entropy on the validation split (--val-size examples carved from the training data, with its labels as given: corrupted where the training data is); NULL without one, and before schema 7.';
+comment on column evals.val_error is 'Share of validation examples misclassified against their labels as given, 0..1: what a user can select a model by (never the test split); NULL without a validation split.';

@@ -134,9 +134,12 @@ class Store:
                 con.execute(_sql("upgrade_2.sql"))
             if version in ("2", "3"):
                 con.execute(_sql("upgrade_3.sql"))
-            if version is not None:  # the tables gain schema 6's columns before schema.sql comments on them
+            if version is not None:  # the tables gain schema 6's and 7's columns before schema.sql comments on them
                 con.execute(_sql("upgrade_5.sql"))
             con.execute(schema_sql())
+            if version is not None:
+                con.execute("insert into examples by name select * from examples_before_7")
+                con.execute("drop table examples_before_7")
             if version == "1":
                 fill_identity(con)
                 move_audits(con)

@@ -19,6 +19,7 @@ import typer
 from typer.core import TyperGroup
 
 from lossaudit.core.errors import UserError
+from lossaudit.calibrating import calibrate_command
 from lossaudit.terminal import friendly, one_line_usage
 
 DEFAULT_DB = Path("lossaudit.duckdb")
@@ -111,7 +112,10 @@ class RunCommand:
         ]
         grid_help = {"method": "comma-separated methods  [default: every method]",
                      "corruption": f"comma-separated corruptions: none or KIND:SHARE  [default: {DEFAULT_CORRUPTIONS}]",
-                     "seed": "comma-separated seeds  [default: 0]"}
+                     "seed": "comma-separated seeds  [default: 0]",
+                     "budget": "comma-separated budgets: each run stops once it has spent this share of --epochs "
+                               "passes back-propagating every training example, counted in --budget-unit; 0 = no "
+                               "budget: --epochs passes of candidates  [default: 0]"}
         declared = [*FIELDS.values(), *methods.parameters().values()]
         for f in declared:
             name = "seeds" if f.name == "seed" else f.name
@@ -372,6 +376,12 @@ def audit_command(
         raise typer.Exit(exit_status(stop)) from None
     if strict and result.verdict != "safe":
         raise typer.Exit({"caution": 3, "unsafe": 4, "unknown": 5}[result.verdict])
+
+
+# ---------------------------------------------------------------------------------------------
+# calibrate (lossaudit.calibrating)
+
+app.command("calibrate")(friendly(calibrate_command))
 
 
 def main() -> None:

@@ -41,7 +41,8 @@ class StoreSink:
     def write_irreducible(self, example_id, loss, summary, purpose) -> None:
         """A method's irreducible losses, and what fitting their model cost (`purpose`, in words), counted into the
         method's cost as upfront work."""
-        upfront = {k: summary[k] for k in ("backprops", "forwards", "seconds")} | {"for": purpose}
+        upfront = {k: summary[k] for k in ("backprops", "forwards", "forwards_scoring", "seconds") if k in summary} | {
+            "for": purpose}
         self.store.set_irreducible(self.run_id, pd.DataFrame({"example_id": example_id.astype(np.int32),
                                                               "irreducible_loss": loss.astype(np.float32)}),
                                    {"irreducible_model": summary, "upfront": upfront})
@@ -122,7 +123,7 @@ def run_one(cfg: RunConfig, store: Store, *, command: str = "", cache: dict | No
         if not store.rewind(run_id, start):  # another live process took it up first
             raise CellTaken
         if progress:
-            progress(candidates(cfg, prep) - int(prep.trained.sum()) * (cfg.epochs - start))  # holdout model done
+            progress(candidates(cfg, prep) - int(prep.trained.sum()) * max(0, trainer.passes - start))  # holdout done
     try:
         trainer.fit(StoreSink(store, run_id, checkpoints), start_epoch=start)
     except KeyboardInterrupt:

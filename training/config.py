@@ -22,6 +22,7 @@ import lossaudit.core.settings as settings
 from lossaudit.core.errors import UserError, choices
 from lossaudit.core.settings import MAX_EPOCHS, setting
 from lossaudit.training import methods
+from lossaudit.training.budget import BUDGET_UNITS, SCHEDULES
 
 AUGMENTS = ("auto", "crop-flip", "none")
 SCORE_PRECISIONS = ("same", "bf16")
@@ -56,6 +57,19 @@ class RunConfig:
                                                rule="fractions in (0, 1]")
     lr_gamma: float = setting(0.2, "lr multiplier at each milestone (0.2 = drop by 80%)", check=lambda v: 0 < v <= 1,
                               rule="in (0, 1]")
+    schedule: str = setting("step", "learning-rate schedule: step (lr × lr_gamma at each of lr_milestones, fractions "
+                                    "of the epochs, or of the budget with --budget) or linear (lr falling linearly to "
+                                    "0 at the end of the run's epochs, or of its budget)",
+                            check=lambda v: v in SCHEDULES, rule=f"one of {', '.join(SCHEDULES)}")
+    budget: float = setting(0.0, "stop once the run has spent this share of a full sgd run (--epochs passes "
+                                 "back-propagating every training example), counted in --budget-unit; 0 = no budget: "
+                                 "--epochs passes of candidates", check=lambda v: 0 <= v <= 100, rule="in [0, 100]")
+    budget_unit: str = setting("backprops", "what a budget counts: backprops, or cost (backprops plus --forward-cost "
+                                            "× scoring forwards)", check=lambda v: v in BUDGET_UNITS,
+                               rule=f"one of {', '.join(BUDGET_UNITS)}")
+    forward_cost: float = setting(0.0, "a scoring forward's cost in training steps, per example, on this machine "
+                                       "(lossaudit calibrate measures it); needed by --budget-unit cost",
+                                  check=lambda v: 0 <= v <= 10, rule="in [0, 10]")
     augment: str = setting("auto", "auto (crop+flip for 32x32 images, none otherwise), crop-flip or none",
                            check=lambda v: v in AUGMENTS, rule=f"one of {', '.join(AUGMENTS)}")
     eval_every: float = setting(0.25, "evaluate on the test split every this many epochs' worth of backprops",
@@ -64,6 +78,10 @@ class RunConfig:
                               check=lambda v: v >= 0, rule=">= 0 (0 = all)")
     test_size: int = setting(0, "use a stratified subset of this many test examples; 0 = all", unit="examples",
                              check=lambda v: v >= 0, rule=">= 0 (0 = all)")
+    val_size: int = setting(0, "carve a validation split of this many training examples (stratified, the same for "
+                                "every method and seed; labels as given, corrupted where the training data is), not "
+                                "trained on, evaluated with the test split: models are selected by it, never by the "
+                                "test split; 0 = none", unit="examples", check=lambda v: v >= 0, rule=">= 0 (0 = none)")
     split_seed: int = _seed("seed of the train/test split (for datasets without one) and of the subsets")
     test_fraction: float = setting(0.2, "test share for datasets without a test split; 0 = no test split, no "
                                         "evaluation", check=lambda v: 0 <= v < 1, rule="in [0, 1)")
@@ -108,7 +126,7 @@ class RunConfig:
 
 
 FIELDS = {f.name: f for f in fields(RunConfig) if f.name != "params"}
-GRID_KEYS = {"method": "method", "corruption": "corruption", "seeds": "seed", "seed": "seed"}
+GRID_KEYS = {"method": "method", "corruption": "corruption", "seeds": "seed", "seed": "seed", "budget": "budget"}
 
 
 def split_list(value: Any) -> list[str]:
@@ -121,18 +139,20 @@ def split_list(value: Any) -> list[str]:
 @dataclass(frozen=True)
 class Grid:
     """A base config, the lists it is crossed with and the method parameters given; `runs()` expands it in a
-    stable order (corruption, then seed, then method)."""
+    stable order (corruption, then seed, then budget, then method)."""
 
     base: RunConfig
     methods: tuple[str, ...]
     corruptions: tuple[str, ...]
     seeds: tuple[int, ...]
     method_values: dict = dataclasses.field(default_factory=dict)  # parameter values given, for every method that has them
+    budgets: tuple[float, ...] = ()  # the budgets crossed (training.budget); empty: the base config's
 
     def runs(self) -> list[RunConfig]:
-        return [dataclasses.replace(self.base, corruption=c, seed=s, method=m,
+        return [dataclasses.replace(self.base, corruption=c, seed=s, budget=b, method=m,
                                     params=methods.resolve_params(m, self.method_values))
-                for c, s, m in itertools.product(self.corruptions, self.seeds, self.methods)]
+                for c, s, b, m in itertools.product(self.corruptions, self.seeds, self.budgets or (self.base.budget,),
+                                                    self.methods)]
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
@@ -182,6 +202,7 @@ def build_grid(values: dict[str, Any], *, default_methods: tuple[str, ...], extr
         "corruption": split_list(values.get("corruption", "none")),
         "seed": [settings.coerce(FIELDS["seed"], s, name="seeds")
                  for s in split_list(values.get("seeds", values.get("seed", 0)))],
+        "budget": [settings.coerce(FIELDS["budget"], b, name="budget") for b in split_list(values.get("budget", 0))],
     }
     for key, items in lists.items():
         if not items:
@@ -196,7 +217,7 @@ def build_grid(values: dict[str, Any], *, default_methods: tuple[str, ...], extr
     base = RunConfig(**{k: settings.coerce(FIELDS[k], v) for k, v in values.items()
                         if k in FIELDS and k not in GRID_KEYS})
     grid = Grid(base, tuple(dict.fromkeys(lists["method"])), tuple(dict.fromkeys(lists["corruption"])),
-                tuple(dict.fromkeys(lists["seed"])), given)
+                tuple(dict.fromkeys(lists["seed"])), given, tuple(dict.fromkeys(lists["budget"])))
     validate(grid)
     return grid
 
@@ -222,4 +243,12 @@ def validate(grid: Grid) -> list[RunConfig]:
         raise UserError(f"--fold {c.fold}: there are {c.folds} folds; valid: 0..{c.folds - 1}")
     if c.fold and not c.folds:
         raise UserError(f"--fold {c.fold} needs --folds (cross-fitting is off); valid: --fold 0, or --folds K > --fold")
+    if c.val_size and c.canaries:
+        raise UserError(f"--val-size {c.val_size} with --canaries {c.canaries:g}: a canary may replace a validation "
+                        "example; valid: one of them (--val-size 0 or --canaries 0)")
+    if c.budget_unit == "cost" and c.forward_cost <= 0:
+        raise UserError("--budget-unit cost needs --forward-cost (a scoring forward's cost in training steps, "
+                        "measured by `lossaudit calibrate`); valid: a value in (0, 10], or --budget-unit backprops")
+    if c.budget_unit == "cost" and not all(cell.budget for cell in cells):
+        raise UserError("--budget-unit cost needs --budget (a share of a full sgd run); valid: --budget in (0, 100]")
     return cells

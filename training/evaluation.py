@@ -51,6 +51,9 @@ class Evaluator:
         self.run = run
         self.test_x = torch.from_numpy(run.data.test_x).to(run.device)
         self.test_y = torch.from_numpy(run.data.test_y).to(run.device)
+        has_val = run.data.val_x is not None
+        self.val_x = torch.from_numpy(run.data.val_x).to(run.device) if has_val else None
+        self.val_y = torch.from_numpy(run.data.val_y).to(run.device) if has_val else None
         self.predict_x: torch.Tensor | None = None  # the held-out examples on the device, once the first is due
         self.interval = max(1, round(run.cfg.eval_every * len(run.data.y)))
         self.next_eval = 0
@@ -71,6 +74,7 @@ class Evaluator:
         with run.clock.untimed():
             run.guard.check()
             test_loss, test_error = self.evaluate()
+            val_loss, val_error = self.evaluate(self.val_x, self.val_y) if self.val_x is not None else (None, None)
             if not math.isfinite(test_loss):
                 raise TrainingFailed(f"training diverged: the test loss is {test_loss} after step {c.step - 1} "
                                      f"(epoch {epoch}); try a lower --lr (now {run.cfg.lr:g})")
@@ -80,7 +84,7 @@ class Evaluator:
                                    forwards=c.forwards_scoring + c.forwards_training,
                                    forwards_scoring=c.forwards_scoring, forwards_training=c.forwards_training,
                                    seconds=seconds, test_loss=test_loss, test_error=test_error, train_loss=train_loss,
-                                   forwards_logging=c.forwards_logging))
+                                   forwards_logging=c.forwards_logging, val_loss=val_loss, val_error=val_error))
             self.last_eval_backprops = c.backprops
             self.best_test_error = min(self.best_test_error, test_error)
             while self.next_eval <= c.backprops:
@@ -102,19 +106,20 @@ class Evaluator:
                 yield start, run.model(chunk).float()
 
     @torch.inference_mode()
-    def evaluate(self) -> tuple[float, float]:
-        """Mean test cross-entropy and error over the whole (never corrupted, never augmented) test split; under
-        torchrun computed on rank 0 and broadcast."""
+    def evaluate(self, x: torch.Tensor | None = None, labels: torch.Tensor | None = None) -> tuple[float, float]:
+        """Mean cross-entropy and error over the whole (never augmented) test split — never corrupted — or over
+        `x` with `labels` (the validation split); under torchrun computed on rank 0 and broadcast."""
         run = self.run
+        x, labels = (self.test_x, self.test_y) if x is None else (x, labels)
         result = torch.zeros(2, dtype=torch.float64, device=run.device)
         if run.ranks.rank == 0:
             wrong = torch.zeros((), device=run.device, dtype=torch.int64)
-            for start, logits in self.logits_of(self.test_x):
-                y = self.test_y[start:start + EVAL_CHUNK]
+            for start, logits in self.logits_of(x):
+                y = labels[start:start + EVAL_CHUNK]
                 result[0] += F.cross_entropy(logits, y, reduction="sum").double()
                 wrong += (logits.argmax(1) != y).sum()
             result[1] = wrong.double()
-            result /= len(self.test_y)
+            result /= len(labels)
         if run.ranks.active:
             run.ranks.broadcast(result)
         return float(result[0]), float(result[1])

@@ -27,7 +27,8 @@ class Prepared:
 
     x, label, true_label, is_corrupted, kind: the examples as trained; role: train, holdout (kept
     out of training for rho's irreducible-loss model), canary, replaced (an original a label canary
-    stands in for, not trained) or held_out (in the fold cross-fitting keeps out of this run, predicted
+    stands in for, not trained), validation (carved from the training data to evaluate and select by, with its
+    labels as given) or held_out (in the fold cross-fitting keeps out of this run, predicted
     out-of-sample; never stored as the run's example); example_id, source: identity.
     """
 
@@ -46,7 +47,7 @@ class Prepared:
 
     @property
     def trained(self) -> np.ndarray:
-        return (self.role != "holdout") & (self.role != "replaced") & (self.role != "held_out")
+        return ~np.isin(self.role, ("holdout", "replaced", "held_out", "validation"))
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class DataSpec:
     canaries: float = 0.0
     folds: int = 0
     fold: int = 0
+    val_size: int = 0
     holdout: float = 0.0  # share of the training examples the method keeps out of training
 
     @classmethod
@@ -98,10 +100,14 @@ def prepare_examples(cfg: DataSpec, cache: dict | None = None) -> Prepared:
                 confusion=None if confusion is None else confusion[0])
     kind = np.where(c.is_corrupted, c.kind or "", None).astype(object)
     role = np.full(len(train), "train", dtype=object)
+    rest = np.arange(len(train))
+    if cfg.val_size:  # the same examples for every method, seed and corruption: by the data's labels and split_seed
+        from sklearn.model_selection import train_test_split
+        rest, val = train_test_split(rest, test_size=cfg.val_size, stratify=train.y, random_state=cfg.split_seed)
+        role[val] = "validation"
     if cfg.holdout:
         from sklearn.model_selection import train_test_split
-        _, held = train_test_split(np.arange(len(train)), test_size=cfg.holdout, stratify=train.y,
-                                   random_state=cfg.split_seed)
+        _, held = train_test_split(rest, test_size=cfg.holdout, stratify=train.y[rest], random_state=cfg.split_seed)
         role[held] = "holdout"
     x, label, true, bad, ids, src = c.x, c.label, c.true_label, c.is_corrupted, train.example_id, train.source
     record = dict(c.record)

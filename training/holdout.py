@@ -55,8 +55,11 @@ def fit_holdout_model(run, *, model: str | None = None, epochs: int | None = Non
         raise TrainingFailed("the irreducible-loss model gives non-finite losses; try a lower --lr "
                              f"(now {cfg.lr:g}) or more --il-epochs")
     # what the model cost: its training passes plus one forward of every training example
+    run.counters.upfront_backprops += il.counters.backprops
+    run.counters.upfront_forwards += il.counters.forwards_scoring + len(run.y)
     summary = dict(model=il_cfg.model, epochs=il_cfg.epochs, holdout_size=len(il_data.y),
                    backprops=il.counters.backprops, forwards=il.counters.forwards_training + len(run.y),
+                   forwards_scoring=il.counters.forwards_scoring + len(run.y),
                    seconds=il_seconds + time.perf_counter() - started, best_test_error=il.best_test_error)
     run.sink.write_irreducible(run.example_id, irreducible.cpu().numpy(), summary, purpose=run.method.upfront)
     return irreducible

@@ -38,6 +38,8 @@ class Counters:
     scored_since_step: int = 0
     selection_candidates: int = 0
     selection_picks: int = 0
+    upfront_backprops: int = 0  # a method's work before training (rho's irreducible-loss model), charged to a budget
+    upfront_forwards: int = 0
 
 
 @dataclass

@@ -20,7 +20,7 @@ from lossaudit.training.datasets.base import fraction_range
 from lossaudit.training.examples import DataSpec, Prepared, cached_dataset, prepare_examples
 from lossaudit.training.identity import identify
 from lossaudit.training.methods import method_class, resolve
-from lossaudit.training.trainer import Trainer, TrainData
+from lossaudit.training.trainer import Trainer, TrainData, planned_passes
 
 
 def prepare(cfg: RunConfig, cache: dict | None = None) -> Prepared:
@@ -66,14 +66,15 @@ def examples_frame(prep: Prepared) -> pd.DataFrame:
 
 
 def train_data(prep: Prepared) -> TrainData:
-    keep, held, out = prep.trained, prep.role == "holdout", prep.role == "held_out"
-    has_holdout, has_out = bool(held.any()), bool(out.any())
+    keep, held, out, val = prep.trained, prep.role == "holdout", prep.role == "held_out", prep.role == "validation"
+    has_holdout, has_out, has_val = bool(held.any()), bool(out.any()), bool(val.any())
     return TrainData(x=prep.x[keep], y=prep.label[keep], example_id=prep.example_id[keep], test_x=prep.test.x,
                      test_y=prep.test.y, n_classes=prep.dataset.n_classes,
                      holdout_x=prep.x[held] if has_holdout else None, holdout_y=prep.label[held] if has_holdout else None,
                      holdout_id=prep.example_id[held] if has_holdout else None,
                      predict_x=prep.x[out] if has_out else None, predict_id=prep.example_id[out] if has_out else None,
-                     test_id=prep.test.example_id)
+                     test_id=prep.test.example_id, val_x=prep.x[val] if has_val else None,
+                     val_y=prep.label[val] if has_val else None)
 
 
 def run_row(cfg: RunConfig, prep: Prepared, trainer: Trainer, *, command: str, extra: dict | None = None) -> dict:
@@ -102,9 +103,10 @@ def run_row(cfg: RunConfig, prep: Prepared, trainer: Trainer, *, command: str, e
 
 
 def candidates(cfg: RunConfig, prep: Prepared) -> int:
-    """Candidates a run will process, for progress bars (a holdout model's training taken as as many epochs)."""
+    """Candidates a run will process, for progress bars (a holdout model's training taken as as many epochs; a
+    budgeted run's passes as it plans them)."""
     held = int((prep.role == "holdout").sum()) * method_class(cfg.method).holdout_epochs(cfg.params, cfg.epochs)
-    return int(prep.trained.sum()) * cfg.epochs + held
+    return int(prep.trained.sum()) * planned_passes(cfg) + held
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from torch import Tensor
 from lossaudit.core.errors import UserError
 from lossaudit.training import distributed, holdout
 from lossaudit.training.augment import channel_stats, crop_flip, normalise
+from lossaudit.training.budget import PASS_SLACK, Budget, lr_at
 from lossaudit.training.config import RunConfig
 from lossaudit.training.evaluation import EVAL_CHUNK, Clock, Evaluator
 from lossaudit.training.logs import Batch, Counters, ObservationLog, PickQueue, Sink, StepLog, check_logged
@@ -39,6 +40,7 @@ class TrainData:
 
     holdout_*: examples kept out of training for the method's own use (rho's irreducible-loss model), else None.
     predict_*: examples kept out of training to be predicted out-of-sample (cross-fitting), else None.
+    val_*: the validation split (labels as given), evaluated with the test split, else None.
     """
 
     x: np.ndarray
@@ -53,6 +55,8 @@ class TrainData:
     predict_x: np.ndarray | None = None
     predict_id: np.ndarray | None = None
     test_id: np.ndarray | None = None  # the test split's example ids (for its out-of-sample predictions)
+    val_x: np.ndarray | None = None
+    val_y: np.ndarray | None = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -64,10 +68,14 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def lr_at(cfg: RunConfig, epoch: int) -> float:
-    """Step schedule by epoch: lr × gamma at each milestone (fractions of the epochs)."""
-    drops = sum(epoch >= round(m * cfg.epochs) for m in cfg.lr_milestones)
-    return cfg.lr * cfg.lr_gamma ** drops
+def planned_passes(cfg: RunConfig) -> int:
+    """The candidate passes a run plans: its epochs, or with a budget the budget at its method's nominal selectivity
+    (training.budget)."""
+    if not cfg.budget:
+        return cfg.epochs
+    probe = create_method(cfg.method, cfg.params, batch_size=cfg.batch_size, n_train=1, epochs=cfg.epochs,
+                          device=torch.device("cpu"), generator=torch.Generator())
+    return Budget.of(cfg, 1).passes(cfg.epochs, probe.nominal_selectivity)
 
 
 def wants_crop_flip(augment: str, image_shape: tuple[int, ...]) -> bool:
@@ -108,8 +116,11 @@ class Trainer:
                             else self.model)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                    weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+        # a full sgd run: every example the run could train on, its method's holdout included (rho trains fewer)
+        self.budget = Budget.of(cfg, len(data.y) + (0 if data.holdout_y is None else len(data.holdout_y)))
+        self.passes = planned_passes(cfg)
         self.method = create_method(cfg.method, cfg.params, batch_size=cfg.batch_size, n_train=len(data.y),
-                                    device=device, generator=self.gen["select"], epochs=cfg.epochs)
+                                    device=device, generator=self.gen["select"], epochs=self.passes)
         self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext())
         self.score_autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if cfg.score_precision == "bf16"
                                else self.autocast)
@@ -123,16 +134,20 @@ class Trainer:
     # -- the loop ---------------------------------------------------------------------------
 
     def fit(self, sink: Sink, *, start_epoch: int = 0) -> None:
-        """Train for cfg.epochs (from `start_epoch` after `load_state_dict`), handing each finished epoch to `sink`."""
+        """Train for cfg.epochs passes, or until the budget is spent (from `start_epoch` after `load_state_dict`),
+        handing each finished epoch to `sink`."""
         self.sink = sink
         B = self.cfg.batch_size
         if start_epoch == 0:
             self.method.setup(self)  # work before training, e.g. a model the method fits first
             self.clock.start()
             self.evaluator.maybe(epoch=0)
-        for epoch in range(start_epoch, self.cfg.epochs):
+        last = self.passes * PASS_SLACK if self.budget.on else self.cfg.epochs
+        for epoch in range(start_epoch, last):
             order, queue, obs, steps = self.start_epoch(epoch)
             for index, slot in self.rounds(order):
+                if self.budget.on and self.budget.spent(self.counters) + len(queue) >= self.budget.total:
+                    break  # spent: train the picks waiting, offer no more candidates
                 x = self.view(index)  # candidates, augmented once for scoring and training
                 if self.method.selects(epoch):  # score and select
                     queue.push(*self.selector.select(index, x, slot, epoch, obs))
@@ -143,15 +158,18 @@ class Trainer:
                 self.progress(len(index))
             if len(queue):
                 self.step(queue.pop(len(queue)), epoch, obs, steps)  # the epoch's last, smaller batch
-            self.evaluator.maybe(epoch, final=epoch == self.cfg.epochs - 1)
+            done = epoch == last - 1 or (self.budget.on and self.budget.spent(self.counters) >= self.budget.total)
+            self.evaluator.maybe(epoch, final=done)
             self.guard.check()  # never log a diverged epoch
             self.log_epoch(epoch, order, obs, steps)
-            if epoch + 1 < self.cfg.epochs:
-                self.sink.checkpoint(epoch + 1, self.state_dict)
+            if done:
+                break
+            self.sink.checkpoint(epoch + 1, self.state_dict)
 
     def start_epoch(self, epoch: int) -> tuple[Tensor, PickQueue, ObservationLog, StepLog]:
         """All per-epoch state, made here: the lr, a fresh permutation, an empty pick queue and log buffers."""
-        self.set_lr(lr_at(self.cfg, epoch))
+        self.offered = 0
+        self.set_lr(lr_at(self.cfg, self.schedule_progress(epoch), epoch))
         self.guard.epoch_starts.append(self.counters.step)
         order = torch.randperm(len(self.y), generator=self.gen["order"], device=self.device)
         return order, PickQueue(), ObservationLog(len(self.y), self.device), StepLog()
@@ -161,9 +179,18 @@ class Trainer:
         size = self.method.candidate_size()
         for start in range(0, len(order), size):
             index = order[start:start + size]
+            self.offered = start + len(index)
             yield index, torch.arange(start, start + len(index), device=self.device)
 
+    def schedule_progress(self, epoch: int) -> float:
+        """The schedule's progress in [0, 1]: the share of the budget spent, or of the candidate passes made."""
+        if self.budget.on:
+            return min(1.0, self.budget.spent(self.counters) / self.budget.total)
+        return min(1.0, (epoch + self.offered / max(1, len(self.y))) / self.cfg.epochs)
+
     def step(self, batch: Batch, epoch: int, obs: ObservationLog, steps: StepLog) -> None:
+        if self.cfg.schedule != "step" or self.budget.on:  # the lr moves within the epoch
+            self.set_lr(lr_at(self.cfg, self.schedule_progress(epoch), epoch))
         self.evaluator.losses_since_eval.append(self.stepper.step(batch, epoch, obs, steps))
         self.evaluator.maybe(epoch)
 

@@ -214,15 +214,25 @@ def test_gallery_and_per_class(con):
     assert pc.loc[1, "corrupted_share"] == 0.5
 
 
+BUDGETED_ONLY = {"budget_runs", "budget_curves", "budget_match", "budget_equal"}
+
+
 @pytest.mark.parametrize("name", sorted(all_queries()))
 def test_every_named_query_runs_on_the_fixture(con, name):
     frame = run_query(con, name, **({"run_id": 1} if "run_id" in all_queries()[name].defaults else {}))
+    if name in BUDGETED_ONLY:  # the fixture's runs have no budget: none is listed (real ones: tests/analysis/test_budget.py)
+        assert len(frame) == 0 and "spent_cost" in frame.columns
+        return
     assert len(frame) > 0 and len(frame.columns) > 1
 
 
 @pytest.mark.parametrize("name", sorted(ANALYSES))
 def test_every_analysis_runs_on_the_fixture(con, name):
-    assert len(ANALYSES[name].function(con)) > 0
+    frame = ANALYSES[name].function(con)
+    if name in BUDGETED_ONLY:  # nothing to say without budgeted runs, in the columns it would say it in
+        assert len(frame) == 0 and {"method", "corruption", "budget"} <= set(frame.columns)
+        return
+    assert len(frame) > 0
 
 
 def test_run_summary_shows_realised_selectivity_and_a_declared_switch_and_diagnostic(con):

@@ -192,3 +192,34 @@ def test_a_schema_5_database_gains_the_logging_forwards_and_the_per_method_verdi
         have = set(con.execute("select table_name || '.' || column_name from duckdb_columns()").fetchall())
         assert {(f"{t}.{c}",) for t, c in added.items()} <= have
         assert con.execute("select value from meta where key = 'schema_version'").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_a_schema_6_database_keeps_its_examples_and_may_hold_validation_examples(tmp_path):
+    import duckdb
+    path = tmp_path / "v6.duckdb"
+    Store(path)
+    con = duckdb.connect(str(path))  # as the version of schema 6 left it: no validation columns, the old role check
+    for column in ("val_loss", "val_error"):
+        con.execute(f"alter table evals drop column {column}")
+    con.execute("drop table examples")
+    con.execute("""create table examples (run_id integer not null, example_id integer not null,
+                   label smallint not null, true_label smallint not null, corruption_kind varchar,
+                   is_corrupted boolean not null, source varchar not null,
+                   role varchar not null default 'train' check (role in ('train', 'holdout', 'canary', 'replaced')),
+                   irreducible_loss float)""")
+    con.execute("insert into examples values (1, 0, 3, 3, null, false, 'a.png', 'train', null), "
+                "(1, 1, 4, 2, 'random_labels', true, 'b.png', 'holdout', 0.5)")
+    con.execute("update meta set value = '6' where key = 'schema_version'")
+    con.close()
+    Store(path)  # upgrades
+    con = duckdb.connect(str(path))
+    assert con.execute("select example_id, label, true_label, corruption_kind, role, irreducible_loss from examples "
+                       "order by example_id").fetchall() == [(0, 3, 3, None, "train", None),
+                                                             (1, 4, 2, "random_labels", "holdout", 0.5)]
+    con.execute("insert into examples values (1, 2, 0, 0, null, false, 'c.png', 'validation', null)")
+    assert {"val_loss", "val_error"} <= {r[0] for r in con.execute(
+        "select column_name from duckdb_columns() where table_name = 'evals'").fetchall()}
+    assert not con.execute("select count(*) from duckdb_tables() where table_name = 'examples_before_7'").fetchone()[0]
+    with pytest.raises(duckdb.ConstraintException):
+        con.execute("insert into examples values (1, 3, 0, 0, null, false, 'd.png', 'nonsense', null)")
+    con.close()

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 
 from lossaudit.training.config import FIELDS, RunConfig
-from lossaudit.training.identity import GRID_AXES, experiment_config, identify
+from lossaudit.training.identity import GRID_AXES, KEYED_WHEN_SET, experiment_config, identify
 from lossaudit.training.methods import parameters
 
 
@@ -46,7 +46,10 @@ def test_the_device_type_is_part_of_the_experiment():
 
 def test_every_field_is_either_an_axis_or_the_experiment():
     key = experiment_config(RunConfig(), "cpu")
-    assert set(key) | set(GRID_AXES) == set(FIELDS) and not set(key) & set(GRID_AXES)
+    assert set(key) | set(GRID_AXES) | set(KEYED_WHEN_SET) == set(FIELDS) and not set(key) & set(GRID_AXES)
+    every = experiment_config(RunConfig(budget=0.5, schedule="linear", budget_unit="cost", forward_cost=0.3,
+                                        val_size=10), "cpu")
+    assert set(every) | set(GRID_AXES) == set(FIELDS)  # each is in the key once set
     assert not set(key) & set(parameters())  # a method's parameters name its arm, never the experiment
 
 

@@ -9,7 +9,8 @@ import torch
 from lossaudit.core.store import Store, connect_readonly
 from lossaudit.training.config import RunConfig
 from lossaudit.running import run_one
-from lossaudit.training.trainer import Batch, PickQueue, lr_at, wants_crop_flip
+from lossaudit.training.budget import lr_at
+from lossaudit.training.trainer import Batch, PickQueue, wants_crop_flip
 
 
 def test_sgd_on_clean_digits_reaches_under_10_percent_test_error(tmp_path):
@@ -74,7 +75,7 @@ def test_examples_record_the_corruption(digits_db):
 
 def test_lr_schedule_drops_by_80_percent_at_60_and_80_percent_of_the_epochs():
     cfg = RunConfig(epochs=10)
-    assert [lr_at(cfg, e) for e in range(10)] == pytest.approx([0.1] * 6 + [0.02] * 2 + [0.004] * 2)
+    assert [lr_at(cfg, e / 10, e) for e in range(10)] == pytest.approx([0.1] * 6 + [0.02] * 2 + [0.004] * 2)
 
 
 def test_augmentation_rule():
