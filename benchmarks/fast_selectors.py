@@ -177,7 +177,7 @@ def targets_report(db: Path, epochs: int) -> list[str]:
             cell = full[full.corruption == corruption]
             seeds = sorted(set(cell[cell.arm == "sgd"].seed) & set(cell[cell.arm == SELECTOR].seed))
             if not seeds:
-                out.append(f"{corruption}: not run yet")
+                out.append(f"{corruption}: no seed complete yet")
                 continue
             pick = lambda arm, s: int(cell[(cell.arm == arm) & (cell.seed == s)].run_id.iloc[-1])  # noqa: E731
             sgd_err = np.array([final(pick("sgd", s)) for s in seeds])
