@@ -95,6 +95,11 @@ def exit_status(stop: KeyboardInterrupt) -> int:
     return 128 + (signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT)
 
 
+def readable(v: float) -> str:
+    """A float for reading: 4 significant digits, and from 1,000 up whole numbers with separators (never 2.25e+04)."""
+    return f"{v:,.0f}" if math.isfinite(v) and abs(v) >= 1000 else f"{v:.4g}"
+
+
 def print_frame(frame, *, title: str | None = None, max_rows: int = MAX_ROWS, numeric: tuple[str, ...] = ()) -> None:
     """A DataFrame as a terminal table; floats to 4 significant digits; long results truncated with a note.
     Numbers, text that starts with a digit and the `numeric` columns are right-aligned."""
@@ -109,7 +114,7 @@ def print_frame(frame, *, title: str | None = None, max_rows: int = MAX_ROWS, nu
         table.add_column(str(col), justify="right" if right else "left")
     for row in frame.head(max_rows).itertuples(index=False):
         table.add_row(*(Text("" if v is None or (isinstance(v, float) and math.isnan(v)) else  # never markup
-                              f"{v:.4g}" if isinstance(v, float) else str(v)) for v in row))
+                              readable(v) if isinstance(v, float) else str(v)) for v in row))
     print_table(table)
     if len(frame) > max_rows:
         Console(soft_wrap=True).print(f"({len(frame) - max_rows} more rows; use --format csv or json for all)")

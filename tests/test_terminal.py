@@ -5,7 +5,8 @@ import io
 from rich.console import Console
 from rich.table import Table
 
-from lossaudit.terminal import PLAIN_GAP, PLAIN_PERCENT, PLAIN_SECONDS, PlainProgress, print_table, progress_bar
+from lossaudit.terminal import (PLAIN_GAP, PLAIN_PERCENT, PLAIN_SECONDS, PlainProgress, print_table, progress_bar,
+                                readable)
 
 
 class Clock:
@@ -83,3 +84,9 @@ def test_values_that_look_like_markup_are_printed_as_they_are(capsys):
     from lossaudit.terminal import print_frame
     print_frame(pd.DataFrame({"error": ["RuntimeError: [/src/gloo/pair.cc:545] Read error [127.0.0.1]:387"]}))
     assert "[/src/gloo/pair.cc:545] Read error [127.0.0.1]:387" in capsys.readouterr().out
+
+
+def test_numbers_in_a_terminal_table_read_without_exponents():
+    assert [readable(v) for v in (22500.0, 1048.4, 999.4, 0.4083, 0.25, -12345.6)] == [
+        "22,500", "1,048", "999.4", "0.4083", "0.25", "-12,346"]
+    assert readable(float("inf")) == "inf"
