@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from lossaudit.core.errors import UserError, choices
+from lossaudit.analysis.metrics import first_reach
 from lossaudit.core.queries import run_query
 
 BUDGET_AXES = {"backprops": "spent_backprops_share", "cost": "spent_cost_share", "seconds": "seconds_share"}
@@ -55,19 +56,11 @@ def curves(pts: pd.DataFrame, axis: str = "backprops") -> pd.DataFrame:
 
 
 def crossing(x: np.ndarray, y: np.ndarray, target: float) -> float:
-    """The smallest x at which the piecewise-linear curve through (x, y), sorted by x, comes down to `target`:
-    interpolated linearly between the two points around the first crossing; x[0] when the first point is already
-    at or below it; NaN when no point reaches it (the budget needed lies beyond those trained)."""
+    """The smallest x at which the curve through (x, y), sorted by x, comes down to `target`: Table 1's
+    `metrics.first_reach` (linear between the points around the first crossing; x[0] when the first point is already
+    there; NaN when none is: the budget needed lies beyond those trained)."""
     order = np.argsort(x)
-    x, y = np.asarray(x, float)[order], np.asarray(y, float)[order]
-    hit = np.flatnonzero(y <= target)
-    if len(hit) == 0:
-        return math.nan
-    i = hit[0]
-    if i == 0:
-        return float(x[0])
-    x0, x1, y0, y1 = x[i - 1], x[i], y[i - 1], y[i]
-    return float(x0 + (y0 - target) / (y0 - y1) * (x1 - x0))
+    return first_reach(np.asarray(x, float)[order], np.asarray(y, float)[order], target)
 
 
 def _grid(rows: pd.DataFrame, x: str) -> tuple[np.ndarray, np.ndarray]:
@@ -108,8 +101,8 @@ def matching_budget(pts: pd.DataFrame, axis: str = "backprops", *, seed: int = 0
                     resamples: int = BOOTSTRAP) -> pd.DataFrame:
     """Per cell: the budget at which the method's seed-mean curve comes down to the baseline's error at its largest
     budget (the seed mean there: its own full-run error), by `crossing` on `axis`, with a bootstrap interval: seeds
-    are resampled independently for the method and for the baseline, target and crossing recomputed. `reached_share`: the share
-    of draws in which the curve reaches the target at all."""
+    are resampled independently for the method and for the baseline, target and crossing recomputed.
+    `reached_share`: the share of draws in which the curve reaches the target at all."""
     x = axis_column(axis)
     rng = np.random.default_rng(seed)
     out = []
@@ -136,9 +129,9 @@ def matching_budget(pts: pd.DataFrame, axis: str = "backprops", *, seed: int = 0
 def equal_budget(pts: pd.DataFrame, against: str | None = None, *, seed: int = 0,
                  resamples: int = BOOTSTRAP) -> pd.DataFrame:
     """Per cell and budget given: the method's mean test error minus `against`'s (an arm; the baseline when None) at
-    the same budget (a difference of
-    error rates, 0.012 = 1.2 points; negative = the method is better), with a bootstrap interval over seeds resampled independently for
-    both. The arms compared are given the same budget in the same unit, so the difference is at equal spend."""
+    the same budget — a difference of error rates, 0.012 = 1.2 points, negative when the method is better — with a
+    bootstrap interval over seeds resampled independently for both. The arms compared are given the same budget in
+    the same unit, so the difference is at equal spend."""
     rng = np.random.default_rng(seed)
     out = []
     for (protocol, corruption, budget), cell in pts.groupby(["protocol", "corruption", "budget"]):

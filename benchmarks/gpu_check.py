@@ -26,12 +26,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from lossaudit.core.store import Store, connect_readonly  # noqa: E402
 from lossaudit.running import StoreSink  # noqa: E402
+from lossaudit.training.calibrate import calibrate, synchronize  # noqa: E402
 from lossaudit.training.config import RunConfig  # noqa: E402
 from lossaudit.training.logs import NullSink  # noqa: E402
 from lossaudit.training.trainer import TrainData, Trainer  # noqa: E402
@@ -45,11 +45,6 @@ def say(lines: list[str], text: str = "") -> None:
     lines.append(text)
 
 
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def matmul_peak(device: str, size: int, reps: int = 20) -> float:
     """Measured bf16 matmul throughput in FLOP/s (the best of a few trials)."""
     a = torch.randn(size, size, device=device, dtype=torch.bfloat16)
@@ -57,11 +52,11 @@ def matmul_peak(device: str, size: int, reps: int = 20) -> float:
     best = 0.0
     for _ in range(3):
         a @ b
-        sync(device)
+        synchronize(device)
         start = time.perf_counter()
         for _ in range(reps):
             a @ b
-        sync(device)
+        synchronize(device)
         best = max(best, 2 * size ** 3 * reps / (time.perf_counter() - start))
     return best
 
@@ -102,7 +97,7 @@ def throughput(cfg: RunConfig, data: TrainData, log: bool, tmp: Path) -> tuple[f
     original = sink.write_epoch
 
     def timed(epoch, **tables):  # an epoch's training seconds (evaluation excluded) plus its logging
-        sync(cfg.device)
+        synchronize(cfg.device)
         trained = trainer.train_seconds()
         start = time.perf_counter()
         original(epoch, **tables)
@@ -123,28 +118,8 @@ def _examples(n: int):
 
 def per_example(trainer: Trainer, reps: int = 10) -> tuple[float, float]:
     """(F, T): seconds per example of the scoring forward and of a training step, on batches of B."""
-    B, dev = trainer.cfg.batch_size, trainer.cfg.device
-    index = torch.arange(B, device=trainer.device)
-    x, y = trainer.view(index), trainer.y[index]
-
-    def train():
-        trainer.model.train()
-        with trainer.autocast:
-            loss = F.cross_entropy(trainer.model(x).float(), y)
-        trainer.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        trainer.opt.step()
-
-    def seconds(fn):
-        fn()
-        sync(dev)
-        start = time.perf_counter()
-        for _ in range(reps):
-            fn()
-        sync(dev)
-        return (time.perf_counter() - start) / reps / B
-
-    return seconds(lambda: trainer.score(x, y)), seconds(train)
+    c = calibrate(trainer, reps=reps, trials=1)
+    return c.forward, c.step
 
 
 def real_run(size: dict, tmp: Path, lines: list[str], launcher: tuple[str, ...] = ()) -> None:
@@ -186,7 +161,7 @@ def recorder_check(device: str, tmp: Path, lines: list[str], n: int = 4096, k: i
     ids, logits = torch.arange(n, device=device), torch.randn(n, k, device=device)
     picked = torch.rand(n, device=device) < 0.5
     rec.observe(ids[:128], logits=logits[:128], picked=picked[:128])  # first call: the ids' lookup moves over
-    sync(device)
+    synchronize(device)
     started = time.perf_counter()
     if device == "cuda":
         torch.cuda.set_sync_debug_mode("error")

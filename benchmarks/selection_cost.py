@@ -35,6 +35,7 @@ from _data import cifar10_folder  # noqa: E402
 from lossaudit.core.store import Store, connect_readonly  # noqa: E402
 from lossaudit.running import StoreSink  # noqa: E402
 from lossaudit.training.augment import crop_flip, normalise  # noqa: E402
+from lossaudit.training.calibrate import per_example_seconds, synchronize, training_step  # noqa: E402
 from lossaudit.training.config import RunConfig  # noqa: E402
 from lossaudit.training.methods import create_method, resolve_params  # noqa: E402
 from lossaudit.training.prepare import examples_frame, prepare, run_row, train_data  # noqa: E402
@@ -45,21 +46,13 @@ CELLS = [("sgd", "sgd", {}, "same"), ("sb50", "sb50", {}, "same"), ("sb33", "sb3
          ("sb50 bf16", "sb50", {}, "bf16")]
 
 
-def sync(trainer: Trainer) -> None:
-    if trainer.device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def per_example_times(trainer: Trainer, reps: int = 20) -> dict[str, float]:
     """Seconds per example: scoring forward (as the trainer runs it, and in bf16), training step, and the training
     step's forward alone (train mode, with grad), on batches of B; the minimum of interleaved trials."""
     B = trainer.cfg.batch_size
     index = torch.arange(B, device=trainer.device)
     x, y = trainer.view(index), trainer.y[index]
-    model, opt = trainer.model, trainer.opt
-
-    def score():
-        trainer.score(x, y)
+    model = trainer.model
 
     def score_bf16():
         model.eval()
@@ -71,30 +64,9 @@ def per_example_times(trainer: Trainer, reps: int = 20) -> dict[str, float]:
         with trainer.autocast:
             F.cross_entropy(model(x).float(), y)
 
-    def train():
-        model.train()
-        with trainer.autocast:
-            loss = F.cross_entropy(model(x).float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    def seconds(fn):
-        for _ in range(3):
-            fn()
-        sync(trainer)
-        start = time.perf_counter()
-        for _ in range(reps):
-            fn()
-        sync(trainer)
-        return (time.perf_counter() - start) / reps / B
-
-    fns = {"F": score, "F bf16": score_bf16, "forward half of T": forward_half, "T": train}
-    best = {k: float("inf") for k in fns}
-    for _ in range(3):  # interleaved, so all see the same machine load
-        for k, fn in fns.items():
-            best[k] = min(best[k], seconds(fn))
-    return best
+    fns = {"F": lambda: trainer.score(x, y), "F bf16": score_bf16, "forward half of T": forward_half,
+           "T": lambda: training_step(trainer, x, y)}
+    return per_example_seconds(trainer, fns, batch=B, reps=reps, trials=3, warm=3)
 
 
 def bare_epoch(cfg: RunConfig, data, epochs: int) -> float:
@@ -117,7 +89,7 @@ def bare_epoch(cfg: RunConfig, data, epochs: int) -> float:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        sync(trainer)
+        synchronize(trainer.device)
         times.append(time.perf_counter() - start)
     return min(times[1:]) if len(times) > 1 else times[0]
 
@@ -156,7 +128,7 @@ def clock(trainer: Trainer, sink: StoreSink) -> dict[int, dict[str, float]]:
         def timed(*args, **kwargs):
             start = time.perf_counter()
             result = fn(*args, **kwargs)
-            sync(trainer)
+            synchronize(trainer.device)
             bucket = out.setdefault(epoch_of(args), {"score": 0.0, "train": 0.0, "log": 0.0})
             bucket[name] += time.perf_counter() - start
             return result

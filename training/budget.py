@@ -61,6 +61,11 @@ class Budget:
         forwards = counters.forwards_scoring + counters.upfront_forwards
         return backprops + (self.forward_cost * forwards if self.unit == "cost" else 0.0)
 
+    def spent_out(self, counters, waiting: int = 0) -> bool:
+        """Whether the run has spent its budget, counting `waiting` picks not yet trained as spent (False without a
+        budget)."""
+        return self.on and self.spent(counters) + waiting >= self.total
+
     def passes(self, epochs: int, selectivity: float) -> int:
         """The candidate passes a budgeted run plans for (its method's epoch-indexed rules read them): the budget at
         the method's nominal selectivity, rounded up."""

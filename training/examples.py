@@ -101,12 +101,12 @@ def prepare_examples(cfg: DataSpec, cache: dict | None = None) -> Prepared:
     kind = np.where(c.is_corrupted, c.kind or "", None).astype(object)
     role = np.full(len(train), "train", dtype=object)
     rest = np.arange(len(train))
-    if cfg.val_size:  # the same examples for every method, seed and corruption: by the data's labels and split_seed
+    if cfg.val_size or cfg.holdout:
         from sklearn.model_selection import train_test_split
+    if cfg.val_size:  # the same examples for every method, seed and corruption: by the data's labels and split_seed
         rest, val = train_test_split(rest, test_size=cfg.val_size, stratify=train.y, random_state=cfg.split_seed)
         role[val] = "validation"
     if cfg.holdout:
-        from sklearn.model_selection import train_test_split
         _, held = train_test_split(rest, test_size=cfg.holdout, stratify=train.y[rest], random_state=cfg.split_seed)
         role[held] = "holdout"
     x, label, true, bad, ids, src = c.x, c.label, c.true_label, c.is_corrupted, train.example_id, train.source

@@ -22,8 +22,8 @@ from lossaudit.training.methods import resolve_params
 
 GRID_AXES = ("method", "corruption", "seed")
 ALWAYS_NAMED = ("dataset", "model", "epochs")  # in every experiment's name; other fields only when not default
-# settings added with the budget protocol (training.budget) and the validation split: in the key only when set, so that a run of the paper's
-# protocol keeps the experiment id it had before they existed
+# settings added with the budget protocol (training.budget) and the validation split: in the key only when set, so
+# that a run of the paper's protocol keeps the experiment id it had before they existed
 KEYED_WHEN_SET = ("schedule", "budget", "budget_unit", "forward_cost", "val_size")
 
 
@@ -38,9 +38,9 @@ class Identity:
 def experiment_config(cfg: RunConfig, device_type: str) -> dict:
     """The configuration every run of an experiment shares: all fields except the grid axes and the method's
     own parameters; the device as its type (cpu, cuda, mps), since that changes the numbers."""
-    values, defaults = cfg.to_dict(), RunConfig().to_dict()
+    values = cfg.to_dict()
     key = {k: values[k] for k in FIELDS if k not in GRID_AXES and k != "device"
-           and not (k in KEYED_WHEN_SET and values[k] == defaults[k])}
+           and not (k in KEYED_WHEN_SET and values[k] == FIELDS[k].default)}
     key["dataset"] = _absolute(cfg.dataset)  # the same relative path from another folder is other data
     if cfg.confusion:
         key["confusion"] = str(Path(cfg.confusion).expanduser().absolute())

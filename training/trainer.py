@@ -146,7 +146,7 @@ class Trainer:
         for epoch in range(start_epoch, last):
             order, queue, obs, steps = self.start_epoch(epoch)
             for index, slot in self.rounds(order):
-                if self.budget.on and self.budget.spent(self.counters) + len(queue) >= self.budget.total:
+                if self.budget.spent_out(self.counters, waiting=len(queue)):
                     break  # spent: train the picks waiting, offer no more candidates
                 x = self.view(index)  # candidates, augmented once for scoring and training
                 if self.method.selects(epoch):  # score and select
@@ -158,7 +158,7 @@ class Trainer:
                 self.progress(len(index))
             if len(queue):
                 self.step(queue.pop(len(queue)), epoch, obs, steps)  # the epoch's last, smaller batch
-            done = epoch == last - 1 or (self.budget.on and self.budget.spent(self.counters) >= self.budget.total)
+            done = epoch == last - 1 or self.budget.spent_out(self.counters)
             self.evaluator.maybe(epoch, final=done)
             self.guard.check()  # never log a diverged epoch
             self.log_epoch(epoch, order, obs, steps)

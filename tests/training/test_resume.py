@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from lossaudit.core.store import connect_readonly
 from lossaudit.cli import app
 from lossaudit.running import checkpoint_folder
+from tests.training.sinks import MemorySink
 
 # three cells, 6 epochs each; digits resized to 32×32 so that an epoch lasts long enough to be cut
 GRID = ["run", "--method", "sgd,sb50,uniform50", "--corruption", "random_labels:0.5", "--epochs", "6",
@@ -73,30 +74,6 @@ def test_a_killed_grid_resumes_bit_for_bit_and_skips_what_is_complete(tmp_path):
         assert resumed[table] == whole[table], table
 
 
-class Recorder:
-    """A sink that keeps every epoch's tables in memory and the checkpoint taken after `at` epochs."""
-
-    def __init__(self, at: int):
-        self.at, self.epochs, self.state = at, {}, None
-
-    def write_epoch(self, epoch, *, observations, steps, evals, predictions=None, test_predictions=None):
-        self.epochs[epoch] = (observations, steps.to_pandas().drop(columns=["seconds", "state"]),
-                              evals.drop(columns=["seconds"], errors="ignore"))
-
-    def write_irreducible(self, example_id, loss, summary, purpose):
-        pass
-
-    def checkpoint(self, epochs_done, state):
-        if epochs_done == self.at:
-            import io
-
-            import torch
-            buffer = io.BytesIO()
-            torch.save(state(), buffer)  # as the real sink does: serialised, not a live reference
-            buffer.seek(0)
-            self.state = torch.load(buffer, weights_only=True)
-
-
 @pytest.mark.parametrize("method, params", [("sgd", {}), ("sb50", {}), ("sb", {"staleness": 2}), ("sbe33", {}),
                                             ("vr50", {"tau_th": 1.01}), ("uniform33", {}), ("rho", {}),
                                             ("sbp", {}), ("infobatch50", {})])
@@ -110,9 +87,9 @@ def test_every_method_resumes_exactly_from_its_checkpoint(method, params):
     cfg = RunConfig(method=method, params=params, corruption="random_labels:0.5", epochs=4, train_size=300,
                     model="mlp", device="cpu", eval_every=0.3)
     data = train_data(prepare(cfg))
-    whole = Recorder(at=2)
+    whole = MemorySink(at=2)
     Trainer(cfg, data).fit(whole)
-    resumed = Recorder(at=-1)
+    resumed = MemorySink()
     trainer = Trainer(cfg, data)
     trainer.load_state_dict(whole.state)
     trainer.fit(resumed, start_epoch=2)
