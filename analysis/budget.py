@@ -126,6 +126,22 @@ def matching_budget(pts: pd.DataFrame, axis: str = "backprops", *, seed: int = 0
                                       "seeds", "budgets"])
 
 
+def seed_matching(pts: pd.DataFrame, axis: str = "backprops") -> pd.DataFrame:
+    """Per cell and seed: the budget at which that seed's own curve comes down to the baseline's full-budget error
+    (the seed mean, as in `matching_budget`); NaN when it never does within the budgets trained."""
+    x = axis_column(axis)
+    out = []
+    for (protocol, corruption), cell in pts.groupby(["protocol", "corruption"]):
+        ref = cell[cell.is_baseline]
+        if ref.empty:
+            continue
+        target = float(ref[ref.budget == ref.budget.max()].final_test_error.mean())
+        for (method, seed), rows in cell.groupby(["method", "seed"]):
+            out.append(dict(protocol=protocol, method=method, corruption=corruption, seed=seed,
+                            budget=crossing(rows[x].to_numpy(float), rows.final_test_error.to_numpy(float), target)))
+    return pd.DataFrame(out, columns=[*CELL, "seed", "budget"])
+
+
 def equal_budget(pts: pd.DataFrame, against: str | None = None, *, seed: int = 0,
                  resamples: int = BOOTSTRAP) -> pd.DataFrame:
     """Per cell and budget given: the method's mean test error minus `against`'s (an arm; the baseline when None) at

@@ -1,12 +1,16 @@
-"""The paper's claims, checked on one experiment's runs: each a measured quantity with its spread over seeds and a
-verdict — supported, not supported, or not measurable here (with why).
+"""The paper's claims, each in the paper's own words, judged per method on the findings table (analysis.findings);
+then the project's own questions, in their own section.
 
-A quantity "holds" only when its whole band, mean ± standard deviation over seeds, lies on the claimed side; a band
-that straddles the line is reported as not supported, with the numbers. Methods are told apart by the registry
-method their arm resolves to (runs.config.method_resolved: sb, sbe, vr, uniform, ...), never by the arm's name.
+A verdict reads the 90% interval over seeds of the quantity a claim is about:
 
-Pure pandas over the analysis layer's frames: metrics.run_summary (corrupted share, base rate, vr's switch),
-metrics.seed_speedups (each seed's Table 1 speedup) and metrics.arms (each arm's uniform control).
+- supported: the interval lies wholly on the side the sentence claims;
+- contradicted: it lies wholly on the other side;
+- inconclusive: it straddles the line (the seeds cannot tell), or one seed gave no interval;
+- not measurable: the mechanism under test did not operate (vr selected by loss in under `MIN_SWITCH_ON` of its
+  steps: it trained as sgd does), or the runs the claim needs are missing; the reason is given.
+
+Methods are told apart by the registry method their arm resolves to (findings.family: sb, sbe, vr, ...), never by
+the arm's name; the sentences quoted are the paper's ("When does loss-based prioritization fail?").
 """
 
 from __future__ import annotations
@@ -17,23 +21,76 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-SUPPORTED, NOT_SUPPORTED, NOT_MEASURABLE = "supported", "not supported", "not measurable"
-WORSE_POINTS = 0.01  # an error this much above sgd's counts as worse
+from lossaudit.analysis.findings import lookup, say
+
+SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_MEASURABLE = "supported", "contradicted", "inconclusive", "not measurable"
+VERDICTS = (SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_MEASURABLE)
+MIN_SWITCH_ON = 0.5  # vr selecting in fewer steps than this trained as sgd: claims about its sampling cannot be tested
+NO_WORSE = 0.01  # "no worse" error: the interval of the difference stays below +1 point
 CLEAN = "none"
-LOSS_FAMILIES = ("sb", "vr")  # the methods the paper's claims (a)-(d) and (f) are about
-LOUD_KINDS = ("gaussian", "shuffle_pixels")  # corrupted images, not labels: claim (e)
+PAPER = "paper"  # the section of the paper's claims; the project's questions are OWN
+OWN = "own"
+
+QUOTES = {
+    "a": "With 0% corruption both SB and VR significantly accelerate training.",
+    "b": "When corruption is applied to the data, both methods either fail to deliver a speedup or attain a worse "
+         "test error.",
+    "c": "Noticeably, VR didn't degrade as severely as SB when more corruptions are introduced into the datasets.",
+    "d": "both SB and VR consistently over-sample corrupted examples compared to the constant percentage of standard "
+         "training.",
+    "e1": "we find that this approach [entropy-based SB] improves training significantly in the face of random "
+          "labeling corruptions",
+    "e2": "but it performs worse than loss-based SB when datasets contain Gaussian generated examples.",
+    "f": "Does a loss-based method beat the uniform control (a random subset of the same size) given the same "
+         "budget?",
+    "g": "Does a loss-based method beat sgd given the same budget?",
+    "h": "Which method pays in wall-clock on this machine: matches sgd's full-budget error in fewer training seconds?",
+}
+TESTS = {
+    "a": "clean data: the speedup in backprops to sgd's error (paper arm: Table 1's target; budget arm: sgd's "
+         "full-budget error) above 1×",
+    "b": "each corruption: the speedup not above 1× (fails to deliver one) or the error above sgd's (worse); only the "
+         "error counts for a method without a clean speedup to lose",
+    "c": "each corruption: vr's error minus sb's below 0 (seed by seed: both against the same data)",
+    "d": "each corruption: corrupted share of backprops minus the share in the data above 0",
+    "e1": "random labels: entropy-SB's error minus sb's below 0",
+    "e2": "Gaussian images: entropy-SB's error minus sb's above 0",
+    "f": "budget arm, each budget: the method's error minus its uniform control's below 0",
+    "g": "budget arm, each budget: the method's error minus sgd's below 0",
+    "h": "budget arm: the speedup in training seconds to sgd's full-budget error above 1×",
+}
+
+NEEDS = {
+    "a": "sgd and sb or vr on clean data (corruption none)",
+    "b": "sgd and sb or vr on clean and on corrupted data",
+    "c": "sgd, sb and vr on the same corrupted data",
+    "d": "sb or vr on corrupted data, with their pick events",
+    "e1": "entropy-SB and sb on random labels",
+    "e2": "entropy-SB and sb on Gaussian images",
+    "f": "a loss-based method and its uniform control at the same budgets (--budget)",
+    "g": "a loss-based method and sgd at the same budgets (--budget)",
+    "h": "sgd and another method at several budgets (--budget)",
+}
 
 
 @dataclass(frozen=True)
 class Claim:
     key: str
-    claim: str
+    section: str  # PAPER or OWN
+    quote: str
+    arm: str
+    method: str
+    corruption: str
+    budget: float
     measured: str
     verdict: str
     why: str
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """As a dict, a missing budget as None (JSON has no NaN)."""
+        out = asdict(self)
+        out["budget"] = None if math.isnan(self.budget) else self.budget
+        return out
 
 
 def band(values) -> tuple[float, float]:
@@ -44,217 +101,183 @@ def band(values) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
-def above(values, line: float) -> bool:
-    mean, sd = band(values)
-    return not math.isnan(mean) and mean - sd > line
+def side(row: dict, line: float, claimed: str) -> str:
+    """SUPPORTED when the interval lies wholly on the `claimed` side ("above" or "below") of `line`, CONTRADICTED
+    when wholly on the other, else INCONCLUSIVE."""
+    low, high = row["low"], row["high"]
+    if pd.isna(low) or pd.isna(high):
+        return INCONCLUSIVE
+    above, below = low > line, high < line
+    if (above and claimed == "above") or (below and claimed == "below"):
+        return SUPPORTED
+    return CONTRADICTED if above or below else INCONCLUSIVE
 
 
-def _fmt(values, unit: str = "", scale: float = 1.0, digits: int = 2) -> str:
-    mean, sd = band(values)
-    if math.isnan(mean):
-        return "never reached"
-    return f"{mean * scale:.{digits}f} ± {sd * scale:.{digits}f}{unit}"
+def check(findings: pd.DataFrame) -> list[Claim]:
+    """Every claim, per arm, method and setting the findings cover (the paper's first, then the project's own)."""
+    out: list[Claim] = []
+    for arm in dict.fromkeys(findings.arm):
+        f = findings[findings.arm == arm]
+        mine = [c for judge in (_a, _b, _c, _d, _e, _f_g, _h) for c in judge(f, arm)]
+        seen = {c.key for c in mine}
+        keys = QUOTES if arm == "budget" else [k for k in QUOTES if k not in ("f", "g", "h")]
+        mine += [_claim(k, arm, "—", "—", "—", NOT_MEASURABLE, "needs " + NEEDS[k]) for k in keys if k not in seen]
+        out += sorted(mine, key=lambda c: list(QUOTES).index(c.key))
+    return out
 
 
-def per_run(summary: pd.DataFrame, speeds: pd.DataFrame) -> pd.DataFrame:
-    """One experiment's compared runs with their seed's speedups (the columns `check` reads)."""
-    keys = ["experiment_id", "corruption", "method", "seed"]
-    cols = [c for c in speeds.columns if c.startswith("speedup_") or c in keys]
-    return summary.merge(speeds[cols], on=keys, how="left")
-
-
-def check(runs: pd.DataFrame) -> list[Claim]:
-    """Claims (a)-(f) on one experiment's runs (`per_run`)."""
-    return [f(runs) for f in (_a_clean_speedup, _b_lost_under_noise, _c_vr_degrades_less, _d_overpicking,
-                              _e_entropy, _f_beats_control)]
+def summary(claims: list[Claim]) -> pd.DataFrame:
+    """Per claim and arm: how many of its rows got each verdict (the line a README quotes)."""
+    frame = pd.DataFrame([c.to_dict() for c in claims])
+    if frame.empty:
+        return pd.DataFrame(columns=["key", "arm", *VERDICTS])
+    counts = frame.groupby(["key", "arm"], sort=False).verdict.value_counts().unstack(fill_value=0)
+    return counts.reindex(columns=list(VERDICTS), fill_value=0).reset_index()
 
 
 # -- the pieces ------------------------------------------------------------------------------------
 
 
-def _arms(runs: pd.DataFrame, families=LOSS_FAMILIES) -> list[str]:
-    return list(dict.fromkeys(runs[runs.family.isin(families)].method))
+def _methods(f: pd.DataFrame, *families: str) -> list[str]:
+    return list(dict.fromkeys(f[f.family.isin(families)].method))
 
 
-def _baseline(runs: pd.DataFrame) -> pd.DataFrame:
-    return runs[runs.family == "sgd"]
+def _noisy(f: pd.DataFrame, kind: str | None = None) -> list[str]:
+    return [c for c in dict.fromkeys(f.corruption) if c != CLEAN and (kind is None or c.split(":")[0] == kind)]
 
 
-def _settings(runs: pd.DataFrame, clean: bool) -> list[str]:
-    return [c for c in dict.fromkeys(runs.corruption) if (c == CLEAN) == clean]
+def _claim(key, arm, method, corruption, measured, verdict, why, budget=math.nan) -> Claim:
+    return Claim(key, OWN if key in ("f", "g", "h") else PAPER, QUOTES[key], arm, method, corruption, budget,
+                 measured, verdict, why)
 
 
-def _cell(runs: pd.DataFrame, method: str, corruption: str) -> pd.DataFrame:
-    return runs[(runs.method == method) & (runs.corruption == corruption)].sort_values("seed")
+def _idle(f: pd.DataFrame, arm: str, method: str, corruption: str) -> str | None:
+    """Why a method with a switch cannot be judged on its sampling here (None when it selected enough)."""
+    on = lookup(f, arm, corruption, method, "switch_on_share")
+    if on is None or pd.isna(on["estimate"]) or on["estimate"] >= MIN_SWITCH_ON:
+        return None
+    return (f"{method} sampled by loss in {on['estimate']:.0%} of its steps (under {MIN_SWITCH_ON:.0%}): it trained "
+            "as sgd does, so this says nothing about its sampling")
 
 
-def _paired(a: pd.DataFrame, b: pd.DataFrame, column: str) -> np.ndarray:
-    """a's column minus b's, seed by seed (seeds both ran)."""
-    joined = a[["seed", column]].merge(b[["seed", column]], on="seed", suffixes=("_a", "_b"))
-    return (joined[f"{column}_a"] - joined[f"{column}_b"]).to_numpy(dtype=float)
+def _speed(f, arm, method, corruption, key) -> Claim | None:
+    row = lookup(f, arm, corruption, method, "speedup")
+    if row is None:
+        return None
+    idle = _idle(f, arm, method, corruption)
+    if idle:
+        return _claim(key, arm, method, corruption, say(row), NOT_MEASURABLE, idle)
+    if pd.isna(row["estimate"]):
+        return _claim(key, arm, method, corruption, say(row), CONTRADICTED, "no speedup: it never got there")
+    return _claim(key, arm, method, corruption, say(row), side(row, 1.0, "above"), "speedup against 1×")
 
 
-def _a_clean_speedup(runs: pd.DataFrame) -> Claim:
-    claim = "(a) sb and vr reach sgd's target error with fewer backprops on clean data (Table 1 speedup > 1)"
-    arms, sgd = _arms(runs), _baseline(runs)
-    if CLEAN not in set(runs.corruption) or not arms or sgd[sgd.corruption == CLEAN].empty:
-        return Claim("a", claim, "—", NOT_MEASURABLE, "needs sgd and sb or vr on clean data (corruption none)")
-    if _cell(sgd, sgd.method.iloc[0], CLEAN).speedup_backprops.isna().all():
-        return Claim("a", claim, "—", NOT_MEASURABLE, "sgd's target is not usable (the untrained model meets it)")
-    cells = {m: _cell(runs, m, CLEAN).speedup_backprops for m in arms if len(_cell(runs, m, CLEAN))}
-    measured = "; ".join(f"{m} {_fmt(v, '×')}" for m, v in cells.items())
-    held = [m for m, v in cells.items() if above(v, 1.0)]
-    if len(held) == len(cells):
-        return Claim("a", claim, measured, SUPPORTED, "every arm's band over seeds lies above 1×")
-    return Claim("a", claim, measured, NOT_SUPPORTED,
-                 f"not above 1× over the seeds' band: {', '.join(m for m in cells if m not in held)}")
+def _a(f, arm):
+    out = []
+    for m in _methods(f, "sb", "vr"):
+        c = _speed(f, arm, m, CLEAN, "a")
+        if c:
+            out.append(c)
+    return out
 
 
-def _b_lost_under_noise(runs: pd.DataFrame) -> Claim:
-    claim = "(b) with corrupted data sb and vr lose that speedup or end at a worse error than sgd"
-    arms, sgd, noisy = _arms(runs), _baseline(runs), _settings(runs, clean=False)
-    if not arms or not noisy or sgd.empty:
-        return Claim("b", claim, "—", NOT_MEASURABLE, "needs sgd and sb or vr on corrupted data")
-    parts, kept = [], []
-    for c in noisy:
-        base = _cell(sgd, sgd.method.iloc[0], c)
-        for m in arms:
-            mine = _cell(runs, m, c)
-            if mine.empty or base.empty:
+def _b(f, arm):
+    out = []
+    for m in _methods(f, "sb", "vr"):
+        clean = _speed(f, arm, m, CLEAN, "a")
+        for c in _noisy(f):
+            speed, worse = lookup(f, arm, c, m, "speedup"), _against_baseline(f, arm, c, m)
+            if speed is None or worse is None:
                 continue
-            worse = _paired(mine, base, "best_test_error")
-            lost = not above(mine.speedup_backprops, 1.0) or above(worse, WORSE_POINTS)
-            parts.append(f"{c}: {m} {_fmt(mine.speedup_backprops, '×')}, error {_fmt(worse, ' pts', 100, 1)} vs sgd")
-            if not lost:
-                kept.append(f"{m} on {c}")
-    if not parts:
-        return Claim("b", claim, "—", NOT_MEASURABLE, "no seed ran both sgd and sb or vr on corrupted data")
-    if kept:
-        return Claim("b", claim, "; ".join(parts), NOT_SUPPORTED, "kept its speedup and sgd's error: " + ", ".join(kept))
-    return Claim("b", claim, "; ".join(parts), SUPPORTED,
-                 "every arm lost its speedup (band not above 1×) or ended worse (band above +1 point)")
+            measured = f"speedup {say(speed)}; error vs sgd {say(worse)}"
+            idle = _idle(f, arm, m, c)
+            if idle:
+                out.append(_claim("b", arm, m, c, measured, NOT_MEASURABLE, idle))
+                continue
+            err = side(worse, 0.0, "above")
+            if clean is None or clean.verdict != SUPPORTED:
+                out.append(_claim("b", arm, m, c, measured, err, "no clean speedup to lose: judged on the error alone"))
+                continue
+            lost = pd.isna(speed["estimate"]) or speed["high"] < 1.0
+            if lost or err == SUPPORTED:
+                out.append(_claim("b", arm, m, c, measured, SUPPORTED, "lost the speedup" if lost else "worse error"))
+            elif speed["low"] > 1.0 and worse["high"] < NO_WORSE:
+                out.append(_claim("b", arm, m, c, measured, CONTRADICTED, "kept a speedup and sgd's error"))
+            else:
+                out.append(_claim("b", arm, m, c, measured, INCONCLUSIVE, "the intervals straddle both lines"))
+    return out
 
 
-def _c_vr_degrades_less(runs: pd.DataFrame) -> Claim:
-    claim = "(c) vr degrades less than sb under corruption"
-    sgd, noisy = _baseline(runs), _settings(runs, clean=False)
-    sbs, vrs = _arms(runs, ("sb",)), _arms(runs, ("vr",))
-    if not sbs or not vrs or not noisy or sgd.empty:
-        return Claim("c", claim, "—", NOT_MEASURABLE, "needs sgd, sb and vr on corrupted data")
-    sel = runs.groupby("method").nominal_selectivity.first()
-    sb = sbs[0]
-    vr = next((v for v in vrs if abs(sel[v] - sel[sb]) < 0.01), vrs[0])  # the vr of sb's selectivity if it ran
-    parts, held, why = [], [], []
-    for c in noisy:
-        base = _cell(sgd, sgd.method.iloc[0], c)
-        gap_sb = _paired(_cell(runs, sb, c), base, "best_test_error")
-        gap_vr = _paired(_cell(runs, vr, c), base, "best_test_error")
-        if not len(gap_sb) or not len(gap_vr):
+def _against_baseline(f, arm, corruption, method):
+    rows = f[(f.arm == arm) & (f.corruption == corruption) & (f.method == method) & (f.quantity == "error_difference")
+             & f.budget.isna() & f.against.isin(_methods(f, "sgd"))]
+    return None if rows.empty else rows.iloc[0].to_dict()
+
+
+def _c(f, arm):
+    out = []
+    for vr in _methods(f, "vr"):
+        for sb in _methods(f, "sb"):
+            for c in _noisy(f):
+                row = lookup(f, arm, c, vr, "error_difference", against=sb)
+                if row is None:
+                    continue
+                on = lookup(f, arm, c, vr, "switch_on_share")
+                why = f"{vr}'s error minus {sb}'s" + (f"; {vr} sampled by loss in {on['estimate']:.0%} of its steps "
+                                                      "(the paper's explanation: it cancelled the sampling)"
+                                                      if on is not None and not pd.isna(on["estimate"]) else "")
+                out.append(_claim("c", arm, vr, c, say(row), side(row, 0.0, "below"), why))
+    return out
+
+
+def _d(f, arm):
+    out = []
+    for m in _methods(f, "sb", "vr"):
+        for c in _noisy(f):
+            row, share = lookup(f, arm, c, m, "corrupted_excess"), lookup(f, arm, c, m, "corrupted_share")
+            if row is None:
+                continue
+            measured = f"{say(share)} of backprops; {say(row)} above the data's share"
+            idle = _idle(f, arm, m, c)
+            out.append(_claim("d", arm, m, c, measured, NOT_MEASURABLE if idle else side(row, 0.0, "above"),
+                              idle or "corrupted share minus the base rate"))
+    return out
+
+
+def _e(f, arm):
+    out = []
+    for sbe in _methods(f, "sbe"):
+        for sb in _methods(f, "sb"):
+            for key, kind, claimed in (("e1", "random_labels", "below"), ("e2", "gaussian", "above")):
+                for c in _noisy(f, kind):
+                    row = lookup(f, arm, c, sbe, "error_difference", against=sb)
+                    if row is not None:
+                        out.append(_claim(key, arm, sbe, c, say(row), side(row, 0.0, claimed),
+                                          f"{sbe}'s error minus {sb}'s"))
+    return out
+
+
+def _f_g(f, arm):
+    out = []
+    rows = f[(f.quantity == "error_difference") & f.budget.notna()]
+    plain = set(_methods(f, "sgd", "uniform"))  # the baseline and the controls are what the others are judged against
+    for r in rows.itertuples():
+        if r.method in plain:
             continue
-        n = min(len(gap_sb), len(gap_vr))
-        parts.append(f"{c}: error above sgd {sb} {_fmt(gap_sb, ' pts', 100, 1)}, {vr} {_fmt(gap_vr, ' pts', 100, 1)}")
-        held.append(above(gap_sb[:n] - gap_vr[:n], 0.0))
-        on = _cell(runs, vr, c).switch_on_share
-        if on.notna().any():
-            why.append(f"{vr} sampled by loss in {_fmt(on, '%', 100, 0)} of its steps on {c}")
-    if not parts:
-        return Claim("c", claim, "—", NOT_MEASURABLE, "no seed ran sgd, sb and vr on the same corrupted data")
-    reason = "; ".join(why) or "vr's switch was not logged"
-    if all(held):
-        return Claim("c", claim, "; ".join(parts), SUPPORTED, f"vr's gap is below sb's in every setting; {reason}")
-    return Claim("c", claim, "; ".join(parts), NOT_SUPPORTED,
-                 f"vr's gap is not below sb's beyond the seeds' band in every setting; {reason}")
+        key = "g" if r.against in _methods(f, "sgd") else "f"
+        row = r._asdict()
+        out.append(_claim(key, arm, r.method, r.corruption, say(row), side(row, 0.0, "below"),
+                          f"error minus {r.against}'s at {r.budget:g} of a full sgd run", budget=r.budget))
+    return out
 
 
-def _d_overpicking(runs: pd.DataFrame) -> Claim:
-    claim = "(d) sb and vr over-pick corrupted examples (corrupted share of backprops above the base rate)"
-    arms, noisy = _arms(runs), _settings(runs, clean=False)
-    if not arms or not noisy:
-        return Claim("d", claim, "—", NOT_MEASURABLE, "needs sb or vr on corrupted data")
-    parts, missed = [], []
-    for c in noisy:
-        for m in arms:
-            mine = _cell(runs, m, c)
-            if mine.empty or mine.corrupted_share.isna().all():
-                continue
-            excess = (mine.corrupted_share - mine.base_rate).to_numpy(dtype=float)
-            parts.append(f"{c}: {m} {_fmt(mine.corrupted_share, '%', 100, 1)} (base {mine.base_rate.mean():.0%})")
-            if not above(excess, 0.0):
-                missed.append(f"{m} on {c}")
-    if not parts:
-        return Claim("d", claim, "—", NOT_MEASURABLE, "no pick events of sb or vr on corrupted data were logged")
-    if missed:
-        return Claim("d", claim, "; ".join(parts), NOT_SUPPORTED, "not above the base rate: " + ", ".join(missed))
-    return Claim("d", claim, "; ".join(parts), SUPPORTED, "above the base rate for every arm and setting")
-
-
-def _e_entropy(runs: pd.DataFrame) -> Claim:
-    claim = ("(e) entropy-SB avoids over-picking random labels but over-picks Gaussian / shuffled images more "
-             "than sb")
-    sbes, sbs = _arms(runs, ("sbe",)), _arms(runs, ("sb",))
-    labels = [c for c in _settings(runs, clean=False) if (runs[runs.corruption == c].corruption_kind == "random_labels").any()]
-    loud = [c for c in _settings(runs, clean=False) if runs[runs.corruption == c].corruption_kind.isin(LOUD_KINDS).any()]
-    if not sbes or not sbs or not labels or not loud:
-        return Claim("e", claim, "—", NOT_MEASURABLE, "needs sbe and sb on random labels and on Gaussian or "
-                                                       "shuffled images")
-    sbe, sb = sbes[0], sbs[0]
-    parts, failed = [], []
-    for c in labels + loud:
-        a, b = _cell(runs, sbe, c), _cell(runs, sb, c)
-        if a.empty or b.empty:
+def _h(f, arm):
+    out = []
+    for r in f[f.quantity == "speedup_seconds"].itertuples():
+        if r.method in _methods(f, "sgd") or arm != "budget":
             continue
-        parts.append(f"{c}: {sbe} {_fmt(a.corrupted_share, '%', 100, 1)}, {sb} {_fmt(b.corrupted_share, '%', 100, 1)} "
-                     f"(base {a.base_rate.mean():.0%})")
-        if c in labels and above((a.corrupted_share - a.base_rate).to_numpy(dtype=float), 0.0):
-            failed.append(f"{sbe} over-picks the random labels of {c}")
-        if c in loud and not above(_paired(a, b, "corrupted_share"), 0.0):
-            failed.append(f"{sbe} does not pick the images of {c} more than {sb}")
-    if not parts:
-        return Claim("e", claim, "—", NOT_MEASURABLE, "no seed ran both sbe and sb on those settings")
-    if failed:
-        return Claim("e", claim, "; ".join(parts), NOT_SUPPORTED, "; ".join(failed))
-    return Claim("e", claim, "; ".join(parts), SUPPORTED, "at or below the base rate on random labels, above sb on "
-                                                          "corrupted images")
-
-
-def _f_beats_control(runs: pd.DataFrame) -> Claim:
-    claim = ("(f) sb beats the uniform control of the same selectivity and schedule (Table 1 speedup above the "
-             "control's)")
-    controls = _controls(runs)
-    pairs = [(m, controls[m]) for m in _arms(runs, ("sb",)) if controls.get(m)]
-    if not pairs or CLEAN not in set(runs.corruption):
-        return Claim("f", claim, "—", NOT_MEASURABLE, "needs sb and its uniform control (same selectivity) on "
-                                                       "clean data")
-    parts, clean_held, clean_seen = [], [], False
-    for c in [CLEAN] + _settings(runs, clean=False):
-        for m, u in pairs:
-            a, b = _cell(runs, m, c), _cell(runs, u, c)
-            if a.empty or b.empty:
-                continue
-            gap = _paired(a.fillna({"speedup_backprops": 0.0}), b.fillna({"speedup_backprops": 0.0}),
-                          "speedup_backprops")
-            parts.append(f"{c}: {m} {_fmt(a.speedup_backprops, '×')} vs {u} {_fmt(b.speedup_backprops, '×')}")
-            if c == CLEAN:
-                clean_seen = True
-                clean_held.append(above(gap, 0.0))
-    if not clean_seen:
-        return Claim("f", claim, "—", NOT_MEASURABLE, "no seed ran both sb and its control on clean data")
-    if all(clean_held):
-        return Claim("f", claim, "; ".join(parts), SUPPORTED,
-                     "on clean data sb reaches the target faster than the control: the selection, not the schedule, "
-                     "saves the backprops")
-    return Claim("f", claim, "; ".join(parts), NOT_SUPPORTED,
-                 "on clean data the control is as fast (within the seeds' band) or faster: the schedule, not the "
-                 "selection, sets sb's speedup")
-
-
-def _controls(runs: pd.DataFrame) -> dict[str, str]:
-    """Each loss-based arm's uniform control: the uniform arm of the same nominal selectivity."""
-    sel = runs.groupby("method").agg(family=("family", "first"), nominal=("nominal_selectivity", "first"))
-    uniform = sel[sel.family == "uniform"]
-    out = {}
-    for m, r in sel[sel.family.isin(LOSS_FAMILIES)].iterrows():
-        match = uniform[(uniform.nominal - r.nominal).abs() < 0.01]
-        if len(match):
-            out[m] = match.index[0]
+        row = r._asdict()
+        verdict = CONTRADICTED if pd.isna(r.estimate) else side(row, 1.0, "above")
+        out.append(_claim("h", arm, r.method, r.corruption, say(row), verdict,
+                          "training seconds to sgd's full-budget error, against sgd's"))
     return out

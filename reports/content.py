@@ -14,7 +14,8 @@ from datetime import datetime, timezone
 import numpy as np
 import pandas as pd
 
-from lossaudit.analysis import metrics, separability
+from lossaudit.analysis import budget as budgets
+from lossaudit.analysis import claims, findings, metrics, separability
 from lossaudit.core import scores as score_registry
 from lossaudit.core.queries import run_query
 from lossaudit.core.version import __version__
@@ -49,6 +50,7 @@ def gather(con, gallery_size: int, include_incomplete: bool = False) -> dict:
         "per_class": metrics.compared(metrics.per_class(con), standing),
         "audits": audits,
         "top_suspects": run_query(con, "top_suspects", k=TOP_SUSPECTS),
+        "budget_points": budgets.budget_points(con),
     }
 
 
@@ -66,6 +68,7 @@ def compose(db: str, data: dict, images: ImageSource | None, gallery_size: int,
     content["scores"] = [{"name": sc.name, "description": sc.description} for sc in score_registry.SCORES.values()]
     content["runs"] = _runs(runs, summary, standing)
     content["audits"] = _audits(data, images)
+    content["budgets"] = _budgets(data["budget_points"])
     content["experiments"] = []
     for eid, members in standing.groupby("experiment_id", sort=False):
         if members.audit_proxy.all():
@@ -85,6 +88,21 @@ def compose(db: str, data: dict, images: ImageSource | None, gallery_size: int,
             "settings": x.settings,
         } | {key: section.content(x) for key, section in SECTIONS.items()})
     return content
+
+
+def _budgets(pts: pd.DataFrame) -> list[dict]:
+    """Per budget protocol: its findings (analysis.findings, the budget arm), the headline lines the study README
+    writes from them, the project's questions judged on them, and the seed-mean curves in cost."""
+    from lossaudit.reports.study import headline
+    out = []
+    for protocol, mine in pts.groupby("protocol", sort=False):
+        f = findings.build(pd.DataFrame(), mine)
+        out.append({"protocol": protocol, "experiments": list(dict.fromkeys(mine.experiment_id)),
+                    "baseline": next(iter(mine[mine.is_baseline].method), None),
+                    "headline": headline(f), "findings": records(f),
+                    "questions": [c.to_dict() for c in claims.check(f) if c.section == claims.OWN],
+                    "curves": records(budgets.curves(mine, "cost"))})
+    return out
 
 
 def _representatives(compared: pd.DataFrame, summary: pd.DataFrame) -> dict[str, dict[str, pd.Series]]:

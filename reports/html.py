@@ -48,7 +48,7 @@ def render(c: dict) -> str:
         parts.append("<p class=note>No run in this selection has finished; only complete runs are compared "
                      "(<code>--include-incomplete</code> compares the others too), so the sections below are empty "
                      "but for the runs table.</p>")
-    parts += [_contents_html(c), _audits_html(c)]
+    parts += [_contents_html(c), _budgets_html(c), _audits_html(c)]
     order = [sc["name"] for sc in c["scores"]]
     parts += [_experiment_html(e, c, order) for e in c["experiments"]]
     parts.append(_scores_html(c))
@@ -74,6 +74,27 @@ def _experiment_html(e: dict, c: dict, order: list[str]) -> str:
             + (" · incomplete runs included" if c.get("include_incomplete") else "") + "</p>")
     view = View(figures.method_colours(e["methods"]), order)
     return head + "".join(section.html(e, view) for section in SECTIONS.values())
+
+
+def _budgets_html(c: dict) -> str:
+    """Each budget protocol: the headline (what each method saves, from the findings), the curves, the questions."""
+    from lossaudit.reports.study import curves_figure
+    parts = []
+    for b in c.get("budgets") or []:
+        base = escape(b.get("baseline") or "the baseline")
+        parts.append(f"<h2 id=budget>Budget protocol: {escape(b['protocol'])}</h2><p>Each method trained to shares "
+                     f"of a full {base} run, its learning-rate schedule spanning its own budget; the budget at which "
+                     f"its error at the end matches {base}'s full-budget error, as a speedup with its 90% interval "
+                     "over seeds:</p>" + "".join(f"<div class='verdict no-baseline'>{escape(line)}</div>"
+                                             for line in b["headline"]))
+        curves = pd.DataFrame(b["curves"])
+        if len(curves) and b.get("baseline"):
+            parts.append(f"<img class=fig alt='test error at the end of each budget' "
+                         f"src='{curves_figure(curves, b['baseline'])}'>")
+        if b["questions"]:
+            q = pd.DataFrame(b["questions"])[["key", "quote", "method", "corruption", "budget", "measured", "verdict"]]
+            parts.append("<h3>The project's questions</h3>" + _table(q))
+    return "".join(parts)
 
 
 def _audits_html(c: dict) -> str:

@@ -5,14 +5,17 @@
 -- spent_backprops: its backprops plus those of its work before training (upfront); spent_cost: spent_backprops +
 -- forward_cost × (its scoring forwards + those of its upfront work), in training steps; both also as shares of a full sgd run;
 -- selected_test_error: the test error where the validation error (evals.val_error) was lowest, NULL without a
--- validation split — a model chosen by data the user has, never by the test split.
+-- validation split — a model chosen by data the user has, never by the test split; loss_based, nominal_selectivity:
+-- the method's traits; switch_on_share: the share of steps a method with a switch (vr) selected (NULL for others).
 with st as (
     select
         run_id,
         max(backprops) as backprops,
         max(forwards_scoring) as forwards_scoring,
-        max(seconds) as seconds
+        max(seconds) as seconds,
+        avg(state[r.config->'method_traits'->>'switch']) as switch_on_share
     from steps
+    join runs as r using (run_id)
     group by run_id
 ),
 
@@ -70,6 +73,8 @@ final as (
         b.config->>'method_resolved' as family,
         coalesce((b.config->'method_traits'->>'is_baseline')::boolean, false) as is_baseline,
         coalesce((b.config->'method_traits'->>'is_control')::boolean, false) as is_control,
+        coalesce((b.config->'method_traits'->>'loss_based')::boolean, false) as loss_based,
+        (b.config->'method_traits'->>'nominal_selectivity')::double as nominal_selectivity,
         b.corruption,
         b.seed,
         b.status,
@@ -90,7 +95,8 @@ final as (
         ev.selected_test_error,
         st.seconds + b.upfront_seconds as seconds,
         picks.corrupted_share,
-        picks.base_rate
+        picks.base_rate,
+        st.switch_on_share
     from budgeted as b
     left join st using (run_id)
     left join ev using (run_id)

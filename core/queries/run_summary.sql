@@ -4,7 +4,8 @@
 -- its definition); switch_on_share: for a method with a switch (method_traits.switch, a steps.state key), the
 -- share of steps with it on, i.e. selecting (NULL for other methods); upfront_*: work done before the run's own
 -- training (method_traits.upfront says what); family: the registry method the arm resolves to. The diagnostics a
--- method declares are summarised per run by the query `diagnostics`.
+-- method declares are summarised per run by the query `diagnostics`. selected_test_error: the test error where the
+-- validation error was lowest (NULL without a validation split, --val-size): a model chosen without the test split.
 with picks as (
     select
         o.run_id,
@@ -27,7 +28,8 @@ ev as (
     select
         run_id,
         min(test_error) as best_test_error,
-        arg_max(test_error, backprops) as final_test_error
+        arg_max(test_error, backprops) as final_test_error,
+        arg_min(test_error, val_error) as selected_test_error
     from evals
     group by run_id
 ),
@@ -69,6 +71,7 @@ final as (
         coalesce((r.config->'upfront'->>'backprops')::bigint, 0) as upfront_backprops,
         ev.best_test_error,
         ev.final_test_error,
+        ev.selected_test_error,
         (r.config->'method_traits'->>'nominal_selectivity')::double as nominal_selectivity,
         st.selection_picks::double / nullif(st.selection_candidates, 0) as realised_selectivity,
         coalesce(st.selection_candidates = 0, st.backprops >= r.n_train * r.epochs_done) as never_selected,
