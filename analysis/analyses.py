@@ -8,7 +8,9 @@ from typing import Callable
 import pandas as pd
 
 from lossaudit.core.registry import Registry
+from lossaudit.analysis import claims as claims_
 from lossaudit.analysis.budget import budget_curves, budget_equal, budget_match
+from lossaudit.analysis.findings import from_database as findings
 from lossaudit.analysis.metrics import corrupted_share, curves, table1
 from lossaudit.analysis.separability import separability
 
@@ -36,3 +38,15 @@ ANALYSES.register(Analysis("budget_match", budget_match, "budget protocol: the b
                                                          "interval"))
 ANALYSES.register(Analysis("budget_equal", budget_equal, "budget protocol: test error minus the baseline's (or "
                                                          "against=ARM's) at equal budget, 90% bootstrap interval"))
+ANALYSES.register(Analysis("findings", findings, "one study's findings (its unbudgeted experiment as the paper arm, its "
+                                                 "budgets as the budget arm): each quantity per arm, setting and "
+                                                 "method with a 90% interval over seeds"))
+
+
+def claims(con) -> pd.DataFrame:
+    """The paper's claims and the project's questions judged on the database's findings, one row per verdict."""
+    return pd.DataFrame([c.to_dict() for c in claims_.check(findings(con))])
+
+
+ANALYSES.register(Analysis("claims", claims, "the paper's claims in its words and the project's questions, judged "
+                                             "per method and setting on the findings"))
