@@ -249,6 +249,32 @@ def curves(con: duckdb.DuckDBPyConnection, x: str = "backprops", include_incompl
     return frame
 
 
+AFTER_DROP = 0.15  # a target first reached within this share of the backprops after a learning-rate drop
+
+
+def lr_drops(con: duckdb.DuckDBPyConnection, include_incomplete: bool = False) -> pd.DataFrame:
+    """Per experiment, corruption, method and drop (1 = its first): the mean over compared seeds of the backprops
+    (upfront work included, the curves' axis) at which a step schedule dropped the learning rate."""
+    drops = compared(run_query(con, "lr_drops"), run_standing(con, include_incomplete))
+    return (drops.groupby(["experiment_id", "corruption", "method", "drop"], sort=False, as_index=False)
+            .agg(epoch=("epoch", "first"), x=("backprops_total", "mean"), seeds=("seed", "nunique")))
+
+
+def reached_after_drop(table: pd.DataFrame, drops: pd.DataFrame, within: float = AFTER_DROP) -> pd.DataFrame:
+    """The Table 1 cells whose target was first reached just after one of the method's learning-rate drops (at most
+    `within` × the drop's backprops later): there the speedup reads where the schedule drops as much as what the
+    method selected. One row per such cell: corruption, method, drop, drop_x, target_x."""
+    rows = []
+    for r in table.itertuples():
+        mine = drops[(drops.corruption == r.corruption) & (drops.method == r.method)]
+        hit = mine[(mine.x <= r.backprops_to_target) & (r.backprops_to_target <= mine.x * (1 + within))]
+        if len(hit):
+            d = hit.iloc[-1]
+            rows.append(dict(corruption=r.corruption, method=r.method, drop=int(d["drop"]), drop_x=float(d.x),
+                             target_x=float(r.backprops_to_target)))
+    return pd.DataFrame(rows, columns=["corruption", "method", "drop", "drop_x", "target_x"])
+
+
 TABLE1_RULE = (f"Within one experiment and corruption setting: target = {TARGET_FACTOR} × the baseline's best test "
                "error (the arm that trains every example; mean over seeds of each seed's best); a method's cost = "
                "the x at which its seed-mean test error curve first reaches the target, interpolated linearly between "

@@ -108,8 +108,9 @@ def write_outputs(db: Path, out: Path, values: dict) -> None:
         "[corrupted_share.csv](corrupted_share.csv), [claims.csv](claims.csv).", "",
         "## Table 1: speedup in backprops to 1.2 × sgd's best test error (best test error)", "",
         grid(table, "cell", values["method"]), "",
-        "Cells: the speedup of the seeds' mean cost against sgd's (best test error, mean over seeds, in "
-        "parentheses). Below, each seed's speedup against sgd of the same seed, mean ± standard deviation over seeds, "
+        "Cells, exactly as computed: the backprops at which the mean over seeds of a method's test-error curves "
+        "first reaches the target, sgd's ÷ the method's (the cost of the seed-mean curve, not the mean of the "
+        "seeds' costs); best test error, mean over seeds, in parentheses. Below, each seed's speedup against sgd of the same seed, mean ± standard deviation over seeds, "
         "on the three axes (also in table1.csv as `speedup_<axis>_seeds`). " + metrics.AXIS_RULE, "",
         *axis_tables(table, values["method"]),
         "## The paper's claims, checked", "",

@@ -42,6 +42,7 @@ def gather(con, gallery_size: int, include_incomplete: bool = False) -> dict:
         "table1": table1,
         "seed_speedups": metrics.seed_speedups(con, include_incomplete, table1),
         "curves": metrics.curves(con, "backprops", include_incomplete),
+        "lr_drops": metrics.lr_drops(con, include_incomplete),
         "shares": metrics.corrupted_share(con, include_incomplete),
         "diagnostics": metrics.compared(metrics.diagnostics(con), standing),
         "scores": scores,

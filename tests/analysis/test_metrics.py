@@ -47,7 +47,8 @@ def _examples(n=4):
 
 TRAITS = {"sgd": (False, 1.0), "sb": (True, 0.5), "vr": (True, 0.5)}
 TAU = [0.5, 1.5, 2.5, 3.0]  # vr's tau after each of its 4 steps; threshold 2.0, so on for the last two
-VR_STEPS = pa.table({"step": [0, 1, 2, 3], "epoch": [0, 0, 1, 1], "lr": [0.1] * 4, "n_scored": [0, 0, 8, 8],
+# vr's steps: its lr drops once, from 0.1 to 0.02, at step 2 (after 8 backprops)
+VR_STEPS = pa.table({"step": [0, 1, 2, 3], "epoch": [0, 0, 1, 1], "lr": [0.1, 0.1, 0.02, 0.02], "n_scored": [0, 0, 8, 8],
                      "n_backprop": [4, 4, 4, 4], "forwards_scoring": [0, 0, 8, 16], "forwards_training": [4, 8, 12, 16],
                      "backprops": [4, 8, 12, 16], "selection_candidates": [0, 0, 8, 16], "selection_picks": [0, 0, 4, 8],
                      "train_loss": [1.0] * 4, "seconds": [0.1, 0.2, 0.3, 0.4],
@@ -306,3 +307,13 @@ def test_training_cost_sums_each_runs_own_seconds(con):
     cost = run_query(con, "training_cost").iloc[0]
     assert cost.training_hours == pytest.approx(0.4 / 3600)
     assert (cost.runs, cost.complete, cost.devices) == (5, 5, "cpu") and pd.isna(cost.threads)
+
+
+def test_lr_drops_are_the_steps_a_step_schedule_cut_the_rate_on_the_curves_axis(con):
+    drops = run_query(con, "lr_drops")
+    assert drops[["method", "epoch", "lr_before", "lr", "backprops_total", "drop"]].values.tolist() == [
+        ["vr", 1, 0.1, 0.02, 8, 1]]  # after the step that ended at 8 backprops
+    table = pd.DataFrame({"corruption": ["c", "c"], "method": ["vr", "vr"], "backprops_to_target": [9.0, 12.0]})
+    mean = pd.DataFrame({"corruption": ["c"], "method": ["vr"], "drop": [1], "x": [8.0]})
+    after = metrics.reached_after_drop(table, mean)
+    assert after.target_x.tolist() == [9.0]  # 12 is 50% past the drop: not "just after"

@@ -72,6 +72,12 @@ def test_json_twin_equals_the_analysis_functions(report, grid_db):
         table1 = metrics.table1(con)
         sep = separability(con)
         summary = metrics.run_summary(con)
+        drops = metrics.lr_drops(con)
+    assert len(drops) and [(d["method"], d["drop"], d["x"]) for d in experiment["curves"]["drops"]] == \
+        [(r.method, r.drop, r.x) for r in drops.itertuples()]  # the step schedule's drops, marked on the curves
+    assert experiment["table1"]["after_drop"] == [
+        {k: (int(v) if k == "drop" else v) for k, v in r.items()}
+        for r in metrics.reached_after_drop(table1, drops).to_dict("records")]
     rows = {(r["corruption"], r["method"]): r for r in experiment["table1"]["rows"]}
     for r in table1.itertuples():
         mine = rows[(r.corruption, r.method)]
