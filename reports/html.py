@@ -24,7 +24,7 @@ table{border-collapse:collapse;font-size:12.5px;margin:.5em 0} th,td{padding:3px
 th{background:#f6f6f6} .l{text-align:left} .muted{color:#666} img.fig{max-width:100%} code{font-size:12px}
 .note{background:#f7f7f2;border-left:4px solid #cc9;padding:.5em 1em}
 .verdict{padding:.6em 1em;margin:.5em 0;border-radius:4px;border-left:6px solid}
-.pays-off{background:#eef8ee;border-color:#2e8b57} .no-better-than-random{background:#fff8e6;border-color:#e0a800}
+.pays-off{background:#eef8ee;border-color:#2e8b57} .no-better-than-random,.inconclusive{background:#fff8e6;border-color:#e0a800}
 .does-not-pay-off{background:#fdeeee;border-color:#c0392b} .no-baseline{background:#f3f3f3;border-color:#999}
 .verdict ul{margin:.3em 0 0 1em;padding:0} .alerts li{margin:.15em 0}
 .gallery{display:grid;grid-template-columns:8em 1fr 1fr;gap:4px 12px;align-items:center;font-size:12px}

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
-from lossaudit.analysis import metrics
+from lossaudit.analysis import findings, metrics
 
 OVERPICK_RATIO = 1.1  # alert when a method's corrupted share of backprops exceeds the base rate by 10% ...
 OVERPICK_POINTS = 0.03  # ... and by at least 3 points
@@ -23,7 +23,7 @@ WORSE_POINTS = 0.01  # alert when a method's best test error is this much worse 
 class Verdict:
     experiment_id: str
     corruption: str
-    level: str  # pays-off, no-better-than-random, does-not-pay-off, no-baseline
+    level: str  # pays-off, no-better-than-random, inconclusive, does-not-pay-off, no-baseline
     headline: str
     details: tuple[str, ...]
 
@@ -33,10 +33,6 @@ class Verdict:
 
 def _pct(x: float) -> str:
     return f"{x * 100:.1f}%"
-
-
-def _speed(x: float) -> str:
-    return "never reached the target" if math.isnan(x) else f"{x:.2f}×"
 
 
 def _compared_summary(summary: pd.DataFrame, standing: pd.DataFrame) -> pd.DataFrame:
@@ -54,13 +50,24 @@ def _diagnostic_line(method: str, runs: pd.DataFrame, baseline: str) -> str | No
             + f"; with its switch off it trains on every candidate, like {baseline}")
 
 
-def verdicts(table1: pd.DataFrame, summary: pd.DataFrame, standing: pd.DataFrame) -> list[Verdict]:
+def speedup(speeds: pd.DataFrame, eid: str, corruption: str, method: str) -> dict:
+    """A method's Table 1 speedup in backprops as the findings state it (analysis.findings): each seed against the
+    baseline's run of the same seed, the mean with its 90% interval over seeds — the number the claims judge."""
+    mine = speeds[(speeds.experiment_id == eid) & (speeds.corruption == corruption) & (speeds.method == method)]
+    est, low, high, n = findings.interval(mine.speedup_backprops)
+    return dict(arm="paper", quantity="speedup", estimate=est, low=low, high=high, seeds=n)
+
+
+def verdicts(table1: pd.DataFrame, summary: pd.DataFrame, standing: pd.DataFrame,
+             speeds: pd.DataFrame) -> list[Verdict]:
     """Does loss-based selection pay off, per experiment and corruption setting?
 
-    A loss-based method "pays off" when it reaches 1.2 × the baseline's best error in fewer backprops than the
-    baseline and faster than the uniform control at its own nominal selectivity, when that control ran; otherwise
-    the verdict says which comparison it lost. Methods that never selected (a switch off throughout) trained like
-    the baseline and are left out.
+    Each method's speed is its seed-by-seed speedup to 1.2 × the baseline's best error (`speedup`: mean and 90%
+    interval over seeds, from `speeds`, metrics.seed_speedups), as the claims read it. The fastest loss-based method
+    "pays off" when its whole interval lies above 1× and its uniform control (same nominal selectivity), when that
+    ran, is not as fast; "inconclusive" when its interval includes 1× (or one seed gave none); otherwise the verdict
+    says which comparison it lost. Methods that never selected (a switch off throughout) trained like the baseline
+    and are left out.
     """
     info = metrics.arms(standing[standing.standing == "compared"])
     summary = _compared_summary(summary, standing)
@@ -91,18 +98,18 @@ def verdicts(table1: pd.DataFrame, summary: pd.DataFrame, standing: pd.DataFrame
                 f"{_pct(base_best)} = {_pct(rows.loc[baseline, 'target_error'])}, is not below the untrained model's "
                 f"error, so reaching it measures nothing; train {baseline} longer or on cleaner data"), ()))
             continue
-        best = max(lb, key=lambda m: -1.0 if math.isnan(rows.loc[m, "speedup_backprops"])
-                   else rows.loc[m, "speedup_backprops"])
-        speed = rows.loc[best, "speedup_backprops"]
+        found = {m: speedup(speeds, eid, corruption, m) for m in rows.index}
+        best = max(lb, key=lambda m: -1.0 if math.isnan(found[m]["estimate"]) else found[m]["estimate"])
+        speed, said = found[best]["estimate"], findings.say(found[best])
         control = rows.loc[best, "control"] if isinstance(rows.loc[best, "control"], str) else None
-        control_speed = rows.loc[control, "speedup_backprops"] if control else math.nan
+        control_speed = found[control]["estimate"] if control else math.nan
         details = [f"target: {_pct(rows.loc[baseline, 'target_error'])} test error "
                    f"({metrics.TARGET_FACTOR} × {baseline}'s best {_pct(base_best)})"]
         for m in lb:  # each loss-based method against the random subset of its own size
-            line = f"{m}: {_speed(rows.loc[m, 'speedup_backprops'])}, best error {_pct(rows.loc[m, 'best_test_error'])}"
+            line = f"{m}: {findings.say(found[m])}, best error {_pct(rows.loc[m, 'best_test_error'])}"
             c = rows.loc[m, "control"]
             if isinstance(c, str):
-                line += (f"; {c}, the random subset of its size: {_speed(rows.loc[c, 'speedup_backprops'])}, best error "
+                line += (f"; {c}, the random subset of its size: {findings.say(found[c])}, best error "
                          f"{_pct(rows.loc[c, 'best_test_error'])}")
             else:
                 line += "; no uniform control of its size ran (add it to tell choosing by loss from training on less)"
@@ -117,22 +124,29 @@ def verdicts(table1: pd.DataFrame, summary: pd.DataFrame, standing: pd.DataFrame
         if rows.n_seeds.max() < 2:
             details.append("one seed per method: speedups a few tenths apart can be seed noise; run --seeds 0,1,2 "
                            "for a mean and a spread")
-        if math.isnan(speed) or speed <= 1.0:
+        low, high = found[best]["low"], found[best]["high"]
+        if math.isnan(speed) or (high < 1.0 if not math.isnan(high) else speed <= 1.0):
             level = "does-not-pay-off"
             head = (f"{corruption}: loss-based selection does not pay off — no loss-based method reached the target "
                     f"error" if math.isnan(speed) else
-                    f"{corruption}: loss-based selection does not pay off — {best}, the fastest, needs "
+                    f"{corruption}: loss-based selection does not pay off — {best}, the fastest: {said}, so it needs "
                     f"{1 / speed:.2f}× {baseline}'s backprops")
+        elif math.isnan(low) or low <= 1.0:
+            level = "inconclusive"
+            head = (f"{corruption}: not shown to pay off — {best}, the fastest, reaches the target at {said}, an "
+                    f"interval over seeds that includes 1× {baseline}'s speed" if not math.isnan(low) else
+                    f"{corruption}: not shown to pay off — {best}, the fastest, reaches the target at {said}: "
+                    "run more seeds (--seeds 0,1,2) for an interval")
         elif control and not math.isnan(control_speed) and control_speed >= speed:
             level = "no-better-than-random"
-            head = (f"{corruption}: {best} is {speed:.2f}× faster than {baseline}, but {control}, a random subset of the same "
-                    f"size, is {control_speed:.2f}× faster: the gain comes from training on less, not from choosing "
-                    "by loss")
+            head = (f"{corruption}: {best} is faster than {baseline} ({said}), but {control}, a random subset of the "
+                    f"same size, is as fast ({findings.say(found[control])}): the gain comes from training on less, "
+                    "not from choosing by loss")
         else:
             level = "pays-off"
-            head = f"{corruption}: loss-based selection pays off — {best} reaches the target {speed:.2f}× faster than {baseline}"
+            head = f"{corruption}: loss-based selection pays off — {best} reaches the target faster than {baseline}: {said}"
             if control:
-                head += f" ({control}, the random control at its selectivity: {_speed(control_speed)})"
+                head += f" ({control}, the random control at its selectivity: {findings.say(found[control])})"
         out.append(Verdict(eid, corruption, level, head, tuple(details)))
     return out
 

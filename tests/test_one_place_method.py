@@ -95,6 +95,7 @@ def test_the_new_method_and_its_diagnostic_reach_table1_summary_verdict_and_repo
         table1 = metrics.table1(con)
         summary = metrics.run_summary(con)
         standing = metrics.run_standing(con)
+        speeds = metrics.seed_speedups(con)
     assert "lossgate" in set(table1.method)
     gate = summary.set_index("method").loc["lossgate"]
     assert gate.diagnostics.startswith("loss spread ") and gate.diagnostics.endswith(", threshold 1.1")
@@ -102,7 +103,7 @@ def test_the_new_method_and_its_diagnostic_reach_table1_summary_verdict_and_repo
     print_summary(db, [SimpleNamespace(run_id=r, action="train", reason="") for r in summary.run_id])
     printed = capsys.readouterr().out  # the table `lossaudit run` prints when the grid is done
     assert "switch on" in printed and "loss spread" in printed and "lossgate" in printed
-    (verdict,) = verdicts(table1, summary, standing)
+    (verdict,) = verdicts(table1, summary, standing, speeds)
     assert any(d.startswith("lossgate: ") for d in verdict.details)  # judged as a loss-based method
     assert any(d.startswith("lossgate selected in ") and "loss spread" in d for d in verdict.details)
     (experiment,) = js["experiments"]

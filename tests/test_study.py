@@ -68,6 +68,11 @@ def test_every_output_says_what_the_findings_say(outputs):
     in_csv = [(c.key, c.method, c.corruption, c.measured, c.verdict) for c in checked
               if c.arm == "paper" and c.section == claims.PAPER]
     assert in_report == in_csv  # the report's claims and claims.csv: one judgement
+    speeds = f[(f.arm == "paper") & (f.quantity == "speedup")]
+    for v in paper[0]["verdicts"]:  # the verdict quotes a speedup exactly as the findings (and claims) state it
+        if v["level"] != "no-baseline":
+            said = [findings.say(r) for r in speeds[speeds.corruption == v["corruption"]].to_dict("records")]
+            assert any(text in v["headline"] for text in said), v["headline"]
 
 
 def test_the_report_heads_with_the_same_budget_headline(outputs):

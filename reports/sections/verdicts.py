@@ -22,7 +22,8 @@ class Verdicts(Section):
             return [Verdict(x.eid, "all", "no-baseline", "One budget of a budget protocol: judged at the top of the "
                             "report (Budget protocol), where every budget of it is read together; Table 1's target "
                             "inside one budget says nothing about what a method saves.", ()).to_dict()]
-        return [v.to_dict() for v in verdicts(x.mine["table1"], x.mine["summary"], x.members)]
+        return [v.to_dict() for v in verdicts(x.mine["table1"], x.mine["summary"], x.members,
+                                              x.mine["seed_speedups"])]
 
     def html(self, e: dict, view: View) -> str:
         items = []

@@ -114,9 +114,13 @@ def test_verdicts_and_alerts_per_experiment(mixed):
     with connect_readonly(mixed) as con:
         standing, summary = metrics.run_standing(con), metrics.run_summary(con)
         table = metrics.table1(con)
-    found = {v.experiment_id: v for v in verdicts(table, summary, standing)}
-    assert found["expA"].level == "pays-off" and "sb reaches the target 2.00× faster" in found["expA"].headline
-    assert "uniform, the random control at its selectivity: 1.67×" in found["expA"].headline
+        speeds = metrics.seed_speedups(con)
+    found = {v.experiment_id: v for v in verdicts(table, summary, standing, speeds)}
+    # sb's second seed is interrupted, so one seed stands: a speedup, but no interval to show it is one
+    assert found["expA"].level == "inconclusive"
+    assert "sb, the fastest, reaches the target at 2.00× (1 seed: no interval)" in found["expA"].headline
+    assert any("uniform, the random subset of its size: 1.67× (1 seed: no interval)" in d
+               for d in found["expA"].details)
     assert found["expB"].level == "does-not-pay-off"
     lines = alerts(table, summary, standing)
     assert any("run 1 (sgd, random_labels:0.5, seed 0) is superseded by run 2" in a for a in lines["expA"])
@@ -218,5 +222,6 @@ def test_a_target_the_untrained_model_meets_gives_no_speedup_anywhere(tmp_path):
     assert not t.target_usable.any() and t.target_error.iloc[0] == pytest.approx(1.08)
     assert t.backprops_to_target.isna().all() and t.speedup_backprops.isna().all()
     with connect_readonly(db) as con:
-        (verdict,) = verdicts(metrics.table1(con), metrics.run_summary(con), metrics.run_standing(con))
+        (verdict,) = verdicts(metrics.table1(con), metrics.run_summary(con), metrics.run_standing(con),
+                              metrics.seed_speedups(con))
     assert verdict.level == "no-baseline" and "is not below the untrained model's error" in verdict.headline
