@@ -60,6 +60,8 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2, help="training processes at once (the cores are split)")
     ap.add_argument("--outputs-only", action="store_true", help="train nothing; write the outputs of what is in --db")
     ap.add_argument("--dataset", help="another dataset spec than the CIFAR-10 folder (e.g. for a quick check)")
+    ap.add_argument("--readme", type=Path, help="also rewrite this README's study headline block from the findings "
+                                                "(the project's own README: --readme README.md)")
     args = ap.parse_args()
     configs = args.config or list(ARMS)
     if not args.outputs_only:
@@ -76,7 +78,9 @@ def main() -> int:
                   for v in values)
     write_study(args.db, args.out, command=COMMAND, planned=planned, sizing=sizing(values[0]), images=RunImages(),
                 configs=[str(c.resolve().relative_to(ROOT)) if c.resolve().is_relative_to(ROOT) else str(c)
-                         for c in configs])
+                         for c in configs], main_readme=args.readme,
+                link=str(args.out.resolve().relative_to(ROOT) / "README.md") if args.out.resolve().is_relative_to(ROOT)
+                else str(args.out / "README.md"))
     return 0
 
 

@@ -148,6 +148,25 @@ def readme(f: pd.DataFrame, meta: dict) -> str:
     return "\n".join(lines)
 
 
+def readme_block(f: pd.DataFrame, meta: dict, link: str) -> str:
+    """The main README's headline on the study, between its markers: the same sentences as the study's README."""
+    return "\n".join([HEADLINE_START, f"**What the budget study found** ([{link}]({link}); {meta['sizing']}). The "
+                      f"budget at which each method matches {baseline_name(f)}'s full-budget error, as a speedup in "
+                      "cost and in wall-clock, with its 90% interval over seeds:", "",
+                      *[f"- {line}" for line in headline(f)], "",
+                      "In the paper's protocol (its epoch schedule) beside this one, on clean data, in backprops:", "",
+                      *(schedule_lines(f) or ["- (needs both arms on clean data)"]), HEADLINE_END])
+
+
+def replace_block(text: str, block: str) -> str:
+    """`text` with its headline block (between the markers) replaced by `block`; an error when the markers are not
+    there exactly once."""
+    if text.count(HEADLINE_START) != 1 or text.count(HEADLINE_END) != 1:
+        raise ValueError(f"the README needs one {HEADLINE_START!r} and one {HEADLINE_END!r}")
+    head, rest = text.split(HEADLINE_START)
+    return head + block + rest.split(HEADLINE_END, 1)[1]
+
+
 def study_meta(con, *, command: str, configs: list[str], title: str, sizing: str, planned: int) -> dict:
     cost = run_query(con, "training_cost").iloc[0]
     threads = int(cost.threads) if pd.notna(cost.threads) else 1
@@ -185,9 +204,11 @@ def curves_figure(curves: pd.DataFrame, baseline: str) -> str:
 
 
 def write_study(db: Path, out: Path, *, command: str, configs: list[str], planned: int, sizing: str, images=None,
-                title: str = "CIFAR-10 budget study: what selection saves, and what the schedule saves") -> None:
+                title: str = "CIFAR-10 budget study: what selection saves, and what the schedule saves",
+                main_readme: Path | None = None, link: str = "") -> None:
     """Write the study's outputs (see the module's doc) from `db`. configs: the arms' config files as the README
-    links them; planned: the runs the arms plan; sizing: the data and budgets in words."""
+    links them; planned: the runs the arms plan; sizing: the data and budgets in words; main_readme: a README whose
+    headline block (between the markers) is rewritten from the same findings, linking to the study as `link`."""
     from lossaudit.reports.report import build_report
 
     out.mkdir(parents=True, exist_ok=True)
@@ -209,7 +230,10 @@ def write_study(db: Path, out: Path, *, command: str, configs: list[str], planne
         uri = curves_figure(curves[curves.axis == "cost"], base.iloc[0] if len(base) else pts.method.iloc[0])
         (out / "budget_curves.png").write_bytes(base64.b64decode(uri.split(",", 1)[1]))
     build_report(db, html=out / "report.html", json_path=out / "report.json", images=images)
-    (out / "README.md").write_text(readme(read_findings(out / "findings.csv"), meta))
+    found = read_findings(out / "findings.csv")
+    (out / "README.md").write_text(readme(found, meta))
+    if main_readme is not None:
+        main_readme.write_text(replace_block(main_readme.read_text(), readme_block(found, meta, link)))
     print(f"wrote {out}/: README.md, findings.csv, claims.csv, budget_curves.csv, budget_curves.png, table1.csv, "
           "report.html, report.json, meta.json")
 

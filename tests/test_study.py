@@ -89,3 +89,32 @@ def test_the_report_heads_with_the_same_budget_headline(outputs):
     budgeted = [e for e in report["experiments"] if "budget=" in e["experiment"]]
     assert len(budgeted) == 2 and all(e["claims"] == [] for e in budgeted)  # no Table 1 verdict inside one budget
     assert all(e["verdicts"][0]["headline"].startswith("One budget of a budget protocol") for e in budgeted)
+
+
+def test_the_readme_headline_block_is_rewritten_from_the_same_findings(outputs, tmp_path):
+    out, _ = outputs
+    f = study.read_findings(out / "findings.csv")
+    meta = json.loads((out / "meta.json").read_text())
+    page = tmp_path / "README.md"
+    page.write_text(f"# x\n\nbefore\n{study.HEADLINE_START}\nold words\n{study.HEADLINE_END}\nafter\n")
+    page.write_text(study.replace_block(page.read_text(), study.readme_block(f, meta, "out/README.md")))
+    text = page.read_text()
+    assert text.startswith("# x\n\nbefore\n<!-- study headline: start -->\n**What the budget study found**")
+    assert text.endswith("<!-- study headline: end -->\nafter\n") and "old words" not in text
+    for line in study.headline(f):
+        assert f"- {line}" in text
+    with pytest.raises(ValueError, match="needs one"):
+        study.replace_block("no markers", "x")
+
+
+def test_the_committed_study_and_the_main_readme_agree():
+    """Once results/cifar10-budget/ is committed, the main README's headline block is the one its findings give."""
+    results = ROOT / "results" / "cifar10-budget"
+    text = (ROOT / "README.md").read_text()
+    if not (results / "findings.csv").is_file():
+        assert study.HEADLINE_START not in text  # no study: no headline claiming one
+        return
+    f = study.read_findings(results / "findings.csv")
+    meta = json.loads((results / "meta.json").read_text())
+    assert (results / "README.md").read_text() == study.readme(f, meta)
+    assert study.replace_block(text, study.readme_block(f, meta, "results/cifar10-budget/README.md")) == text
