@@ -126,7 +126,8 @@ def readme(f: pd.DataFrame, meta: dict) -> str:
         f"({meta['runs']:,} started); {meta['training_hours']:.1f} hours of training summed over runs, each on "
         f"{meta['threads']} thread(s) ({meta['cpu_hours']:.1f} CPU-hours; scoring, selection and training steps — "
         "evaluation and logging come on top).", "",
-        f"Sizing: {meta['sizing']}", "",
+        f"Sizing: {meta['sizing']} Why each choice, and what the sizing costs in fidelity: "
+        "[docs/BUDGET_STUDY.md](../../docs/BUDGET_STUDY.md).", "",
         "Every number below is a row of [findings.csv](findings.csv), in words: the estimate and its 90% interval "
         "over seeds. " + meta["interval_rule"], "",
         "## Headline: who saves what, budget arm", "",
