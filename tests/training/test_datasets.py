@@ -135,6 +135,30 @@ def test_imagefolder_cache_is_used_and_invalidated_when_the_folder_changes(tmp_p
     assert len(list((tmp_path / "cache").glob("imagefolder-*.npz"))) == 1  # the stale cache is gone
 
 
+
+def test_imagefolder_cache_writes_of_two_workers_at_once_both_land(tmp_path, monkeypatch, capsys):
+    """Workers decoding one folder at once (a study's) each write the cache: while one's temporary file is on disk
+    another writes the same cache in full; neither deletes nor overwrites the other's file, so neither warns."""
+    root = tmp_path / "imgs"
+    for i in range(3):
+        _write_png(root / "x" / f"{i}.png", (i, 0, 0))
+        _write_png(root / "y" / f"{i}.png", (0, i, 0))
+    real_savez, interleaved = np.savez, []
+
+    def savez(path, **arrays):
+        real_savez(path, **arrays)
+        if not interleaved:  # the first worker's temporary file is written; the second worker runs now
+            interleaved.append(path)
+            monkeypatch.setattr(os, "getpid", lambda: 424242)
+            load_dataset(f"imagefolder:{root}")
+
+    monkeypatch.setattr(np, "savez", savez)
+    load_dataset(f"imagefolder:{root}")
+    assert interleaved and "could not cache" not in capsys.readouterr().err
+    assert len(list((tmp_path / "cache").glob("imagefolder-*.npz"))) == 1
+    assert not list((tmp_path / "cache").glob(".*.tmp.npz"))
+
+
 @pytest.mark.fault("datasets")
 def test_imagefolder_bad_inputs(tmp_path):
     with pytest.raises(UserError, match="does not exist"):

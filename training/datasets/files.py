@@ -237,9 +237,12 @@ def _write_cache(cache: Path, out, skipped, notes) -> None:
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         for old in cache.parent.glob(cache.name.rsplit("-", 1)[0] + "-*.npz"):
-            old.unlink(missing_ok=True)
+            if old != cache:
+                old.unlink(missing_ok=True)
         arrays = {f"{s}_{k}": v for s, (x, y, src) in out.items() for k, v in (("x", x), ("y", y), ("src", src))}
-        tmp = cache.with_suffix(".tmp.npz")
+        # one temporary file per process, outside the glob above: processes decoding the same folder at once
+        # (a study's workers) neither delete nor overwrite each other's half-written cache
+        tmp = cache.with_name(f".{cache.stem}.{os.getpid()}.tmp.npz")
         np.savez(tmp, skipped=np.array(skipped, dtype=str).reshape(-1, 2), notes=np.array(notes, dtype=str), **arrays)
         os.replace(tmp, cache)
     except OSError as err:
