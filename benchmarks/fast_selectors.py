@@ -16,7 +16,7 @@ train one at a time with every core (their seconds are a target); the noisy ones
 Both stages are resumable (complete runs are skipped). Outputs go to stdout and, with --out, to a file.
 
     python benchmarks/fast_selectors.py [--stage speed|targets|both] [--db fast_selectors.duckdb] [--epochs 30]
-                                        [--seeds 0,1,2] [--workers 2] [--out FILE]
+                                        [--seeds 0,1,2] [--workers 2] [--corruptions none,...] [--out FILE]
 """
 
 from __future__ import annotations
@@ -126,17 +126,20 @@ def speed_report(db: Path, epochs: int) -> list[str]:
         return out
 
 
-def targets(db: Path, seeds: list[int], epochs: int, workers: int) -> None:
+def targets(db: Path, seeds: list[int], epochs: int, workers: int, corruptions: tuple[str, ...]) -> None:
     """Clean data first, one run at a time (its seconds are the speed target): sgd and ibp30, then sgd given ibp30's
     seconds. Then the noisy cells, whose seconds no target reads: `workers` processes on the same grid and database
-    (each cell claimed by one), the cores shared among them."""
+    (each cell claimed by one), the cores shared among them. `corruptions` limits the cells trained."""
     args = base_args(db, epochs)
-    for seed in seeds:
+    noisy_cells = [c for c in corruptions if c != "none"]
+    for seed in seeds if "none" in corruptions else []:
         train(args + ["--method", ",".join(TARGET_METHODS), "--corruption", "none", "--seeds", str(seed)])
         budget = budget_epochs(db, seed, epochs)
         if budget:
             train(base_args(db, budget) + ["--method", "sgd", "--corruption", "none", "--seeds", str(seed)])
-    noisy = args + ["--method", ",".join(TARGET_METHODS), "--corruption", ",".join(TARGET_CORRUPTIONS[1:]),
+    if not noisy_cells:
+        return
+    noisy = args + ["--method", ",".join(TARGET_METHODS), "--corruption", ",".join(noisy_cells),
                     "--seeds", ",".join(map(str, seeds)), "--threads", str(max(1, (os.cpu_count() or 1) // workers))]
     jobs = [subprocess.Popen(noisy, stdout=subprocess.DEVNULL) for _ in range(workers)]
     failed = [job.returncode for job in jobs if job.wait()]
@@ -220,14 +223,20 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--workers", type=int, default=2, help="processes training the noisy target cells at once")
+    ap.add_argument("--corruptions", default=",".join(TARGET_CORRUPTIONS),
+                    help="the target cells to train (a subset of the default)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
+    corruptions = tuple(c.strip() for c in args.corruptions.split(",") if c.strip())
+    unknown = sorted(set(corruptions) - set(TARGET_CORRUPTIONS))
+    if unknown:
+        ap.error(f"--corruptions: unknown cell(s) {', '.join(unknown)}; valid: {', '.join(TARGET_CORRUPTIONS)}")
     if args.stage in ("speed", "both"):
         train(base_args(args.db, args.epochs) + ["--method", ",".join(SPEED_METHODS), "--corruption", "none",
                                                  "--seeds", "0"])
     if args.stage in ("targets", "both"):
-        targets(args.db, seeds, args.epochs, args.workers)
+        targets(args.db, seeds, args.epochs, args.workers, corruptions)
     lines = [f"$ python benchmarks/fast_selectors.py --stage {args.stage} --epochs {args.epochs} --seeds {args.seeds}",
              f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores; 10,000 CIFAR-10 images (2,000 test), "
              f"resnet8, crop-and-flip, {args.epochs} epochs; training seconds as lossaudit logs them.", "",
