@@ -94,7 +94,7 @@ def compose(db: str, data: dict, images: ImageSource | None, gallery_size: int,
 def _budgets(pts: pd.DataFrame) -> list[dict]:
     """Per budget protocol: its findings (analysis.findings, the budget arm), the headline lines the study README
     writes from them, the project's questions judged on them, and the seed-mean curves in cost."""
-    from lossaudit.reports.study import headline
+    from lossaudit.reports.headline import headline
     out = []
     for protocol, mine in pts.groupby("protocol", sort=False):
         f = findings.build(pd.DataFrame(), mine)

@@ -78,7 +78,7 @@ def _experiment_html(e: dict, c: dict, order: list[str]) -> str:
 
 def _budgets_html(c: dict) -> str:
     """Each budget protocol: the headline (what each method saves, from the findings), the curves, the questions."""
-    from lossaudit.reports.study import curves_figure
+    from lossaudit.reports.headline import curves_figure
     parts = []
     for b in c.get("budgets") or []:
         base = escape(b.get("baseline") or "the baseline")

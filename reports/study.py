@@ -22,12 +22,14 @@ import pandas as pd
 from lossaudit.analysis import budget as budgets
 from lossaudit.analysis import claims as claims_
 from lossaudit.analysis import findings as findings_
+from lossaudit.analysis import ledger as ledger_
 from lossaudit.analysis import metrics
+from lossaudit.core.errors import UserError
 from lossaudit.core.queries import run_query
 from lossaudit.core.store import connect_readonly
 from lossaudit.reports import figures
+from lossaudit.reports.headline import CLEAN, baseline_name, curves_figure, headline, schedule_lines  # noqa: F401
 
-CLEAN = "none"
 HEADLINE_START, HEADLINE_END = "<!-- study headline: start -->", "<!-- study headline: end -->"
 
 
@@ -54,49 +56,6 @@ def order(rows: pd.DataFrame) -> list[str]:
     methods = list(dict.fromkeys(rows.method))
     first = list(dict.fromkeys(rows[rows.is_baseline.astype(bool)].method))
     return first + [m for m in methods if m not in first]
-
-
-def baseline_name(f: pd.DataFrame) -> str:
-    """The baseline's arm (plain training on every example), as the findings name it."""
-    return next(iter(f[f.is_baseline.astype(bool)].method), "the baseline")
-
-
-def _verdict_words(row: dict) -> str:
-    level = claims_.side(row, 1.0, "above")
-    return {claims_.SUPPORTED: "saves", claims_.CONTRADICTED: "costs more",
-            claims_.INCONCLUSIVE: "no clear saving"}[level]
-
-
-def headline(f: pd.DataFrame) -> list[str]:
-    """The study in plain sentences, one per corruption setting: which methods match sgd's full-budget error in less
-    cost (scoring forwards charged) and in less wall-clock, each with its interval; from the budget arm only."""
-    lines, base = [], baseline_name(f)
-    cost = f[(f.arm == "budget") & (f.quantity == "speedup_cost") & ~f.is_baseline.astype(bool)]
-    seconds = f[(f.arm == "budget") & (f.quantity == "speedup_seconds") & ~f.is_baseline.astype(bool)]
-    for setting in figures.settings_order(cost.corruption):
-        parts = []
-        for r in cost[cost.corruption == setting].to_dict("records"):
-            s = seconds[(seconds.corruption == setting) & (seconds.method == r["method"])]
-            wall = findings_.say(s.iloc[0].to_dict()) if len(s) else "not measured"
-            if pd.isna(r["estimate"]):
-                parts.append(f"{r['method']} never matched {base}'s full-budget error within the budgets trained")
-            else:
-                parts.append(f"{r['method']} {_verdict_words(r)}: {findings_.say(r)} in cost, {wall} in wall-clock")
-        name = "clean data" if setting == CLEAN else setting
-        lines.append(f"{name}: " + "; ".join(parts) + ".")
-    return lines
-
-
-def schedule_lines(f: pd.DataFrame) -> list[str]:
-    """The paper's speedups beside the budget arm's, per method on clean data: what the epoch schedule adds."""
-    out = []
-    for m in dict.fromkeys(f[(f.arm == "paper") & (f.quantity == "speedup") & ~f.is_baseline.astype(bool)].method):
-        paper = findings_.lookup(f, "paper", CLEAN, m, "speedup")
-        own = findings_.lookup(f, "budget", CLEAN, m, "speedup")
-        if paper is not None and own is not None:
-            out.append(f"- {m}: {findings_.say(paper)} in the paper's protocol; {findings_.say(own)} with its "
-                       "schedule spanning its own budget")
-    return out
 
 
 def claims_table(rows: list[claims_.Claim], section: str) -> list[str]:
@@ -126,6 +85,7 @@ def readme(f: pd.DataFrame, meta: dict) -> str:
         f"({meta['runs']:,} started); {meta['training_hours']:.1f} hours of training summed over runs, each on "
         f"{meta['threads']} thread(s) ({meta['cpu_hours']:.1f} CPU-hours; scoring, selection and training steps — "
         "evaluation and logging come on top).", "",
+        f"{meta.get('report', '')}.", "",
         f"Sizing: {meta['sizing']} Why each choice, and what the sizing costs in fidelity: "
         "[docs/BUDGET_STUDY.md](../../docs/BUDGET_STUDY.md).", "",
         "Every number below is a row of [findings.csv](findings.csv), in words: the estimate and its 90% interval "
@@ -169,6 +129,7 @@ def replace_block(text: str, block: str) -> str:
 
 
 def study_meta(con, *, command: str, configs: list[str], title: str, sizing: str, planned: int) -> dict:
+    """Machine, runs and hours of a study trained into one database."""
     cost = run_query(con, "training_cost").iloc[0]
     threads = int(cost.threads) if pd.notna(cost.threads) else 1
     return dict(title=title, command=command, configs=configs, planned=planned, runs=int(cost.runs),
@@ -178,49 +139,64 @@ def study_meta(con, *, command: str, configs: list[str], title: str, sizing: str
                 interval_rule=INTERVAL_RULE)
 
 
+def ledger_meta(units: pd.DataFrame, *, command: str, configs: list[str], title: str, sizing: str,
+                planned: int) -> dict:
+    """Machine, runs and hours of a study kept in a ledger (analysis.ledger): the sum over its units."""
+    hours, cpu_hours = ledger_.hours(units)
+    runs = int(units.runs.sum()) if len(units) else 0
+    here = f"{platform.machine()}, {os.cpu_count()} CPU cores"
+    machines = "; ".join(dict.fromkeys(units.machine)) if len(units) else here
+    return dict(title=title, command=command, configs=configs, planned=planned, runs=runs, complete=runs,
+                units=len(units), training_hours=hours, cpu_hours=cpu_hours,
+                threads=int(units.threads.max()) if len(units) else 1, sizing=sizing, machine=machines,
+                interval_rule=INTERVAL_RULE)
+
+
 INTERVAL_RULE = ("Intervals: the percentile bootstrap of the seed mean, widened to at least the Student-t interval "
                  f"when fewer than {findings_.FEW_SEEDS} seeds ran (3 seeds give the bootstrap only 10 distinct "
                  "resamples); speedups to the baseline's full-budget error invert the interval of the budget at "
                  "which the seed-mean curve crosses it (bootstrap, widened the same way).")
 
 
-def curves_figure(curves: pd.DataFrame, baseline: str) -> str:
-    """Test error at the end of each budget against the cost spent, one panel per setting: the baseline in black,
-    its full-budget error dashed (what the others must match); a PNG data URI."""
-    others = [m for m in dict.fromkeys(curves.method) if m != baseline]
-    colours = figures.method_colours(others) | {baseline: (0, 0, 0)}
-
-    def draw(ax, part):
-        for method in [baseline, *others]:
-            rows = part[part.method == method].sort_values("x")
-            if len(rows):
-                ax.plot(rows.x, rows.test_error * 100, marker="o", ms=3, color=colours[method], label=method,
-                        lw=2.2 if method == baseline else 1.1, zorder=3 if method == baseline else 2)
-        ref = part[part.method == baseline].sort_values("x")
-        if len(ref):
-            ax.axhline(ref.test_error.iloc[-1] * 100, color="grey", ls="--", lw=0.8)
-
-    return figures.per_setting(curves, draw, xlabel=f"cost spent, share of a full {baseline} run",
-                               ylabel="test error (%)")
-
-
-def write_study(db: Path, out: Path, *, command: str, configs: list[str], planned: int, sizing: str, images=None,
+def write_study(db: Path | None, out: Path, *, command: str, configs: list[str], planned: int, sizing: str,
+                images=None, ledger: Path | None = None,
                 title: str = "CIFAR-10 budget study: what selection saves, and what the schedule saves",
                 main_readme: Path | None = None, link: str = "") -> None:
-    """Write the study's outputs (see the module's doc) from `db`. configs: the arms' config files as the README
-    links them; planned: the runs the arms plan; sizing: the data and budgets in words; main_readme: a README whose
-    headline block (between the markers) is rewritten from the same findings, linking to the study as `link`."""
+    """Write the study's outputs (see the module's doc) from `ledger` (analysis.ledger: the study's complete units,
+    from however many databases) or else from `db`. report.html and report.json come from `db` only when it holds
+    every run the outputs read (else meta's `report` says why there is none). configs: the arms' config files as the
+    README links them; planned: the runs the arms plan; sizing: the data and budgets in words; main_readme: a README
+    whose headline block (between the markers) is rewritten from the same findings, linking to the study as `link`."""
     from lossaudit.reports.report import build_report
 
     out.mkdir(parents=True, exist_ok=True)
-    with connect_readonly(db) as con:
-        f = findings_.from_database(con)
-        pts = budgets.budget_points(con)
-        table = metrics.table1(con)
-        table = table[~table.experiment_id.isin(set(pts.experiment_id))]
-        meta = study_meta(con, command=command, configs=configs, title=title, sizing=sizing, planned=planned)
+    words = dict(command=command, configs=configs, title=title, sizing=sizing, planned=planned)
+    on_db = None
+    if db is not None and Path(db).exists():
+        with connect_readonly(db) as con:
+            on_db = dict(standing=metrics.run_standing(con), summary=metrics.run_summary(con),
+                         evals=metrics.eval_curves(con), budget_runs=run_query(con, "budget_runs"),
+                         meta=study_meta(con, **words))
+    if ledger is not None:
+        frames = ledger_.load(ledger)
+        meta = ledger_meta(frames["units"], **words)
+    elif on_db is not None:
+        frames, meta = on_db, on_db["meta"]
+    else:
+        raise UserError(f"no study to write: neither the database {str(db)!r} nor a ledger exists")
+    f = findings_.from_frames(frames["standing"], frames["summary"], frames["evals"], frames["budget_runs"])
+    pts = budgets.points(frames["budget_runs"])
+    budgeted = set(frames["budget_runs"].experiment_id)
+    ev = metrics.compared(frames["evals"], frames["standing"])
+    table = metrics.table1_of(ev[~ev.experiment_id.isin(budgeted)], frames["standing"])
     curves = pd.concat([budgets.curves(pts, axis).assign(axis=axis) for axis in budgets.BUDGET_AXES]) \
         if len(pts) else pd.DataFrame()
+    covered = on_db is not None and cells(on_db["standing"]) == cells(frames["standing"])
+    meta["report"] = ("report.html and report.json: `lossaudit report` over the study's database, which holds every "
+                      "run below" if covered else
+                      "no report.html: no one database holds every run below (the study was trained unit by unit "
+                      "over several databases, its ledger/ keeping each unit's results); rerunning the command on "
+                      "one machine until it finishes writes it")
     f.to_csv(out / "findings.csv", index=False)
     (out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     pd.DataFrame([c.to_dict() for c in claims_.check(f)]).to_csv(out / "claims.csv", index=False)
@@ -230,13 +206,25 @@ def write_study(db: Path, out: Path, *, command: str, configs: list[str], planne
         base = pts[pts.is_baseline].method
         uri = curves_figure(curves[curves.axis == "cost"], base.iloc[0] if len(base) else pts.method.iloc[0])
         (out / "budget_curves.png").write_bytes(base64.b64decode(uri.split(",", 1)[1]))
-    build_report(db, html=out / "report.html", json_path=out / "report.json", images=images)
+    written = ["README.md", "findings.csv", "claims.csv", "budget_curves.csv", "budget_curves.png", "table1.csv",
+               "meta.json"]
+    if covered:
+        build_report(db, html=out / "report.html", json_path=out / "report.json", images=images)
+        written += ["report.html", "report.json"]
+    else:
+        for stale in ("report.html", "report.json"):  # a report of other runs would contradict the rest
+            (out / stale).unlink(missing_ok=True)
     found = read_findings(out / "findings.csv")
     (out / "README.md").write_text(readme(found, meta))
     if main_readme is not None:
         main_readme.write_text(replace_block(main_readme.read_text(), readme_block(found, meta, link)))
-    print(f"wrote {out}/: README.md, findings.csv, claims.csv, budget_curves.csv, budget_curves.png, table1.csv, "
-          "report.html, report.json, meta.json")
+    print(f"wrote {out}/: {', '.join(written)}")
+
+
+def cells(standing: pd.DataFrame) -> set[tuple]:
+    """The compared runs of a study by what they are (experiment name, method, corruption, seed), not by id."""
+    mine = standing[standing.standing == "compared"]
+    return set(zip(mine.experiment, mine.method, mine.corruption, mine.seed.astype(int)))
 
 
 def read_findings(path: Path) -> pd.DataFrame:
