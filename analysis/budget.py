@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from lossaudit.core.errors import UserError, choices
-from lossaudit.analysis.metrics import first_reach
+from lossaudit.analysis.interpolation import first_reach
 from lossaudit.core.queries import run_query
 
 BUDGET_AXES = {"backprops": "spent_backprops_share", "cost": "spent_cost_share", "seconds": "seconds_share"}
@@ -57,7 +57,7 @@ def curves(pts: pd.DataFrame, axis: str = "backprops") -> pd.DataFrame:
 
 def crossing(x: np.ndarray, y: np.ndarray, target: float) -> float:
     """The smallest x at which the curve through (x, y), sorted by x, comes down to `target`: Table 1's
-    `metrics.first_reach` (linear between the points around the first crossing; x[0] when the first point is already
+    `interpolation.first_reach` (linear between the points around the first crossing; x[0] when the first point is already
     there; NaN when none is: the budget needed lies beyond those trained)."""
     order = np.argsort(x)
     return first_reach(np.asarray(x, float)[order], np.asarray(y, float)[order], target)

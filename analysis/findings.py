@@ -211,18 +211,29 @@ def build(paper: pd.DataFrame, pts: pd.DataFrame) -> pd.DataFrame:
 
 
 def from_database(con) -> pd.DataFrame:
-    """The findings of one study's database: its unbudgeted runs as the paper arm (one experiment), its budgeted ones
-    as the budget arm (one protocol: the same experiment at several budgets)."""
-    pts = budgets.budget_points(con)
-    standing = metrics.run_standing(con)
-    summary = metrics.compared(metrics.run_summary(con), standing)
-    summary = summary[~summary.experiment_id.isin(set(run_query(con, "budget_runs").experiment_id))]
+    """The findings of one study's database (`from_frames` of its runs)."""
+    return from_frames(metrics.run_standing(con), metrics.run_summary(con), metrics.eval_curves(con),
+                       run_query(con, "budget_runs"))
+
+
+def from_frames(standing: pd.DataFrame, summary: pd.DataFrame, evals: pd.DataFrame,
+                budget_runs: pd.DataFrame) -> pd.DataFrame:
+    """The findings of one study from its runs (metrics.run_standing, metrics.run_summary, metrics.eval_curves and
+    the query budget_runs; from a database or a ledger, analysis.ledger): the unbudgeted runs as the paper arm (one
+    experiment), the budgeted ones as the budget arm (one protocol: the same experiment at several budgets)."""
+    budget_runs = budget_runs.sort_values(["protocol", "method", "corruption", "budget", "seed"], kind="stable")
+    pts = budgets.points(budget_runs)  # in the query's order, whatever order the runs came in
+    budgeted = set(budget_runs.experiment_id)
+    summary = metrics.compared(summary, standing)
+    summary = summary[~summary.experiment_id.isin(budgeted)]
     for what, names in (("unbudgeted experiments", set(summary.experiment)), ("budget protocols", set(pts.protocol))):
         if len(names) > 1:
             raise UserError(f"the findings read one study, but this database holds {len(names)} {what}: "
                             f"{choices(sorted(names))}; put each study in a database of its own")
     info = metrics.arms(standing[standing.standing == "compared"])
-    paper = paper_outcomes(summary, metrics.seed_speedups(con), info)
+    ev = metrics.compared(evals, standing)
+    ev = ev[~ev.experiment_id.isin(budgeted)]
+    paper = paper_outcomes(summary, metrics.seed_speedups_of(ev, metrics.table1_of(ev, standing)), info)
     return build(paper, pts)
 
 

@@ -1,15 +1,14 @@
 """Analysis functions over a read-only connection; each returns a pandas DataFrame.
 
-The heavy lifting (joins and aggregations over observations) is SQL in core/queries/; what SQL
-does badly (interpolating curves, ROC metrics) is done here on the small results. Definitions
-follow the paper (Table 1, Figure 3) as the README's Analysis section states them; each function says its rule.
+The heavy lifting (joins and aggregations over observations) is SQL in core/queries/; what SQL does badly
+(interpolating curves, ROC metrics) is done here on the small results. Definitions follow the paper (Table 1,
+Figure 3) as the README's Analysis section states them; each function says its rule.
 
-Comparisons never mix unrelated runs: they are made within one experiment (runs whose configuration
-is identical but for method, corruption and seed; runs.experiment_id) and only between the runs that
-stand for their cells: the latest complete run of each (experiment, method, corruption, seed). With
-`include_incomplete` a cell without a complete run is represented by its latest unfinished one. The
-`method` column of every analysis is the run's arm (runs.arm: the method as given, plus any of its own
-parameters set away from its defaults).
+Comparisons never mix unrelated runs: they are made within one experiment (runs whose configuration is identical but
+for method, corruption and seed; runs.experiment_id) and only between the runs that stand for their cells: the latest
+complete run of each (experiment, method, corruption, seed). With `include_incomplete` a cell without a complete run
+is represented by its latest unfinished one. The `method` column of every analysis is the run's arm (runs.arm: the
+method as given, plus any of its own parameters set away from its defaults).
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ import pandas as pd
 from lossaudit.core.errors import UserError, choices
 from lossaudit.core import scores as score_registry
 from lossaudit.core.queries import run_query
+from lossaudit.analysis.interpolation import first_reach, per_seed as _per_seed, seed_mean as _seed_mean  # noqa: F401
 
 TARGET_FACTOR = 1.2  # Table 1's target: this many times sgd's best test error (the paper's rule)
 AXES = ("backprops", "seconds", "passes")
@@ -200,35 +200,6 @@ def arm_order(info: pd.DataFrame) -> list[str]:
 # -- curves and Table 1 --------------------------------------------------------------------------
 
 
-def _per_seed(rows: pd.DataFrame, x: str, y: str = "test_error") -> tuple[np.ndarray, np.ndarray]:
-    """Each seed's y(x) interpolated linearly onto the union of the seeds' x values, within the range
-    every seed covers. Returns (grid, (n_seeds, len(grid)) values)."""
-    seeds = [r.sort_values(x) for _, r in rows.groupby("seed")]
-    hi = min(r[x].max() for r in seeds)
-    grid = np.unique(np.concatenate([r[x].to_numpy(dtype=float) for r in seeds]))
-    grid = grid[grid <= hi]
-    return grid, np.stack([np.interp(grid, r[x].to_numpy(dtype=float), r[y].to_numpy(dtype=float)) for r in seeds])
-
-
-def _seed_mean(rows: pd.DataFrame, x: str, y: str = "test_error") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(grid, mean, std) over seeds of y(x), see `_per_seed`."""
-    grid, stack = _per_seed(rows, x, y)
-    return grid, stack.mean(0), stack.std(0)
-
-
-def first_reach(grid: np.ndarray, curve: np.ndarray, target: float) -> float:
-    """x at which the curve first comes down to `target`, interpolated linearly between the evaluation
-    before and the first at or below it; NaN if it never does."""
-    below = np.flatnonzero(curve <= target)
-    if len(below) == 0:
-        return math.nan
-    i = below[0]
-    if i == 0:
-        return float(grid[0])
-    x0, x1, y0, y1 = grid[i - 1], grid[i], curve[i - 1], curve[i]
-    return float(x0 + (x1 - x0) * (y0 - target) / (y0 - y1))
-
-
 def curves(con: duckdb.DuckDBPyConnection, x: str = "backprops", include_incomplete: bool = False) -> pd.DataFrame:
     """Test error against `x` (backprops, seconds or passes, upfront work included) per experiment, corruption and
     method: seed mean and band over the compared runs."""
@@ -288,9 +259,14 @@ TABLE1_RULE = (f"Within one experiment and corruption setting: target = {TARGET_
 
 
 def table1(con: duckdb.DuckDBPyConnection, include_incomplete: bool = False) -> pd.DataFrame:
-    """The paper's Table 1 per experiment, corruption setting and method: speedups in backprops, seconds and passes."""
+    """The paper's Table 1 of this connection's compared runs (`table1_of`)."""
     standing = run_standing(con, include_incomplete)
-    ev = compared(eval_curves(con), standing)
+    return table1_of(compared(eval_curves(con), standing), standing)
+
+
+def table1_of(ev: pd.DataFrame, standing: pd.DataFrame) -> pd.DataFrame:
+    """The paper's Table 1 per experiment, corruption setting and method, speedups in backprops, seconds and passes,
+    from the compared runs' evaluations (`eval_curves`) and the runs' standing (`run_standing`)."""
     info = arms(standing[standing.standing == "compared"])
     rows = []
     for (eid, name, corruption), setting in ev.groupby([*EXPERIMENT, "corruption"], sort=False):
@@ -337,12 +313,16 @@ def table1(con: duckdb.DuckDBPyConnection, include_incomplete: bool = False) -> 
 
 def seed_speedups(con: duckdb.DuckDBPyConnection, include_incomplete: bool = False,
                   table: pd.DataFrame | None = None) -> pd.DataFrame:
+    """`seed_speedups_of` this connection's compared runs (`table`: their Table 1 when the caller has it already)."""
+    standing = run_standing(con, include_incomplete)
+    ev = compared(eval_curves(con), standing)
+    return seed_speedups_of(ev, table1_of(ev, standing) if table is None else table)
+
+
+def seed_speedups_of(ev: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
     """Table 1's speedups seed by seed: each seed's curve to the same target as Table 1, against sgd's curve of the same
     seed (sgd's seed mean where that seed did not run sgd); one row per experiment, corruption, method and seed with
-    its best test error and speedup_<axis> for every axis (NaN: never reached, or no usable target). `table`: this
-    connection's Table 1 when the caller has it already."""
-    table = table1(con, include_incomplete) if table is None else table
-    ev = compared(eval_curves(con), run_standing(con, include_incomplete))
+    its best test error and speedup_<axis> for every axis (NaN: never reached, or no usable target)."""
     rows = []
     for (eid, corruption), setting in ev.groupby(["experiment_id", "corruption"], sort=False):
         mine = table[(table.experiment_id == eid) & (table.corruption == corruption)]
@@ -370,15 +350,13 @@ def _ratio(base: float, mine: float) -> float:
     return base / mine if mine and not math.isnan(mine) and mine > 0 else math.nan
 
 
-def _speed(speedup: float) -> str:
-    return "—" if math.isnan(speedup) else f"{speedup:.2f}×"
-
-
 def _cell(speedup: float, best: float, selection_only: float | None = None) -> str:
     """The paper's format: '1.8× (5.2%)', or '— (7.9%)' when the target was never reached; with upfront work,
     the selection-only speedup after it: '0.61× (3.1%); selection only 1.83×'."""
-    text = f"{_speed(speedup)} ({best * 100:.1f}%)"
-    return text if selection_only is None else f"{text}; selection only {_speed(selection_only)}"
+    def speed(x: float) -> str:
+        return "—" if math.isnan(x) else f"{x:.2f}×"
+    text = f"{speed(speedup)} ({best * 100:.1f}%)"
+    return text if selection_only is None else f"{text}; selection only {speed(selection_only)}"
 
 
 # -- corrupted share (Figure 3) ---------------------------------------------------------------------
