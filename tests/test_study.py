@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 
 from lossaudit.analysis import claims, findings
+from lossaudit.analysis import ledger
+from lossaudit.core.store import connect_readonly
 from lossaudit.reports import study
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +35,11 @@ def outputs(tmp_path_factory):
 
 def test_the_study_trains_both_arms_seed_by_seed_and_writes_every_output(outputs):
     out, done = outputs
-    assert done.stderr.count("12 cell(s) trained") == 2 and done.stderr.count("6 cell(s) trained") == 2
+    # unit by unit: per seed and corruption, the budget arm's 3 methods × 2 budgets, the paper arm's 3 methods
+    assert done.stderr.count("6 cell(s) trained") == 4 and done.stderr.count("3 cell(s) trained") == 4
+    kept = sorted(p.name for p in (out / "ledger").glob("*.json"))
+    assert kept == sorted(f"{arm}-{c}-seed{s}.json" for arm in ("budget", "paper")
+                          for c in ("none", "random_labels-0.5") for s in (0, 1))
     for name in ("README.md", "findings.csv", "claims.csv", "budget_curves.csv", "budget_curves.png", "table1.csv",
                  "report.html", "report.json", "meta.json"):
         assert (out / name).is_file(), name
@@ -118,3 +124,35 @@ def test_the_committed_study_and_the_main_readme_agree():
     meta = json.loads((results / "meta.json").read_text())
     assert (results / "README.md").read_text() == study.readme(f, meta)
     assert study.replace_block(text, study.readme_block(f, meta, "results/cifar10-budget/README.md")) == text
+
+
+def test_the_ledger_alone_gives_the_database_s_findings_and_says_why_there_is_no_report(outputs, tmp_path):
+    """A study trained over several databases (sessions, machines) is written from its ledger: the same findings as
+    from one database holding every run, whatever ids each database gave its runs and experiments."""
+    out, _ = outputs
+    with connect_readonly(out.parent / "s.duckdb") as con:
+        expected = findings.from_database(con)
+    copy = tmp_path / "ledger"
+    copy.mkdir()
+    for path in (out / "ledger").glob("*.json"):
+        body = json.loads(path.read_text())
+        if "seed1" in path.name:  # as if another database had numbered this unit's runs and experiments
+            for name in ledger.FRAMES:
+                for row in body[name]["data"]:
+                    row["run_id"] += 1000
+                    if "experiment_id" in row:
+                        row["experiment_id"] = f"other-{row['experiment_id']}"
+                    if row.get("compared_run_id") is not None:
+                        row["compared_run_id"] += 1000
+        (copy / path.name).write_text(json.dumps(body))
+    frames = ledger.load(copy)
+    got = findings.from_frames(frames["standing"], frames["summary"], frames["evals"], frames["budget_runs"])
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), expected.reset_index(drop=True))
+    assert len(frames["units"]) == 8 and frames["units"].runs.sum() == 36
+    written = tmp_path / "out"
+    study.write_study(tmp_path / "absent.duckdb", written, ledger=copy, command="c", configs=[], planned=36,
+                      sizing="s.")
+    assert not (written / "report.html").exists() and not (written / "report.json").exists()
+    assert "no report.html: no one database holds every run" in (written / "README.md").read_text()
+    pd.testing.assert_frame_equal(pd.read_csv(written / "findings.csv"), pd.read_csv(out / "findings.csv"))
+    assert "report.html and report.json: `lossaudit report` over the study's database" in (out / "README.md").read_text()

@@ -1,0 +1,119 @@
+"""A study kept unit by unit in small files, so that it outlives the database (and the machine) it was trained on.
+
+A study's runs come in units: one arm (`paper`: the epoch schedule; `budget`: trained to shares of a full run), one
+corruption setting and one seed. When every planned run of a unit is complete, `export` writes what the findings read
+of it — its runs' standing, their summaries, their evaluations and (budget arm) their budget rows — to one JSON file
+in the study's ledger folder, beside its training seconds. `load` reads a ledger back as the frames
+`analysis.findings.from_frames` takes, however many databases (sessions, machines) its units came from: run and
+experiment ids are renumbered so that they stay unique, and each arm must be one experiment throughout.
+
+A unit's numbers do not depend on other units: Table 1's target (from the baseline's best error over seeds) and the
+budget arm's seconds share (over the baseline's seeds) are computed on load, from all units together.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from lossaudit.analysis import metrics
+from lossaudit.core.errors import UserError, choices
+from lossaudit.core.queries import run_query
+
+ARMS = ("paper", "budget")
+FRAMES = ("standing", "summary", "evals", "budget_runs")
+VERSION = 1
+
+
+def unit_name(arm: str, corruption: str, seed: int) -> str:
+    """The unit's file name (without .json), e.g. budget-random_labels-0.2-seed1."""
+    if arm not in ARMS:
+        raise UserError(f"study arm {arm!r} is unknown; valid: {choices(ARMS)}")
+    return f"{arm}-{re.sub(r'[^A-Za-z0-9_.-]+', '-', corruption)}-seed{int(seed)}"
+
+
+def unit_runs(con, arm: str, corruption: str, seed: int) -> pd.DataFrame:
+    """The compared runs of one unit (run_standing rows): the arm's experiment is budgeted or not."""
+    standing = metrics.run_standing(con)
+    budgeted = set(run_query(con, "budget_runs").experiment_id)
+    mine = standing[(standing.standing == "compared") & (standing.corruption == corruption)
+                    & (standing.seed == int(seed)) & (standing.experiment_id.isin(budgeted) == (arm == "budget"))]
+    return mine
+
+
+def export(con, folder: Path, *, arm: str, corruption: str, seed: int, planned: int, threads: int,
+           machine: str) -> Path | None:
+    """Write the unit to `folder` when `planned` of its runs are complete (atomically); None while it is not."""
+    runs = unit_runs(con, arm, corruption, seed)
+    if len(runs) < planned:
+        return None
+    ids = set(runs.run_id)
+    frames = {"standing": runs,
+              "summary": metrics.run_summary(con).query("run_id in @ids"),
+              "evals": metrics.eval_curves(con).query("run_id in @ids"),
+              "budget_runs": run_query(con, "budget_runs").query("run_id in @ids")}
+    seconds = frames["evals"].groupby("run_id").seconds.max().sum()
+    body = {"version": VERSION, "arm": arm, "corruption": corruption, "seed": int(seed), "runs": len(runs),
+            "training_seconds": float(seconds), "threads": int(threads), "machine": machine,
+            **{name: json.loads(frame.to_json(orient="table", index=False)) for name, frame in frames.items()}}
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{unit_name(arm, corruption, seed)}.json"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(body, separators=(",", ":")) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def units(folder: Path) -> list[dict]:
+    """The ledger's units (their headers: arm, corruption, seed, runs, training_seconds, threads, machine)."""
+    out = []
+    for path in sorted(Path(folder).glob("*.json")) if Path(folder).is_dir() else []:
+        body = json.loads(path.read_text())
+        out.append({k: v for k, v in body.items() if k not in FRAMES} | {"path": path})
+    return out
+
+
+def has(folder: Path, arm: str, corruption: str, seed: int) -> bool:
+    return (Path(folder) / f"{unit_name(arm, corruption, seed)}.json").is_file()
+
+
+def load(folder: Path) -> dict[str, pd.DataFrame]:
+    """The ledger's units as one study: frames standing, summary, evals and budget_runs (ids renumbered), and
+    `units`, one row per unit with its training seconds and threads."""
+    parts: dict[str, list[pd.DataFrame]] = {name: [] for name in FRAMES}
+    headers, experiments, offset = [], {}, 0  # experiment name → its id in the loaded study (the first unit's)
+    for path in sorted(Path(folder).glob("*.json")):
+        body = json.loads(path.read_text())
+        if body.get("version") != VERSION:
+            raise UserError(f"ledger unit {str(path)!r} has version {body.get('version')!r}; valid: {VERSION}")
+        frames = {name: pd.read_json(io.StringIO(json.dumps(body[name])), orient="table") for name in FRAMES}
+        ids = {int(r): offset + i + 1 for i, r in enumerate(sorted(set(frames["standing"].run_id)))}
+        offset += len(ids) + 1
+        for part, frame in frames.items():
+            frame = frame[frame.run_id.isin(ids)].copy()
+            frame["run_id"] = frame.run_id.map(ids).astype("int64")
+            if "compared_run_id" in frame:
+                frame["compared_run_id"] = frame.compared_run_id.map(ids).astype("Int64")
+            if "experiment_id" in frame:  # the same experiment (by name) has one id in every unit
+                known = dict(zip(frames["standing"].experiment_id, frames["standing"].experiment))
+                frame["experiment_id"] = [experiments.setdefault(known[e], e) for e in frame.experiment_id]
+            parts[part].append(frame)
+        headers.append({k: v for k, v in body.items() if k not in FRAMES})
+    out = {name: (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run_id", "experiment_id"]))
+           for name, frames in parts.items()}
+    out["units"] = pd.DataFrame(headers, columns=["arm", "corruption", "seed", "runs", "training_seconds", "threads",
+                                                  "machine", "version"])
+    return out
+
+
+def hours(units_: pd.DataFrame) -> tuple[float, float]:
+    """(training hours, CPU-hours) summed over a ledger's units."""
+    if units_.empty:
+        return 0.0, 0.0
+    return (float(units_.training_seconds.sum()) / 3600,
+            float((units_.training_seconds * units_.threads.fillna(1)).sum()) / 3600)
