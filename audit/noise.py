@@ -204,19 +204,23 @@ def method_verdicts(noise_share: float, high: float, replay: pd.DataFrame) -> li
     """The verdict for each method replayed by its pick rule, by the lines of `verdict_rule` with that method in the
     reference's place: unsafe when the noise share is at least UNSAFE_SHARE and the method would back-propagate a
     suspect at least UNSAFE_OVERPICK times as often as a random example; caution when the interval reaches
-    CAUTION_SHARE and it would favour them at all; safe otherwise; unknown without a noise share."""
+    CAUTION_SHARE and it would favour them at all; safe otherwise; unknown without a noise share. With no suspect
+    listed a method has none to favour: its verdict is the data's (safe below CAUTION_SHARE, else caution)."""
     out = []
     for r in replay[replay.replay == JUDGED_MODE].itertuples(index=False):
         ratio = float(r.overpick_ratio)
-        if math.isnan(noise_share) or math.isnan(ratio):
+        if math.isnan(noise_share):
             verdict = "unknown"
+        elif math.isnan(ratio):
+            verdict = "safe" if high < CAUTION_SHARE else "caution"
         elif noise_share >= UNSAFE_SHARE and ratio >= UNSAFE_OVERPICK:
             verdict = "unsafe"
         elif high >= CAUTION_SHARE and ratio > 1:
             verdict = "caution"
         else:
             verdict = "safe"
-        how = ("no suspects to keep" if math.isnan(ratio) else
+        how = (f"no example is listed as a suspect, so it has none to favour (noise share up to {high:.1%})"
+               if math.isnan(ratio) else
                f"it would back-propagate a suspect {ratio:.2f}x as often as a random example "
                f"({r.share_of_picks_on_suspects:.1%} of its backprops on the {r.suspects_share_of_data:.1%} suspects)")
         out.append({"method": r.method, "verdict": verdict, "ratio": ratio, "line": f"{r.method}: {verdict}: {how}"})

@@ -288,3 +288,22 @@ def test_no_trusted_reads_against_the_canaries_instead(trusted_planted, tmp_path
     result = run_audit(f"npz:{tmp / 'digits_pairs.npz'}", db=tmp_path / "n.duckdb", out=tmp_path / "s", epochs=4,
                        device="cpu", quiet=True, trusted=False)
     assert result.noise_reference == "canaries" and result.score != "trusted_posterior" and result.transition is None
+
+
+def test_each_method_s_verdict_with_and_without_suspects():
+    """The per-method lines of the verdict rule, on a replay table: with suspects, by how much more often the method
+    would back-propagate one than a random example; with none listed, the data's own verdict — never 'unknown'
+    when the noise share is known."""
+    from lossaudit.audit.noise import CAUTION_SHARE, JUDGED_MODE, UNSAFE_OVERPICK, UNSAFE_SHARE, method_verdicts
+    replay = pd.DataFrame({"method": ["keen", "mild", "none_listed"], "replay": JUDGED_MODE,
+                           "overpick_ratio": [UNSAFE_OVERPICK + 0.5, 0.8, np.nan],
+                           "share_of_picks_on_suspects": [0.4, 0.16, np.nan],
+                           "suspects_share_of_data": [0.2, 0.2, np.nan]})
+    got = {v["method"]: v for v in method_verdicts(UNSAFE_SHARE + 0.1, UNSAFE_SHARE + 0.15, replay)}
+    assert got["keen"]["verdict"] == "unsafe" and "2.00x as often as a random example" in got["keen"]["line"]
+    assert got["mild"]["verdict"] == "safe"  # it favours clean examples over the suspects
+    assert got["none_listed"]["verdict"] == "caution"  # the interval reaches the caution line
+    clean = {v["method"]: v for v in method_verdicts(0.0, CAUTION_SHARE / 2, replay)}
+    assert clean["none_listed"]["verdict"] == "safe"
+    assert clean["none_listed"]["line"].startswith("none_listed: safe: no example is listed as a suspect")
+    assert all(v["verdict"] == "unknown" for v in method_verdicts(float("nan"), float("nan"), replay))
