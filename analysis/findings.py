@@ -150,7 +150,7 @@ def budget_outcomes(pts: pd.DataFrame) -> pd.DataFrame:
 def budget_speedups(pts: pd.DataFrame) -> list[dict]:
     """1 ÷ the matching budget on each axis, its interval inverted. The interval is matching_budget's bootstrap,
     widened with fewer than FEW_SEEDS seeds to at least the Student-t interval of the seeds' own matching budgets
-    (analysis.budget.seed_matching). A curve that never reaches sgd's error within the budgets trained has no
+    (analysis.budget.seed_matching); none from one seed. A curve that never reaches sgd's error within the budgets trained has no
     estimate: it needs more than they gave."""
     rows = []
     for quantity, axis in (("speedup", "backprops"), ("speedup_cost", "cost"), ("speedup_seconds", "seconds")):
@@ -159,7 +159,9 @@ def budget_speedups(pts: pd.DataFrame) -> list[dict]:
             low, high = r.low, r.high
             mine = per_seed_budget[(per_seed_budget.method == r.method) & (per_seed_budget.corruption == r.corruption)]
             _, t_low, t_high, n = interval(mine.budget)
-            if n >= 2 and n < FEW_SEEDS and np.isfinite(r.budget):
+            if r.seeds < 2:  # one curve: a bootstrap over it has no spread to show, so no interval
+                low = high = math.nan
+            elif n >= 2 and n < FEW_SEEDS and np.isfinite(r.budget):
                 half = (t_high - t_low) / 2
                 floor = pts[(pts.method == r.method) & (pts.corruption == r.corruption)][
                     budgets.axis_column(axis)].min()  # no curve crosses before its first point

@@ -192,9 +192,9 @@ def write_study(db: Path | None, out: Path, *, command: str, configs: list[str],
     curves = pd.concat([budgets.curves(pts, axis).assign(axis=axis) for axis in budgets.BUDGET_AXES]) \
         if len(pts) else pd.DataFrame()
     covered = on_db is not None and cells(on_db["standing"]) == cells(frames["standing"])
-    meta["report"] = ("report.html and report.json: `lossaudit report` over the study's database, which holds every "
-                      "run below" if covered else
-                      "no report.html: no one database holds every run below (the study was trained unit by unit "
+    meta["report"] = ("Report: report.html and report.json, `lossaudit report` over the study's database, which "
+                      "holds every run below" if covered else
+                      "No report.html: no one database holds every run below (the study was trained unit by unit "
                       "over several databases, its ledger/ keeping each unit's results); rerunning the command on "
                       "one machine until it finishes writes it")
     f.to_csv(out / "findings.csv", index=False)

@@ -153,6 +153,7 @@ def test_the_ledger_alone_gives_the_database_s_findings_and_says_why_there_is_no
     study.write_study(tmp_path / "absent.duckdb", written, ledger=copy, command="c", configs=[], planned=36,
                       sizing="s.")
     assert not (written / "report.html").exists() and not (written / "report.json").exists()
-    assert "no report.html: no one database holds every run" in (written / "README.md").read_text()
+    assert "No report.html: no one database holds every run" in (written / "README.md").read_text()
     pd.testing.assert_frame_equal(pd.read_csv(written / "findings.csv"), pd.read_csv(out / "findings.csv"))
-    assert "report.html and report.json: `lossaudit report` over the study's database" in (out / "README.md").read_text()
+    assert "Report: report.html and report.json, `lossaudit report` over the study's database" in \
+        (out / "README.md").read_text()

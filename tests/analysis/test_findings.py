@@ -82,6 +82,10 @@ def test_budget_speedups_invert_the_matching_budget_and_its_interval():
     assert table[table.is_baseline].method.unique().tolist() == ["sgd"]
     assert set(table[table.arm == "budget"].quantity) >= {"speedup", "speedup_cost", "speedup_seconds", "error",
                                                            "error_difference"}
+    one = findings.build(pd.DataFrame(), points(pd.DataFrame(rows).query("seed == 0")))
+    alone = findings.lookup(one, "budget", "none", "fast", "speedup")
+    assert alone["seeds"] == 1 and math.isnan(alone["low"]) and math.isnan(alone["high"])  # one curve: no interval
+    assert findings.say(alone).endswith("(1 seed: no interval)")
 
 
 def test_findings_in_words():
