@@ -27,7 +27,8 @@ from lossaudit.core.queries import run_query
 
 ARMS = ("paper", "budget")
 FRAMES = ("standing", "summary", "evals", "budget_runs")
-VERSION = 1
+NAMED = ("experiment", "protocol")  # long text columns, written once per unit
+VERSION = 2
 
 
 def unit_name(arm: str, corruption: str, seed: int) -> str:
@@ -53,29 +54,53 @@ def export(con, folder: Path, *, arm: str, corruption: str, seed: int, planned: 
     if len(runs) < planned:
         return None
     ids = set(runs.run_id)
-    frames = {"standing": runs,
-              "summary": metrics.run_summary(con).query("run_id in @ids"),
-              "evals": metrics.eval_curves(con).query("run_id in @ids"),
-              "budget_runs": run_query(con, "budget_runs").query("run_id in @ids")}
+    frames = {"standing": runs, "summary": metrics.run_summary(con), "evals": metrics.eval_curves(con),
+              "budget_runs": run_query(con, "budget_runs")}
+    frames = {name: frame[frame.run_id.isin(ids)] for name, frame in frames.items()}
     seconds = frames["evals"].groupby("run_id").seconds.max().sum()
-    body = {"version": VERSION, "arm": arm, "corruption": corruption, "seed": int(seed), "runs": len(runs),
-            "training_seconds": float(seconds), "threads": int(threads), "machine": machine,
-            **{name: json.loads(frame.to_json(orient="table", index=False)) for name, frame in frames.items()}}
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{unit_name(arm, corruption, seed)}.json"
+    header = {"arm": arm, "corruption": corruption, "seed": int(seed), "runs": len(runs),
+              "training_seconds": float(seconds), "threads": int(threads), "machine": machine}
+    return write(folder / f"{unit_name(arm, corruption, seed)}.json", header, frames)
+
+
+def write(path: Path, header: dict, frames: dict[str, pd.DataFrame]) -> Path:
+    """One unit's file, atomically: its header and frames, each long name (an experiment's, a protocol's) written
+    once in `names` and referred to by its index in the frames."""
+    names = sorted({v for f in frames.values() for c in NAMED if c in f for v in f[c].dropna()})
+    code = {n: i for i, n in enumerate(names)}
+    body = {**header, "version": VERSION, "names": names,
+            **{name: _rows(frame.assign(**{c: frame[c].map(code) for c in NAMED if c in frame}))
+               for name, frame in frames.items()}}
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(body, separators=(",", ":")) + "\n")
     os.replace(tmp, path)
     return path
 
 
-def units(folder: Path) -> list[dict]:
-    """The ledger's units (their headers: arm, corruption, seed, runs, training_seconds, threads, machine)."""
-    out = []
-    for path in sorted(Path(folder).glob("*.json")) if Path(folder).is_dir() else []:
-        body = json.loads(path.read_text())
-        out.append({k: v for k, v in body.items() if k not in FRAMES} | {"path": path})
-    return out
+def read(path: Path) -> tuple[dict, dict[str, pd.DataFrame]]:
+    """A unit's header and frames (`write`'s inverse)."""
+    body = json.loads(Path(path).read_text())
+    if body.get("version") != VERSION:
+        raise UserError(f"ledger unit {str(path)!r} has version {body.get('version')!r}; valid: {VERSION}")
+    names = dict(enumerate(body["names"]))
+    frames = {name: _frame(body[name]) for name in FRAMES}
+    frames = {k: f.assign(**{c: f[c].map(names) for c in NAMED if c in f}) for k, f in frames.items()}
+    return {k: v for k, v in body.items() if k not in (*FRAMES, "names")}, frames
+
+
+def _rows(frame: pd.DataFrame) -> dict:
+    """A frame as pandas' table JSON (its schema keeps the dtypes) with each row a list in the schema's order."""
+    table = json.loads(frame.to_json(orient="table", index=False))
+    fields = [f["name"] for f in table["schema"]["fields"]]
+    return {"schema": table["schema"], "rows": [[r[k] for k in fields] for r in table["data"]]}
+
+
+def _frame(part: dict) -> pd.DataFrame:
+    """`_rows`' inverse."""
+    fields = [f["name"] for f in part["schema"]["fields"]]
+    table = {"schema": part["schema"], "data": [dict(zip(fields, r)) for r in part["rows"]]}
+    return pd.read_json(io.StringIO(json.dumps(table)), orient="table")
 
 
 def has(folder: Path, arm: str, corruption: str, seed: int) -> bool:
@@ -88,10 +113,7 @@ def load(folder: Path) -> dict[str, pd.DataFrame]:
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in FRAMES}
     headers, experiments, offset = [], {}, 0  # experiment name → its id in the loaded study (the first unit's)
     for path in sorted(Path(folder).glob("*.json")):
-        body = json.loads(path.read_text())
-        if body.get("version") != VERSION:
-            raise UserError(f"ledger unit {str(path)!r} has version {body.get('version')!r}; valid: {VERSION}")
-        frames = {name: pd.read_json(io.StringIO(json.dumps(body[name])), orient="table") for name in FRAMES}
+        header, frames = read(path)
         ids = {int(r): offset + i + 1 for i, r in enumerate(sorted(set(frames["standing"].run_id)))}
         offset += len(ids) + 1
         for part, frame in frames.items():
@@ -103,7 +125,7 @@ def load(folder: Path) -> dict[str, pd.DataFrame]:
                 known = dict(zip(frames["standing"].experiment_id, frames["standing"].experiment))
                 frame["experiment_id"] = [experiments.setdefault(known[e], e) for e in frame.experiment_id]
             parts[part].append(frame)
-        headers.append({k: v for k, v in body.items() if k not in FRAMES})
+        headers.append(header)
     out = {name: (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run_id", "experiment_id"]))
            for name, frames in parts.items()}
     out["units"] = pd.DataFrame(headers, columns=["arm", "corruption", "seed", "runs", "training_seconds", "threads",

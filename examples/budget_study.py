@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -70,7 +71,14 @@ def train(configs: list[Path], db: Path, workers: int, dataset: str, ledger: Pat
         args = [sys.executable, "-m", "lossaudit.cli", "run", "--config", str(config), "--db", str(db),
                 "--dataset", dataset, "--seeds", str(seed), "--corruption", corruption, "--threads", str(threads)]
         jobs = [subprocess.Popen(args) for _ in range(workers)]
-        codes = [job.wait() for job in jobs]
+        try:
+            codes = [job.wait() for job in jobs]
+        except KeyboardInterrupt:  # stopped (Ctrl-C, or SIGINT to this process alone): so are the runs, cleanly
+            for job in jobs:
+                job.send_signal(signal.SIGINT)
+            for job in jobs:
+                job.wait()
+            raise
         if any(code not in (0, 1) for code in codes):  # 1: a run failed and is marked so; the study goes on
             raise SystemExit(f"training stopped ({codes}): {' '.join(args)}")
         planned = len(values["method"]) * len(values.get("budget") or [0])
