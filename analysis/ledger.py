@@ -27,6 +27,7 @@ from lossaudit.core.queries import run_query
 
 ARMS = ("paper", "budget")
 FRAMES = ("standing", "summary", "evals", "budget_runs")
+HEADER = ("arm", "corruption", "seed", "runs", "training_seconds", "threads", "machine")
 NAMED = ("experiment", "protocol")  # long text columns, written once per unit
 VERSION = 2
 
@@ -79,10 +80,20 @@ def write(path: Path, header: dict, frames: dict[str, pd.DataFrame]) -> Path:
 
 
 def read(path: Path) -> tuple[dict, dict[str, pd.DataFrame]]:
-    """A unit's header and frames (`write`'s inverse)."""
-    body = json.loads(Path(path).read_text())
-    if body.get("version") != VERSION:
-        raise UserError(f"ledger unit {str(path)!r} has version {body.get('version')!r}; valid: {VERSION}")
+    """A unit's header and frames (`write`'s inverse); one clear line for a file that is not one."""
+    try:
+        body = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UserError(f"ledger unit {str(path)!r} cannot be read ({err}); a unit is a JSON file that "
+                        "examples/budget_study.py wrote: restore it from the repository or delete it to retrain it") \
+            from None
+    if not isinstance(body, dict) or body.get("version") != VERSION:
+        found = body.get("version") if isinstance(body, dict) else type(body).__name__
+        raise UserError(f"ledger unit {str(path)!r} has version {found!r}; valid: {VERSION}")
+    missing = [k for k in (*HEADER, "names", *FRAMES) if k not in body]
+    if missing:
+        raise UserError(f"ledger unit {str(path)!r} lacks {', '.join(missing)}; a unit holds "
+                        f"{', '.join((*HEADER, 'names', *FRAMES))}")
     names = dict(enumerate(body["names"]))
     frames = {name: _frame(body[name]) for name in FRAMES}
     frames = {k: f.assign(**{c: f[c].map(names) for c in NAMED if c in f}) for k, f in frames.items()}
@@ -128,8 +139,7 @@ def load(folder: Path) -> dict[str, pd.DataFrame]:
         headers.append(header)
     out = {name: (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run_id", "experiment_id"]))
            for name, frames in parts.items()}
-    out["units"] = pd.DataFrame(headers, columns=["arm", "corruption", "seed", "runs", "training_seconds", "threads",
-                                                  "machine", "version"])
+    out["units"] = pd.DataFrame(headers, columns=[*HEADER, "version"])
     return out
 
 
