@@ -57,8 +57,8 @@ def curves(pts: pd.DataFrame, axis: str = "backprops") -> pd.DataFrame:
 
 def crossing(x: np.ndarray, y: np.ndarray, target: float) -> float:
     """The smallest x at which the curve through (x, y), sorted by x, comes down to `target`: Table 1's
-    `interpolation.first_reach` (linear between the points around the first crossing; x[0] when the first point is already
-    there; NaN when none is: the budget needed lies beyond those trained)."""
+    `interpolation.first_reach` (linear between the points around the first crossing; x[0] when the first point is
+    already there; NaN when none is: the budget needed lies beyond those trained)."""
     order = np.argsort(x)
     return first_reach(np.asarray(x, float)[order], np.asarray(y, float)[order], target)
 

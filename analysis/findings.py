@@ -150,8 +150,8 @@ def budget_outcomes(pts: pd.DataFrame) -> pd.DataFrame:
 def budget_speedups(pts: pd.DataFrame) -> list[dict]:
     """1 ÷ the matching budget on each axis, its interval inverted. The interval is matching_budget's bootstrap,
     widened with fewer than FEW_SEEDS seeds to at least the Student-t interval of the seeds' own matching budgets
-    (analysis.budget.seed_matching); none from one seed. A curve that never reaches sgd's error within the budgets trained has no
-    estimate: it needs more than they gave."""
+    (analysis.budget.seed_matching); none from one seed. A curve that never reaches sgd's error within the budgets
+    trained has no estimate: it needs more than they gave."""
     rows = []
     for quantity, axis in (("speedup", "backprops"), ("speedup_cost", "cost"), ("speedup_seconds", "seconds")):
         per_seed_budget = budgets.seed_matching(pts, axis)
@@ -230,8 +230,8 @@ def from_frames(standing: pd.DataFrame, summary: pd.DataFrame, evals: pd.DataFra
     summary = summary[~summary.experiment_id.isin(budgeted)]
     for what, names in (("unbudgeted experiments", set(summary.experiment)), ("budget protocols", set(pts.protocol))):
         if len(names) > 1:
-            raise UserError(f"the findings read one study, but this database holds {len(names)} {what}: "
-                            f"{choices(sorted(names))}; put each study in a database of its own")
+            raise UserError(f"the findings read one study, but these runs hold {len(names)} {what}: "
+                            f"{choices(sorted(names))}; put each study in a database (or ledger) of its own")
     info = metrics.arms(standing[standing.standing == "compared"])
     ev = metrics.compared(evals, standing)
     ev = ev[~ev.experiment_id.isin(budgeted)]

@@ -5,7 +5,7 @@ corruption setting and one seed. When every planned run of a unit is complete, `
 of it — its runs' standing, their summaries, their evaluations and (budget arm) their budget rows — to one JSON file
 in the study's ledger folder, beside its training seconds. `load` reads a ledger back as the frames
 `analysis.findings.from_frames` takes, however many databases (sessions, machines) its units came from: run and
-experiment ids are renumbered so that they stay unique, and each arm must be one experiment throughout.
+experiment ids are renumbered so that they stay unique (an experiment keeps one id by its name).
 
 A unit's numbers do not depend on other units: Table 1's target (from the baseline's best error over seeds) and the
 budget arm's seconds share (over the baseline's seeds) are computed on load, from all units together.
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import pandas as pd
 
 from lossaudit.analysis import metrics
 from lossaudit.core.errors import UserError, choices
+from lossaudit.core.files import write_text
 from lossaudit.core.queries import run_query
 
 ARMS = ("paper", "budget")
@@ -39,10 +39,11 @@ def unit_name(arm: str, corruption: str, seed: int) -> str:
     return f"{arm}-{re.sub(r'[^A-Za-z0-9_.-]+', '-', corruption)}-seed{int(seed)}"
 
 
-def unit_runs(con, arm: str, corruption: str, seed: int) -> pd.DataFrame:
-    """The compared runs of one unit (run_standing rows): the arm's experiment is budgeted or not."""
-    standing = metrics.run_standing(con)
-    budgeted = set(run_query(con, "budget_runs").experiment_id)
+def unit_runs(standing: pd.DataFrame, budget_runs: pd.DataFrame, arm: str, corruption: str,
+              seed: int) -> pd.DataFrame:
+    """The compared runs of one unit (rows of run_standing): the arm's experiment is budgeted (in budget_runs) or
+    not."""
+    budgeted = set(budget_runs.experiment_id)
     mine = standing[(standing.standing == "compared") & (standing.corruption == corruption)
                     & (standing.seed == int(seed)) & (standing.experiment_id.isin(budgeted) == (arm == "budget"))]
     return mine
@@ -51,12 +52,13 @@ def unit_runs(con, arm: str, corruption: str, seed: int) -> pd.DataFrame:
 def export(con, folder: Path, *, arm: str, corruption: str, seed: int, planned: int, threads: int,
            machine: str) -> Path | None:
     """Write the unit to `folder` when `planned` of its runs are complete (atomically); None while it is not."""
-    runs = unit_runs(con, arm, corruption, seed)
+    budget_runs = run_query(con, "budget_runs")
+    runs = unit_runs(metrics.run_standing(con), budget_runs, arm, corruption, seed)
     if len(runs) < planned:
         return None
     ids = set(runs.run_id)
     frames = {"standing": runs, "summary": metrics.run_summary(con), "evals": metrics.eval_curves(con),
-              "budget_runs": run_query(con, "budget_runs")}
+              "budget_runs": budget_runs}
     frames = {name: frame[frame.run_id.isin(ids)] for name, frame in frames.items()}
     seconds = frames["evals"].groupby("run_id").seconds.max().sum()
     header = {"arm": arm, "corruption": corruption, "seed": int(seed), "runs": len(runs),
@@ -73,9 +75,7 @@ def write(path: Path, header: dict, frames: dict[str, pd.DataFrame]) -> Path:
             **{name: _rows(frame.assign(**{c: frame[c].map(code) for c in NAMED if c in frame}))
                for name, frame in frames.items()}}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(body, separators=(",", ":")) + "\n")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(body, separators=(",", ":")) + "\n", "ledger unit")
     return path
 
 

@@ -22,7 +22,7 @@ import pandas as pd
 from lossaudit.core.errors import UserError, choices
 from lossaudit.core import scores as score_registry
 from lossaudit.core.queries import run_query
-from lossaudit.analysis.interpolation import first_reach, per_seed as _per_seed, seed_mean as _seed_mean  # noqa: F401
+from lossaudit.analysis.interpolation import first_reach, per_seed, seed_mean
 
 TARGET_FACTOR = 1.2  # Table 1's target: this many times sgd's best test error (the paper's rule)
 AXES = ("backprops", "seconds", "passes")
@@ -208,7 +208,7 @@ def curves(con: duckdb.DuckDBPyConnection, x: str = "backprops", include_incompl
     ev = compared(eval_curves(con), run_standing(con, include_incomplete))
     out = []
     for (eid, name, corruption, method), rows in ev.groupby([*EXPERIMENT, "corruption", "method"], sort=False):
-        grid, stack = _per_seed(rows, f"{x}_total")
+        grid, stack = per_seed(rows, f"{x}_total")
         out.append(pd.DataFrame({"experiment_id": eid, "experiment": name, "corruption": corruption, "method": method,
                                  "x": grid, "test_error": stack.mean(0), "test_error_std": stack.std(0),
                                  "test_error_min": stack.min(0), "test_error_max": stack.max(0),
@@ -343,7 +343,7 @@ def seed_speedups_of(ev: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
 
 def _cost(rows: pd.DataFrame, x: str, target: float) -> float:
     """x at which the seed-mean curve of `rows` first reaches `target` (NaN without a target)."""
-    return math.nan if math.isnan(target) else first_reach(*_seed_mean(rows, x)[:2], target)
+    return math.nan if math.isnan(target) else first_reach(*seed_mean(rows, x)[:2], target)
 
 
 def _ratio(base: float, mine: float) -> float:

@@ -50,6 +50,11 @@ def arm(values: dict) -> str:
     return "budget" if any(b > 0 for b in values.get("budget") or [0]) else "paper"
 
 
+def unit_size(values: dict) -> int:
+    """Runs in one unit of an arm: each method at each budget (once without budgets)."""
+    return len(values["method"]) * len(values.get("budget") or [0])
+
+
 def units(configs: list[Path]) -> list[tuple[int, str, Path, dict]]:
     """(seed, corruption, config, its values) per unit, seeds outermost, then corruptions, then the arms."""
     values = {c: load_config_file(c) for c in configs}
@@ -81,7 +86,7 @@ def train(configs: list[Path], db: Path, workers: int, dataset: str, ledger: Pat
             raise
         if any(code not in (0, 1) for code in codes):  # 1: a run failed and is marked so; the study goes on
             raise SystemExit(f"training stopped ({codes}): {' '.join(args)}")
-        planned = len(values["method"]) * len(values.get("budget") or [0])
+        planned = unit_size(values)
         with connect_readonly(db) as con:
             path = ledgers.export(con, ledger, arm=name, corruption=corruption, seed=seed, planned=planned,
                                   threads=threads, machine=machine)
@@ -113,8 +118,7 @@ def main() -> int:
     from lossaudit.reports.study import write_study
     from lossaudit.training.examples import RunImages
     values = [load_config_file(c) for c in configs]
-    planned = sum(len(v["method"]) * len(v["corruption"]) * len(v["seeds"]) * len(v.get("budget") or [0])
-                  for v in values)
+    planned = sum(unit_size(v) * len(v["corruption"]) * len(v["seeds"]) for v in values)
     write_study(args.db, args.out, ledger=ledger, command=COMMAND, planned=planned, sizing=sizing(values[0]),
                 images=RunImages(), configs=[shown(c) for c in configs], main_readme=args.readme,
                 link=shown(args.out / "README.md"))

@@ -28,7 +28,7 @@ from lossaudit.core.errors import UserError
 from lossaudit.core.queries import run_query
 from lossaudit.core.store import connect_readonly
 from lossaudit.reports import figures
-from lossaudit.reports.headline import CLEAN, baseline_name, curves_figure, headline, schedule_lines  # noqa: F401
+from lossaudit.reports.headline import baseline_name, curves_figure, headline, schedule_lines
 
 HEADLINE_START, HEADLINE_END = "<!-- study headline: start -->", "<!-- study headline: end -->"
 

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from lossaudit.analysis import metrics, separability
+from lossaudit.analysis import interpolation, metrics, separability
 from lossaudit.analysis.analyses import ANALYSES
 from lossaudit.core import scores as score_registry
 from lossaudit.core.queries import all_queries, run_query
@@ -145,11 +145,11 @@ def test_table1_speedup_rule_with_interpolation_and_a_never_reached_method(con):
 
 def test_first_reach_and_seed_mean_interpolation():
     grid = np.array([0.0, 10.0, 20.0])
-    assert metrics.first_reach(grid, np.array([1.0, 0.6, 0.2]), 0.4) == pytest.approx(15.0)
-    assert metrics.first_reach(grid, np.array([0.3, 0.6, 0.2]), 0.4) == 0.0
-    assert math.isnan(metrics.first_reach(grid, np.array([1.0, 0.6, 0.5]), 0.4))
+    assert interpolation.first_reach(grid, np.array([1.0, 0.6, 0.2]), 0.4) == pytest.approx(15.0)
+    assert interpolation.first_reach(grid, np.array([0.3, 0.6, 0.2]), 0.4) == 0.0
+    assert math.isnan(interpolation.first_reach(grid, np.array([1.0, 0.6, 0.5]), 0.4))
     rows = pd.DataFrame({"seed": [0, 0, 0, 1, 1], "backprops": [0, 10, 20, 0, 20], "test_error": [1.0, 0.5, 0.0, 1.0, 0.6]})
-    g, mean, std = metrics._seed_mean(rows, "backprops")
+    g, mean, std = interpolation.seed_mean(rows, "backprops")
     assert g.tolist() == [0, 10, 20]
     assert mean.tolist() == pytest.approx([1.0, 0.65, 0.3])  # seed 1 interpolated to 0.8 at 10
 
