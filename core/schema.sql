@@ -185,7 +185,7 @@ comment on column runs.method is 'Selection method name as given (a registry nam
 comment on column runs.dataset is 'Dataset spec, e.g. digits or imagefolder:/data/cifar10 (a recorded run: the name its loop gave).';
 comment on column runs.model is 'Model name from the model registry, e.g. resnet8 or wrn-28-10 (a recorded run: the name its loop gave).';
 comment on column runs.corruption is 'Corruption spec KIND:SHARE, or none; a recorded run with examples marked corrupted and no spec given: marked:SHARE.';
-comment on column runs.corruption_kind is 'Corruption kind (random_labels, confusable_labels, shuffle_pixels, gaussian; marked for a recorded run''s own ground truth); NULL for none.';
+comment on column runs.corruption_kind is 'Corruption kind (random_labels, confusable_labels, ambiguous_labels, shuffle_pixels, gaussian; marked for a recorded run''s own ground truth); NULL for none.';
 comment on column runs.corrupt_frac is 'Share of training examples selected for corruption, 0 for none.';
 comment on column runs.seed is 'Seed used for model initialisation, candidate order, augmentation, selection and corruption.';
 comment on column runs.n_train is 'Number of training examples (N).';
@@ -210,7 +210,7 @@ comment on column examples.run_id is 'Run the example belongs to.';
 comment on column examples.example_id is 'Stable index of the example in the clean training split.';
 comment on column examples.label is 'Label as trained (after corruption).';
 comment on column examples.true_label is 'Label before corruption.';
-comment on column examples.corruption_kind is 'Corruption kind applied to this example (random_labels, confusable_labels, shuffle_pixels, gaussian; a canary''s kind), NULL if none.';
+comment on column examples.corruption_kind is 'Corruption kind applied to this example (random_labels, confusable_labels, ambiguous_labels, shuffle_pixels, gaussian; a canary''s kind), NULL if none.';
 comment on column examples.is_corrupted is 'True if the example was selected for corruption. For random_labels about 1/K of these keep their label by chance; label != true_label marks the changed ones.';
 comment on column examples.source is 'Where the example came from: a file path, or dataset:index.';
 comment on column examples.role is 'train = a candidate for training; holdout = kept out of training for the method''s own model (its method_traits.upfront); canary = a corrupted copy of a training example added as a known positive (--canaries, lossaudit audit); replaced = an original that a random-label canary stands in for, not trained; validation = carved from the training data (--val-size, labels as given) to evaluate and select by, not trained.';

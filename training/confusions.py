@@ -72,30 +72,56 @@ def proxy_confusion(x: np.ndarray, y: np.ndarray, n_classes: int, seed: int = 0)
     """Off-diagonal confusion counts C[label, predicted] of a cross-fitted clean proxy (see the module docstring).
 
     x: (N, C, H, W) uint8; y: (N,) labels as given. Deterministic for given data and seed."""
-    import torch  # only here: the rest of lossaudit.training's data preparation is numpy
-
     rng = np.random.default_rng([seed, 0xC0F5])
     if len(y) > PROXY_MAX:
         keep = np.sort(rng.choice(len(y), PROXY_MAX, replace=False))
         x, y = x[keep], y[keep]
+    scores = _cross_fitted(_random_features(_proxy_images(x), rng), y, n_classes, rng.permutation(len(y)) % 2)
+    counts = np.zeros((n_classes, n_classes), dtype=np.int64)
+    read = ~np.isnan(scores).any(1)  # a fold with nothing to fit on predicts nothing
+    np.add.at(counts, (y[read], scores[read].argmax(1)), 1)
+    np.fill_diagonal(counts, 0)
+    return counts
+
+
+def proxy_scores(x: np.ndarray, y: np.ndarray, n_classes: int, rng: np.random.Generator) -> np.ndarray:
+    """(N, K) every example's out-of-fold class scores from the same clean proxy, 2-fold cross-fitted over all N
+    examples (each fold's classifier fitted on at most PROXY_MAX examples of the other fold): how much each image
+    looks like each class to a model that never saw its label."""
+    if not len(y):
+        return np.zeros((0, n_classes))
+    features = _random_features(_proxy_images(x), rng)
+    fold = rng.permutation(len(y)) % 2
+    return _cross_fitted(features, y, n_classes, fold, fit_max=PROXY_MAX, rng=rng)
+
+
+def _proxy_images(x: np.ndarray):
+    import torch  # only here: the rest of lossaudit.training's data preparation is numpy
+
     images = torch.from_numpy(x).float()
     if max(x.shape[2:]) > PROXY_SIZE:
         images = torch.nn.functional.interpolate(images, size=(PROXY_SIZE, PROXY_SIZE), mode="bilinear",
                                                  antialias=True, align_corners=False)
-    features = _random_features(images, rng)
-    fold = rng.permutation(len(y)) % 2
-    counts = np.zeros((n_classes, n_classes), dtype=np.int64)
+    return images
+
+
+def _cross_fitted(features: np.ndarray, y: np.ndarray, n_classes: int, fold: np.ndarray, *, fit_max: int = 0,
+                  rng: np.random.Generator | None = None) -> np.ndarray:
+    """(N, K) ridge scores of each example from the classifier fitted on the other fold (NaN where a fold is empty);
+    with fit_max, each fit uses a seeded sample of at most that many of the other fold's examples."""
+    scores = np.full((len(y), n_classes), np.nan)
     targets = np.eye(n_classes)[y]
     for k in (0, 1):
-        fit, out = fold != k, fold == k
-        if not out.any() or not fit.any():
+        fit, out = np.flatnonzero(fold != k), fold == k
+        if not out.any() or not len(fit):
             continue
+        if fit_max and len(fit) > fit_max:
+            fit = np.sort(rng.choice(fit, fit_max, replace=False))
         gram = features[fit].T @ features[fit]
         gram[np.diag_indices_from(gram)] += PROXY_RIDGE * np.trace(gram) / len(gram)
         coef = np.linalg.solve(gram, features[fit].T @ targets[fit])
-        np.add.at(counts, (y[out], (features[out] @ coef).argmax(1)), 1)
-    np.fill_diagonal(counts, 0)
-    return counts
+        scores[out] = features[out] @ coef
+    return scores
 
 
 def _random_features(x, rng: np.random.Generator) -> np.ndarray:

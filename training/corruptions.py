@@ -2,7 +2,8 @@
 
 A spec is ``none`` or ``KIND:SHARE`` with 0 < SHARE <= 1. Exactly round(SHARE · N) training
 examples are selected, seeded (for `confusable_labels`, among the examples of the classes that have a
-confusable class); test images are never corrupted. Every corruption returns the new images and labels
+confusable class; for `ambiguous_labels`, the images a clean reference model finds most ambiguous); test images are
+never corrupted. Every corruption returns the new images and labels
 plus the per-example ground truth that is stored with the run.
 """
 
@@ -37,15 +38,16 @@ class CorruptionEntry:
     description: str
     needs_confusion: bool = False  # apply takes `confusion`, W[true, given] (training.confusions), and selects only
     # among the examples whose class has a confusable class
+    chooses: bool = False  # apply is given the number of examples to corrupt and chooses them itself
 
 
 CORRUPTIONS: Registry[CorruptionEntry] = Registry("corruption")
 
 
-def register_corruption(name: str, description: str, *, needs_confusion: bool = False):
+def register_corruption(name: str, description: str, *, needs_confusion: bool = False, chooses: bool = False):
     """Decorates the function that applies a corruption: registers it under `name` (lossaudit.core.registry)."""
     def wrap(fn):
-        CORRUPTIONS.register(CorruptionEntry(name, fn, description, needs_confusion))
+        CORRUPTIONS.register(CorruptionEntry(name, fn, description, needs_confusion, chooses))
         return fn
     return wrap
 
@@ -79,6 +81,8 @@ def corrupt(x: np.ndarray, y: np.ndarray, n_classes: int, spec: str, seed: int, 
     rng = np.random.default_rng([seed, 0xC0FFEE])
     n = int(round(share * len(y)))
     selected = np.zeros(len(y), dtype=bool)
+    if entry.chooses:
+        return entry.apply(x, y, n_classes, n, rng, share)
     if not entry.needs_confusion:
         selected[rng.choice(len(y), size=n, replace=False)] = True
         return entry.apply(x, y, n_classes, selected, rng, share)
@@ -142,3 +146,28 @@ def confusable_labels(x, y, n_classes, selected, rng, share, *, confusion) -> Co
     label[rows] = (cumulative <= draw[:, None]).sum(1)  # the first class whose cumulative weight exceeds the draw
     return Corrupted(x=x, label=label, true_label=y.copy(), is_corrupted=selected, kind="confusable_labels",
                      share=share, record={"labels_changed": int((label != y).sum())})
+
+
+@register_corruption("ambiguous_labels", "human-like label noise: the chosen examples are the images a clean reference "
+                     "model (a ridge classifier on random convolutional features, 2-fold cross-fitted on the labels as "
+                     "given) finds most ambiguous, those with the smallest margin between the score of their own class "
+                     "and the best other; each gets that other class, the one its image is confused with",
+                     chooses=True)
+def ambiguous_labels(x, y, n_classes, n, rng, share) -> Corrupted:
+    from lossaudit.training.confusions import proxy_scores
+
+    scores = proxy_scores(x, y, n_classes, rng)
+    rows = np.arange(len(y))
+    own = scores[rows, y]
+    others = scores.copy()
+    others[rows, y] = -np.inf
+    other, margin = others.argmax(1), own - others.max(1)
+    order = np.lexsort((rng.permutation(len(y)), margin))  # smallest margin first; exact ties in a seeded order
+    selected = np.zeros(len(y), dtype=bool)
+    selected[order[:n]] = True
+    label = y.copy()
+    label[selected] = other[selected]
+    chosen = margin[selected]
+    return Corrupted(x=x, label=label, true_label=y.copy(), is_corrupted=selected, kind="ambiguous_labels",
+                     share=share, record={"labels_changed": int((label != y).sum()),
+                                          "margin_cut": float(chosen.max()) if len(chosen) else None})
