@@ -140,7 +140,11 @@ def find_suspects(scored: Scored, share: float, classes: list[str]) -> Suspects:
 def unreadable(scored: Scored, classes: list[str]) -> str | None:
     """Why the proxies cannot support a reading of the labels (a class too small to read, held-out predictions no
     better than chance), or None."""
-    label = scored.label[scored.user]
+    return unreadable_labels(scored.label[scored.user], scored.probs[scored.user], classes)
+
+
+def unreadable_labels(label: np.ndarray, probs: np.ndarray, classes: list[str]) -> str | None:
+    """`unreadable` over arrays: the audited examples' labels (n,) and out-of-sample probabilities (n, K)."""
     counts = np.bincount(label, minlength=len(classes))
     small = [k for k in np.flatnonzero((counts > 0) & (counts < MIN_PER_CLASS))]
     if small:
@@ -148,7 +152,7 @@ def unreadable(scored: Scored, classes: list[str]) -> str | None:
         return (f"too few examples per class to read their labels: {listed}; at least {MIN_PER_CLASS} per class are "
                 "needed")
     n = len(label)
-    accuracy = float((scored.probs[scored.user].argmax(1) == label).mean()) if n else math.nan
+    accuracy = float((probs.argmax(1) == label).mean()) if n else math.nan
     chance = counts.max() / n if n else math.nan
     margin = max(CHANCE_MARGIN, 3 * math.sqrt(chance * (1 - chance) / n)) if n else math.nan
     if not accuracy > chance + margin:

@@ -4,20 +4,27 @@ One import name for the whole tool, in floors (docs/ARCHITECTURE.md): `lossaudit
 database), `lossaudit.training` produces the logs, `lossaudit.analysis` reads runs, `lossaudit.audit` audits a
 dataset's labels, `lossaudit.reports` renders, and this package is the face: `lossaudit.cli`, the Recorder and
 the framework callbacks. The public
-API for recording a training loop of your own is `lossaudit.Recorder` (lossaudit.recorder). This module
+API for recording a training loop of your own is `lossaudit.Recorder` (lossaudit.recorder); for auditing labels from
+arrays of your own, `lossaudit.audit_arrays` and `lossaudit.find_label_issues` (lossaudit.arrays). This module
 stays light (no torch, no DuckDB until `Recorder` is asked for), so that importing any part is cheap.
 """
 
 from lossaudit.core.hooks import register_legacy_identity, register_stored_traits
 from lossaudit.core.version import __version__
 
-__all__ = ["Recorder", "__version__"]
+__all__ = ["Recorder", "UserError", "__version__", "audit_arrays", "find_label_issues"]
 
 
 def __getattr__(name: str):
     if name == "Recorder":
         from lossaudit.recorder import Recorder
         return Recorder
+    if name in ("audit_arrays", "find_label_issues"):
+        from lossaudit import arrays
+        return getattr(arrays, name)
+    if name == "UserError":
+        from lossaudit.core.errors import UserError
+        return UserError
     raise AttributeError(f"module 'lossaudit' has no attribute {name!r}")
 
 
