@@ -83,7 +83,7 @@ def transition_per_class(reading: trusted_reading.TransitionEstimate, suspects: 
         others = [(k, share[k]) for k in np.argsort(-share, kind="stable") if k != j and share[k] >= 0.005]
         rows.append({"class": name, "n": int(reading.counts[j]), "noise_share": float(reading.per_class[j]),
                      "suspects": int((suspects.given_label == name).sum()),
-                     "suggested": ", ".join(f"{classes[k]} {v:.0%}" for k, v in others[:TOP_SUGGESTED])})
+                     "suggested": ", ".join(f"{classes[k]} ({v:.0%})" for k, v in others[:TOP_SUGGESTED])})
     return pd.DataFrame(rows)
 
 

@@ -158,7 +158,7 @@ def per_class(label: np.ndarray, values: np.ndarray, est: Estimate | None, suspe
         flagged = suspects[suspects.given_label == name]
         moved = flagged[flagged.suggested_label != name].suggested_label.value_counts().head(TOP_SUGGESTED)
         rows.append({"class": name, "n": n, "noise_share": share, "suspects": len(flagged),
-                     "suggested": ", ".join(f"{k} {v / len(flagged):.0%}" for k, v in moved.items())})
+                     "suggested": ", ".join(f"{k} ({v / len(flagged):.0%})" for k, v in moved.items())})
     return pd.DataFrame(rows)
 
 

@@ -226,27 +226,10 @@ def print_summary(console, result: AuditResult, csv: Path, parquet: Path, scores
         console.print(f"estimated noise share: {result.noise_share:.1%} (interval {lo:.1%} to {hi:.1%}) → "
                       f"{len(result.suspects)} suspects{mix}; read against {kinds} alone")
     if not math.isnan(result.noise_share) and len(result.suspects):
-        trusted = result.noise_reference == "trusted labels"
-        per_class = Table(title="per given label: estimated noise share and " +
-                          ("what its examples truly are instead (share of the label)" if trusted
-                           else "what its suspects most likely are"))
-        for col in ("class", "examples", "noise share", "suspects", "truly instead" if trusted else "suggested instead"):
-            per_class.add_column(col, justify="left" if col in ("class", "truly instead", "suggested instead")
-                                 else "right")
-        for r in result.per_class.itertuples(index=False):
-            per_class.add_row(r[0], str(r.n), "—" if math.isnan(r.noise_share) else f"{r.noise_share:.1%}",
-                              str(r.suspects), r.suggested)
-        print_table(per_class, quiet=quiet)
+        print_table(per_class_table(result.per_class, result.noise_reference == "trusted labels"), quiet=quiet)
     console.print("canary recall at the suspect threshold: "
                   + ", ".join(f"{k} {v:.0%}" for k, v in result.canary_recall.items()))
-    replay = Table(title="if you trained with loss-based selection: share of its backprops on the suspects")
-    for col in ("method", "replay", "on suspects", "suspects' share of data", "ratio", "rounds selected"):
-        replay.add_column(col, justify="left" if col in ("method", "replay") else "right")
-    for r in result.replay.itertuples(index=False):
-        ratio = "—" if math.isnan(r.overpick_ratio) else f"{r.overpick_ratio:.2f}x"  # no suspects, no ratio
-        replay.add_row(r.method, r.replay, f"{r.share_of_picks_on_suspects:.1%}", f"{r.suspects_share_of_data:.1%}",
-                       ratio, f"{r.selecting_share:.0%}")
-    print_table(replay, quiet=quiet)
+    print_table(replay_table(result.replay), quiet=quiet)
     console.print("replay: " + "; ".join(f"{k} = {v}" for k, v in REPLAY_MODES.items()))
     for v in result.method_verdicts:
         console.print(f"method verdict: {v['line']}")
@@ -255,3 +238,32 @@ def print_summary(console, result: AuditResult, csv: Path, parquet: Path, scores
     console.print(f"suspects: {csv} and {parquet}; every audited example with its score, suggested label and a "
                   f"suspect column: {scores} and .parquet")
     console.print(f"verdict: {result.verdict_line}")
+
+
+def per_class_table(frame, trusted: bool):
+    """The per-class table of an audit (class, n, noise_share, suspects, suggested) for the terminal."""
+    from rich.table import Table
+
+    table = Table(title="per given label: estimated noise share and " +
+                  ("what its examples truly are instead (share of the label)" if trusted
+                   else "what its suspects most likely are"))
+    for col in ("class", "examples", "noise share", "suspects", "truly instead" if trusted else "suggested instead"):
+        table.add_column(col, justify="left" if col in ("class", "truly instead", "suggested instead") else "right")
+    for r in frame.itertuples(index=False):
+        table.add_row(r[0], f"{r.n:,}", "—" if math.isnan(r.noise_share) else f"{r.noise_share:.1%}",
+                      f"{r.suspects:,}", r.suggested)
+    return table
+
+
+def replay_table(frame):
+    """The replayed methods' share of backprops on the suspects, for the terminal."""
+    from rich.table import Table
+
+    table = Table(title="if you trained with loss-based selection: share of its backprops on the suspects")
+    for col in ("method", "replay", "on suspects", "suspects' share of data", "ratio", "rounds selected"):
+        table.add_column(col, justify="left" if col in ("method", "replay") else "right")
+    for r in frame.itertuples(index=False):
+        ratio = "—" if math.isnan(r.overpick_ratio) else f"{r.overpick_ratio:.2f}x"  # no suspects, no ratio
+        table.add_row(r.method, r.replay, f"{r.share_of_picks_on_suspects:.1%}", f"{r.suspects_share_of_data:.1%}",
+                      ratio, f"{r.selecting_share:.0%}")
+    return table

@@ -151,7 +151,8 @@ class RunCommand:
         if nproc < 1:
             raise UserError(f"--nproc must be >= 1, got {nproc}")
         if nproc > 1 and "WORLD_SIZE" not in os.environ and not plan_only:
-            raise typer.Exit(_torchrun(nproc, db))
+            from lossaudit.launching import torchrun
+            raise typer.Exit(torchrun(nproc, db))
         values.update({k: v for k, v in options.items() if v is not None})
         try:
             status = train_grid(values, db=db, command=command_line(), default_corruptions=DEFAULT_CORRUPTIONS,
@@ -163,29 +164,6 @@ class RunCommand:
             raise typer.Exit(exit_status(stop)) from None
         if status:
             raise typer.Exit(status)
-
-
-def _torchrun(nproc: int, db: Path) -> int:
-    """`lossaudit run ... --nproc N`: the same command under torchrun on N local processes; its exit status. When they
-    fail, a run their rank 0 could not mark (torchrun killed it too) is marked interrupted here."""
-    import subprocess
-    args, skip = [], False
-    for a in sys.argv[1:]:
-        if skip:
-            skip = False
-        elif a == "--nproc":
-            skip = True
-        elif not a.startswith("--nproc="):
-            args.append(a)
-    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-              "-m", "lossaudit.cli", *args]
-    status = subprocess.run(launch).returncode
-    if status and db.is_file():
-        from lossaudit.core.store import Store
-        for run_id in Store(db).mark_orphans():
-            typer.echo(f"run {run_id}: its processes ended without finishing it; marked interrupted, its finished "
-                       f"epochs are in {db}", err=True)
-    return status
 
 
 # ---------------------------------------------------------------------------------------------
@@ -351,6 +329,12 @@ def audit_command(
     from_db: Optional[Path] = typer.Option(None, "--from-db", help="audit runs already in this database (recorded "
                                            "with lossaudit.Recorder, cross-fitted) instead of training proxies"),
     run: list[int] = typer.Option([], "--run", help="with --from-db: a run to audit; repeatable"),
+    pred_probs: Optional[Path] = typer.Option(None, "--pred-probs", help="your own model's out-of-sample predicted "
+                                              "probabilities of every image (.npy in the dataset's order, or Parquet/"
+                                              "CSV with a path column and one column per class) instead of proxies"),
+    features: Optional[Path] = typer.Option(None, "--features", help="one embedding per image from a backbone of "
+                                            "your own (.npy in the dataset's order, or Parquet/CSV with a path "
+                                            "column): cross-fitted heads on them instead of proxies"),
     force: bool = typer.Option(False, "--force", help="replace the OUT files if they exist"),
 ) -> None:
     """Audit your own dataset for label noise before using loss-based selection: two cross-fitted proxy runs
@@ -362,8 +346,15 @@ def audit_command(
 
     if (dataset is None) == (from_db is None):
         raise UserError("give the dataset to audit, or --from-db DB --run ID (runs already recorded), not both")
+    own = [(flag, path) for flag, path in (("--pred-probs", pred_probs), ("--features", features)) if path is not None]
+    if len(own) > 1 or (own and from_db is not None):
+        raise UserError("give one of --pred-probs, --features and --from-db: each replaces the proxy runs")
     try:
-        if from_db is not None:
+        if own:
+            from lossaudit.own_model import audit_own
+            result = audit_own(dataset, flag=own[0][0], file=own[0][1], out=out, trusted=trusted, seed=seed,
+                               force=force)
+        elif from_db is not None:
             result = audit_recorded(from_db, run, out=out, trusted=trusted, force=force)
         else:
             result = run_audit(dataset, db=db, out=out, model=model, epochs=epochs, canaries=canaries,

@@ -1,0 +1,143 @@
+"""`lossaudit audit DATASET --pred-probs FILE | --features FILE`: the audit from a model of the user's own.
+
+The dataset gives the labels (and its test split, the trusted labels); the file gives, for each image, out-of-sample
+predicted probabilities or a backbone's embedding. From there it is `lossaudit.audit_arrays` on the same arrays, so
+the command and the function give the same numbers; the results go to the same files as the proxy audit's.
+
+A file is read in one of two shapes:
+- keyed: Parquet or CSV with a `path` column naming each image as the dataset lists it (absolute, or relative to
+  the dataset's folder) and numeric columns: for --pred-probs one per class, named by the class names; for
+  --features every other numeric column. Rows of test images are the trusted split's predictions.
+- .npy: a 2-D array whose rows follow the dataset's training split in the order lossaudit reads it (the `path`
+  column of the scores file it writes), optionally followed by the test split's rows.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lossaudit.core.errors import UserError, choices
+from lossaudit.core.files import check_writes, dataset_reads, replacing
+
+KINDS = {"--pred-probs": "pred_probs", "--features": "features"}
+
+
+def read_rows(flag: str, path: Path, sources: list[np.ndarray], root: Path | None,
+              classes: list[str]) -> list[np.ndarray | None]:
+    """The file's rows for each list of sources (the training split's, the test split's), in their order; None for
+    a split the file has no rows of. One line for a file that does not fit the dataset."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(f"{flag} {str(path)!r}: no such file; give a .npy array, or Parquet or CSV with a path column")
+    if path.suffix == ".npy":
+        try:
+            values = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as err:
+            raise UserError(f"{flag} {str(path)!r}: not a readable .npy array ({err})") from None
+        n, m = len(sources[0]), len(sources[1])
+        if values.ndim != 2 or len(values) not in (n, n + m):
+            raise UserError(f"{flag} {str(path)!r}: expected {n} rows (the training examples) or {n + m} (then the "
+                            f"test examples), one row per example; got shape {values.shape}")
+        return [values[:n], values[n:] if len(values) == n + m and m else None]
+    try:
+        table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    except Exception as err:  # any reader failure is the file's
+        raise UserError(f"{flag} {str(path)!r}: not readable as {path.suffix.lstrip('.') or 'CSV'} ({err})") from None
+    if "path" not in table.columns:
+        raise UserError(f"{flag} {str(path)!r}: no `path` column to match the images by; it has "
+                        f"{', '.join(map(str, table.columns[:8]))}")
+    numeric = [c for c in table.columns if c != "path" and pd.api.types.is_numeric_dtype(table[c])]
+    if flag == "--pred-probs":
+        missing = [c for c in classes if c not in table.columns]
+        if missing:
+            raise UserError(f"{flag} {str(path)!r}: no column for class {missing[0]!r}; one column per class, named "
+                            f"by the class names: {choices(classes)}")
+        numeric = classes
+    keys = [_key(p, root) for p in table.path.astype(str)]
+    if len(set(keys)) != len(keys):
+        raise UserError(f"{flag} {str(path)!r}: an image is listed twice ({next(k for k in keys if keys.count(k) > 1)})")
+    where = dict(zip(keys, range(len(keys))))
+    out = []
+    for i, split in enumerate(sources):
+        rows = [where.get(_key(s, None)) for s in split]
+        absent = [s for s, r in zip(split, rows) if r is None]
+        if i == 0 and absent:
+            raise UserError(f"{flag} {str(path)!r}: {len(absent)} of the {len(split)} training images have no row, "
+                            f"e.g. {absent[0]!r}")
+        out.append(None if absent or not len(split) else table[numeric].to_numpy(dtype=float)[rows])
+    return out
+
+
+def _key(name: str, root: Path | None) -> str:
+    p = Path(name).expanduser()
+    if root is not None and not p.is_absolute():
+        p = root / p
+    return str(p.resolve()) if p.is_absolute() else name
+
+
+def audit_own(dataset: str, *, flag: str, file: Path, out: Path, trusted: bool = True, seed: int = 0,
+              quiet: bool = False, force: bool = False):
+    """The audit of `dataset` from `file` (module docstring): writes the suspects and scores files, prints the
+    summary, returns the ArrayAudit."""
+    from lossaudit.arrays import audit_arrays
+    from lossaudit.auditing import outputs
+    from lossaudit.training.datasets import load_dataset
+
+    check_writes(outputs(out), [*dataset_reads(dataset), (flag, file)], force=force)
+    data = load_dataset(dataset)
+    _, sep, where = dataset.partition(":")
+    given = Path(where).expanduser().resolve() if sep and where else None
+    root = None if given is None else given if given.is_dir() else given.parent  # relative paths start here
+    classes = list(data.classes)
+    train, test = read_rows(flag, file, [data.train.source, data.test.source], root, classes)
+    arrays = {KINDS[flag]: train}
+    if trusted and test is not None:
+        arrays |= {"test_labels": data.test.y, ("test_pred_probs" if flag == "--pred-probs" else "test_features"): test}
+    result = audit_arrays(data.train.y, classes=classes, seed=seed, **arrays)
+    frame = result.examples.assign(path=data.train.source, example_id=data.train.example_id)
+    ranking = frame.sort_values("rank").rename(columns={"score": "suspicion_score"})
+    ranking = ranking[["rank", "path", "example_id", "given_label", "suggested_label", "suspicion_score", "suspect",
+                       *[c for c in ranking.columns if c not in ("rank", "path", "example_id", "given_label",
+                                                                  "suggested_label", "suspicion_score", "suspect",
+                                                                  "index")]]]
+    suspects = ranking[ranking.suspect].drop(columns=["suspect"])
+    (_, csv), (_, parquet), (_, scores_csv), (_, scores_parquet) = outputs(out)
+    for table, target in ((suspects, csv), (suspects, parquet), (ranking, scores_csv), (ranking, scores_parquet)):
+        with replacing(target, "--out") as tmp:
+            table.to_csv(tmp, index=False) if target.suffix == ".csv" else table.to_parquet(tmp, index=False)
+    say(result, flag, file, csv, scores_csv, quiet=quiet)
+    return result
+
+
+def say(result, flag: str, file: Path, csv: Path, scores: Path, *, quiet: bool = False) -> None:
+    from rich.console import Console
+
+    from lossaudit.auditing import per_class_table, replay_table
+    from lossaudit.terminal import print_table
+
+    console = Console(quiet=quiet, soft_wrap=True)
+    console.print(f"audited {len(result.examples)} examples from {flag} {file}; chosen score: {result.score}")
+    lo, hi = result.noise_interval
+    if math.isnan(result.noise_share):
+        console.print("estimated noise share: cannot be given (the verdict says why) → no suspects")
+    else:
+        against = (f"the labels of {result.n_trusted} test examples" if result.noise_reference == "trusted labels"
+                   else "the predicted probabilities alone (confident joint)")
+        console.print(f"estimated noise share: {result.noise_share:.1%} (interval {lo:.1%} to {hi:.1%}), read against "
+                      f"{against} → {len(result.suspects)} suspects")
+        if len(result.suspects):
+            print_table(per_class_table(result.per_class, result.noise_reference == "trusted labels"), quiet=quiet)
+    if result.replay is not None:
+        print_table(replay_table(result.replay), quiet=quiet)
+        console.print(f"replay: {result.replay_source}")
+    for v in result.method_verdicts:
+        console.print(f"method verdict: {v['line']}")
+    for note in result.notes:
+        console.print(f"note: {note}")
+    console.print(f"suspects: {csv} and .parquet; every example with its score, suggested label and a suspect column: "
+                  f"{scores} and .parquet")
+    console.print(f"verdict: {result.verdict_line}")

@@ -1,0 +1,128 @@
+"""`lossaudit audit DATASET --pred-probs | --features`: the same numbers as lossaudit.audit_arrays on the same arrays,
+planted flips found from a backbone's features, and one line for a file that does not fit the dataset."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+from typer.testing import CliRunner
+
+import lossaudit
+from lossaudit.cli import app
+from lossaudit.training.datasets import load_dataset
+
+runner = CliRunner()
+
+
+def _invoke(*args):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def _probs(rng, y, k=10):
+    logits = rng.normal(0, 1, (len(y), k))
+    logits[np.arange(len(y)), y] += 3
+    p = np.exp(logits)
+    return p / p.sum(1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def keyed(digits, tmp_path_factory):
+    """Out-of-sample probabilities of every digits image, keyed by path (train and test), and as .npy."""
+    rng = np.random.default_rng(0)
+    train, test = _probs(rng, digits.train.y), _probs(rng, digits.test.y)
+    folder = tmp_path_factory.mktemp("own")
+    table = pd.DataFrame(np.vstack([train, test]), columns=list(digits.classes))
+    table.insert(0, "path", [*digits.train.source, *digits.test.source])
+    table.sample(frac=1.0, random_state=0).to_parquet(folder / "probs.parquet")  # any row order
+    np.save(folder / "probs.npy", np.vstack([train, test]))
+    return folder, train, test
+
+
+def test_the_command_gives_the_numbers_of_audit_arrays_on_the_same_arrays(digits, keyed):
+    folder, train, test = keyed
+    out = folder / "audit"
+    result = _invoke("audit", "digits", "--pred-probs", folder / "probs.parquet", "--out", out)
+    assert result.exit_code == 0, result.output
+    expected = lossaudit.audit_arrays(digits.train.y, pred_probs=train, test_labels=digits.test.y,
+                                      test_pred_probs=test, classes=list(digits.classes))
+    assert f"verdict: {expected.verdict_line}" in result.output
+    scores = pd.read_csv(f"{out}_scores.csv")
+    assert len(scores) == len(digits.train.y) and (scores["rank"] == np.arange(1, len(scores) + 1)).all()
+    mine = expected.examples.sort_values("rank")
+    assert scores.path.tolist() == digits.train.source[mine["index"]].tolist()
+    assert scores.suspicion_score.to_numpy() == pytest.approx(mine.score.to_numpy())
+    assert scores.suspect.sum() == len(expected.suspects) == len(pd.read_csv(f"{out}.csv"))
+    assert f"{expected.noise_share:.1%} (interval {expected.noise_interval[0]:.1%}" in result.output
+
+    again = _invoke("audit", "digits", "--pred-probs", folder / "probs.npy", "--out", folder / "npy")
+    assert again.exit_code == 0, again.output
+    assert pd.read_csv(folder / "npy_scores.csv").equals(scores)
+
+
+def test_features_of_a_backbone_find_planted_flips(tmp_path):
+    """A data set with 20% of its labels flipped, audited from features that know nothing of the labels."""
+    digits = load_dataset("digits", test_fraction=0.2)
+    rng = np.random.default_rng(1)
+    x, true = digits.train.x, digits.train.y
+    flipped = rng.random(len(true)) < 0.2
+    label = true.copy()
+    label[flipped] = (true[flipped] + rng.integers(1, 10, int(flipped.sum()))) % 10
+    np.savez(tmp_path / "noisy.npz", x=x[:, 0], y=label, x_test=digits.test.x[:, 0], y_test=digits.test.y)
+    features = np.vstack([x, digits.test.x]).reshape(len(x) + len(digits.test.x), -1).astype(float)
+    np.save(tmp_path / "features.npy", features)
+    out = tmp_path / "audit"
+    result = _invoke("audit", f"npz:{tmp_path / 'noisy.npz'}", "--features", tmp_path / "features.npy", "--out", out)
+    assert result.exit_code == 0, result.output
+    scores = pd.read_csv(f"{out}_scores.csv")
+    ids = scores.example_id.to_numpy()
+    assert roc_auc_score(flipped[ids], scores.suspicion_score) > 0.9
+    assert flipped[ids[scores.suspect.to_numpy()]].mean() > 3 * flipped.mean()
+    assert "read against the labels of 360 test examples" in result.output
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda d, f: pd.DataFrame({"path": d.train.source, **{c: 0.1 for c in d.classes[:-1]}}).to_csv(f, index=False),
+     "no column for class '9'"),
+    (lambda d, f: pd.DataFrame({"file": d.train.source}).to_csv(f, index=False), "no `path` column"),
+    (lambda d, f: pd.DataFrame({"path": d.train.source[:10], **{c: 0.1 for c in d.classes}}).to_csv(f, index=False),
+     "1427 of the 1437 training images have no row"),
+    (lambda d, f: pd.DataFrame({"path": d.train.source, **{c: 1.0 for c in d.classes}}).to_csv(f, index=False),
+     "sums to 10"),
+])
+def test_a_file_that_does_not_fit_the_dataset_is_one_line(digits, tmp_path, make, words):
+    make(digits, tmp_path / "p.csv")
+    result = runner.invoke(app, ["audit", "digits", "--pred-probs", str(tmp_path / "p.csv"), "--out",
+                                 str(tmp_path / "o")])
+    assert result.exit_code == 2 and words in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "o.csv").exists()
+
+
+def test_an_npy_of_the_wrong_length_and_two_sources_at_once_are_refused(digits, tmp_path):
+    np.save(tmp_path / "p.npy", np.full((5, 10), 0.1))
+    result = runner.invoke(app, ["audit", "digits", "--pred-probs", str(tmp_path / "p.npy")])
+    assert result.exit_code == 2 and "expected 1437 rows" in result.output and "or 1797" in result.output
+    both = runner.invoke(app, ["audit", "digits", "--pred-probs", str(tmp_path / "p.npy"), "--features",
+                               str(tmp_path / "p.npy")])
+    assert both.exit_code == 2 and "give one of --pred-probs, --features and --from-db" in both.output
+
+
+def test_the_readme_array_example_runs_and_says_what_the_readme_shows():
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"<!-- array example: start -->\n```python\n(.*?)```\n<!-- array example: end -->\n\n```\n(.*?)```",
+                      readme, re.S)
+    assert block, "the README's array example is missing"
+    code, shown = block.groups()
+    assert len(code.strip().splitlines()) <= 16
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == shown.split()  # the output the README shows, token for token
