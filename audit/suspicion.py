@@ -2,9 +2,9 @@
 
 The fold runs' examples (canaries included) come with in-sample training dynamics (lossaudit.core.scores, from the
 run that trains them) and out-of-sample class probabilities (from the run that holds them out); the candidates are
-those signals, the out-of-sample ones (`OOS_SIGNALS`) and rank averages. The suspicion score is the candidate that
-ranks the label canaries highest among the user's examples — or, with trusted labels (a test split the proxies also
-predicted), each example's probability of being mislabeled (lossaudit.audit.transition), added by `with_score`.
+those signals, the out-of-sample ones (`OOS_SIGNALS`) and rank averages, and with trusted labels (a test split the
+proxies also predicted) each example's probability of being mislabeled (lossaudit.audit.transition), added by
+`with_score`. The suspicion score is the candidate that ranks the label canaries highest among the user's examples.
 """
 
 from __future__ import annotations
@@ -204,12 +204,17 @@ def trusted_data(con: duckdb.DuckDBPyConnection, run_ids: list[int], scored: Sco
 
 
 def with_score(scored: Scored, name: str, values: np.ndarray) -> Scored:
-    """`scored` with one more candidate, `name`, chosen as the suspicion score (its canary AUROC in the table)."""
+    """`scored` with one more candidate, `name`, its canary AUROC in the table. The suspicion score is then the
+    candidate that finds the label canaries best, this one included (on a tie, this one); `name` without canaries
+    to choose by."""
     candidates = scored.candidates.assign(**{name: values})
-    table = scored.table
+    table, choice = scored.table, name
     if scored.is_canary.any():
         row = canary_auroc(candidates[[name]], scored.is_canary, scored.kind)
-        table = pd.concat([table, row], ignore_index=True).sort_values("auroc_labels", ascending=False,
+        table = pd.concat([row, table], ignore_index=True).sort_values("auroc_labels", ascending=False,
                                                                          kind="stable").reset_index(drop=True)
+        if np.isfinite(table.auroc_labels.iloc[0]):
+            choice = table.score.iloc[0]
     return Scored(rows=scored.rows, probs=scored.probs, reader=scored.reader, confusion=scored.confusion,
-                  candidates=candidates, table=table, choice=name, values=values, notes=list(scored.notes))
+                  candidates=candidates, table=table, choice=choice, values=candidates[choice].to_numpy(),
+                  notes=list(scored.notes))

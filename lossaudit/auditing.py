@@ -18,6 +18,7 @@ import numpy as np
 from lossaudit.core.errors import UserError
 from lossaudit.core.files import check_not_sources, check_writes, dataset_reads, reads_of_database, replacing
 from lossaudit.audit.noise import MIN_LABEL_CANARIES, REPLAY_MODES, AuditResult, analyse
+from lossaudit.audit.suspicion import TRUSTED_SCORE
 from lossaudit.core.store import Store, connect_readonly
 
 PROXY_IMAGE_SIZE = 32
@@ -211,8 +212,8 @@ def print_summary(console, result: AuditResult, csv: Path, parquet: Path, scores
     if any(result.canaries.values()):
         print_table(scores_table, quiet=quiet)
     console.print(f"chosen score: {result.score} " + ("(each example's probability of a wrong label, read against "
-                                                      "the trusted labels)" if result.noise_reference ==
-                                                      "trusted labels" else "(finds the label canaries best)"))
+                                                      "the trusted labels; " if result.score == TRUSTED_SCORE else "(")
+                  + ("finds the label canaries best)" if any(result.canaries.values()) else "no canaries to choose by)"))
     lo, hi = result.noise_interval
     kinds = " or ".join(f"{KIND_WORDS[k]} {v:.1%}" for k, v in result.noise_by_kind.items())
     if math.isnan(result.noise_share):
