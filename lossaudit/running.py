@@ -239,6 +239,8 @@ def run_grid(cells: Grid | list[RunConfig], store: Store, *, command: str = "", 
             run_id = err.run_id
             if on_failed:
                 on_failed(err, cell.cfg)
+        else:
+            getattr(progress, "finish", lambda: None)()  # a run that met its budget early is done all the same
         done.append(dataclasses.replace(cell, run_id=run_id))
     return done
 
@@ -321,7 +323,7 @@ def train_grid(values: dict, *, db: Path, command: str, default_corruptions: str
     table; returns the exit status (0, or 1 if a run failed). `plan_only`: print the cells and train nothing."""
     from rich.console import Console
 
-    from lossaudit.terminal import progress_bar, sigterm_interrupts
+    from lossaudit.terminal import RunProgress, progress_bar, sigterm_interrupts
     from lossaudit.training.config import build_grid
     from lossaudit.training.methods import DEFAULT_METHODS
 
@@ -365,8 +367,7 @@ def train_grid(values: dict, *, db: Path, command: str, default_corruptions: str
     with progress_bar(console) as bar:
         def on_start(i, cell, total):
             what = f"run {i + 1}/{len(cells)} {cell.cfg.method} {cell.cfg.corruption} seed {cell.cfg.seed}"
-            task = bar.add_task(what + (" (resumed)" if cell.action == "resume" else ""), total=total)
-            return lambda n: bar.advance(task, n)
+            return RunProgress(bar, what + (" (resumed)" if cell.action == "resume" else ""), total)
 
         def on_failed(err, cfg):
             failed.append(f"run {err.run_id} ({cfg.method}, {cfg.corruption}, seed {cfg.seed}) failed: {err}")

@@ -62,6 +62,24 @@ class PlainProgress:
                            markup=False, highlight=False, soft_wrap=True)
 
 
+class RunProgress:
+    """One run's progress callback: its bar's task appears with the run's first candidates (a cell another process
+    takes never shows), and `finish` completes it when the run ends before its planned candidates (a budget met)."""
+
+    def __init__(self, bar, what: str, total: int):
+        self.bar, self.what, self.total, self.task, self.done = bar, what, total, None, 0
+
+    def __call__(self, n: int) -> None:
+        if self.task is None:
+            self.task = self.bar.add_task(self.what, total=self.total)
+        self.done += n
+        self.bar.advance(self.task, n)
+
+    def finish(self) -> None:
+        if self.done < self.total:
+            self(self.total - self.done)
+
+
 def _clock(seconds: float) -> str:
     s = int(round(seconds))
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"

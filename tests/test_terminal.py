@@ -90,3 +90,18 @@ def test_numbers_in_a_terminal_table_read_without_exponents():
     assert [readable(v) for v in (22500.0, 1048.4, 999.4, 0.4083, 0.25, -12345.6)] == [
         "22,500", "1,048", "999.4", "0.4083", "0.25", "-12,346"]
     assert readable(float("inf")) == "inf"
+
+
+def test_a_run_shows_only_once_it_trains_and_is_done_when_it_meets_its_budget_early():
+    from lossaudit.terminal import RunProgress
+    console, buf = _file_console()
+    bar = PlainProgress(console, clock=Clock())
+    taken = RunProgress(bar, "run 1/2 sb50 none seed 0", 1000)  # another process took this cell: never called
+    mine = RunProgress(bar, "run 2/2 sb50 none seed 0", 1000)
+    assert buf.getvalue() == ""
+    mine(600)
+    mine.finish()  # its budget met after 600 of the 1,000 candidates planned
+    lines = buf.getvalue().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["run 2/2 sb50 none seed 0"] * 2  # started, done
+    assert lines[0].endswith("started") and lines[-1].endswith("1,000/1,000 candidates (100%), 0:00:00 elapsed — done")
+    assert taken.task is None
