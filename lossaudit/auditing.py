@@ -117,10 +117,11 @@ def run_audit(dataset: str, *, db: Path, out: Path, model: str = "resnet8", epoc
                       f"dataset {dataset!r}")
     is_canary = prep.example_id >= len(prep.dataset.train)  # canary ids follow the whole training split's
     n_canaries, n_replaced = int(is_canary.sum()), int((prep.role == "replaced").sum())
-    n_user = int((~is_canary & np.isin(prep.role, ["train", "held_out"])).sum())
+    n_user = int((~is_canary & np.isin(prep.role, ["train", "held_out", "replaced"])).sum())
     console.print(f"lossaudit audit: {n_user} examples of {prep.dataset.n_classes} classes "
                   f"({' x '.join(map(str, prep.x.shape[1:]))}), {n_canaries} canaries "
-                  f"({n_replaced} of them stand in for their originals, which are not audited); {cfg.folds} proxy "
+                  f"({n_replaced} of them train in place of their originals, which are scored from their copy's "
+                  f"held-out prediction); {cfg.folds} proxy "
                   f"runs of {cfg.model} for {cfg.epochs} epochs, each trained on {cfg.folds - 1} of {cfg.folds} folds "
                   f"and predicting the other, with {n_threads} CPU thread(s), logged into {db}")
     if len(prep.test):
@@ -138,7 +139,7 @@ def run_audit(dataset: str, *, db: Path, out: Path, model: str = "resnet8", epoc
                                    extra_config={"audit_proxy": True}))
     with connect_readonly(db) as con:
         result = analyse(con, run_ids, classes=list(prep.dataset.classes), replay=replay_both,
-                         reference=AUDIT_REFERENCE, advice=canary_advice(n_user + n_replaced, cfg.canaries),
+                         reference=AUDIT_REFERENCE, advice=canary_advice(n_user, cfg.canaries),
                          trusted=trusted)
     return deliver(result, store, out, quiet=quiet)
 

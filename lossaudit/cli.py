@@ -335,6 +335,9 @@ def audit_command(
     features: Optional[Path] = typer.Option(None, "--features", help="one embedding per image from a backbone of "
                                             "your own (.npy in the dataset's order, or Parquet/CSV with a path "
                                             "column): cross-fitted heads on them instead of proxies"),
+    backbone: Optional[str] = typer.Option(None, "--backbone", help="a torchvision model name (e.g. resnet50) whose "
+                                           "embeddings, with --weights, replace the proxies"),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="with --backbone: its state dict, a local file"),
     force: bool = typer.Option(False, "--force", help="replace the OUT files if they exist"),
 ) -> None:
     """Audit your own dataset for label noise before using loss-based selection: two cross-fitted proxy runs
@@ -346,14 +349,17 @@ def audit_command(
 
     if (dataset is None) == (from_db is None):
         raise UserError("give the dataset to audit, or --from-db DB --run ID (runs already recorded), not both")
-    own = [(flag, path) for flag, path in (("--pred-probs", pred_probs), ("--features", features)) if path is not None]
+    if (backbone is None) != (weights is None):
+        raise UserError("--backbone NAME and --weights FILE go together: the model and its local weights")
+    own = [(flag, path) for flag, path in (("--pred-probs", pred_probs), ("--features", features),
+                                           ("--backbone", weights)) if path is not None]
     if len(own) > 1 or (own and from_db is not None):
-        raise UserError("give one of --pred-probs, --features and --from-db: each replaces the proxy runs")
+        raise UserError("give one of --pred-probs, --features, --backbone and --from-db: each replaces the proxy runs")
     try:
         if own:
             from lossaudit.own_model import audit_own
             result = audit_own(dataset, flag=own[0][0], file=own[0][1], out=out, trusted=trusted, seed=seed,
-                               force=force)
+                               force=force, backbone=backbone, image_size=image_size)
         elif from_db is not None:
             result = audit_recorded(from_db, run, out=out, trusted=trusted, force=force)
         else:

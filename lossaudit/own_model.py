@@ -1,8 +1,10 @@
-"""`lossaudit audit DATASET --pred-probs FILE | --features FILE`: the audit from a model of the user's own.
+"""`lossaudit audit DATASET --pred-probs FILE | --features FILE | --backbone NAME --weights FILE`: the audit from a
+model of the user's own.
 
 The dataset gives the labels (and its test split, the trusted labels); the file gives, for each image, out-of-sample
-predicted probabilities or a backbone's embedding. From there it is `lossaudit.audit_arrays` on the same arrays, so
-the command and the function give the same numbers; the results go to the same files as the proxy audit's.
+predicted probabilities or a backbone's embedding, or a torchvision model with the user's weights computes the
+embeddings (lossaudit.backbones). From there it is `lossaudit.audit_arrays` on the same arrays, so the command and
+the function give the same numbers; the results go to the same files as the proxy audit's.
 
 A file is read in one of two shapes:
 - keyed: Parquet or CSV with a `path` column naming each image as the dataset lists it (absolute, or relative to
@@ -23,7 +25,7 @@ import pandas as pd
 from lossaudit.core.errors import UserError, choices
 from lossaudit.core.files import check_writes, dataset_reads, replacing
 
-KINDS = {"--pred-probs": "pred_probs", "--features": "features"}
+KINDS = {"--pred-probs": "pred_probs", "--features": "features", "--backbone": "features"}
 
 
 def read_rows(flag: str, path: Path, sources: list[np.ndarray], root: Path | None,
@@ -80,20 +82,31 @@ def _key(name: str, root: Path | None) -> str:
 
 
 def audit_own(dataset: str, *, flag: str, file: Path, out: Path, trusted: bool = True, seed: int = 0,
-              quiet: bool = False, force: bool = False):
-    """The audit of `dataset` from `file` (module docstring): writes the suspects and scores files, prints the
-    summary, returns the ArrayAudit."""
+              quiet: bool = False, force: bool = False, backbone: str | None = None, image_size: int | None = None):
+    """The audit of `dataset` from `file` (module docstring; with flag --backbone, `file` is the weights of the
+    torchvision model `backbone`): writes the suspects and scores files, prints the summary, returns the
+    ArrayAudit."""
     from lossaudit.arrays import audit_arrays
     from lossaudit.auditing import outputs
     from lossaudit.training.datasets import load_dataset
 
-    check_writes(outputs(out), [*dataset_reads(dataset), (flag, file)], force=force)
+    check_writes(outputs(out), [*dataset_reads(dataset), ("--weights" if backbone else flag, file)], force=force)
     data = load_dataset(dataset)
-    _, sep, where = dataset.partition(":")
-    given = Path(where).expanduser().resolve() if sep and where else None
-    root = None if given is None else given if given.is_dir() else given.parent  # relative paths start here
     classes = list(data.classes)
-    train, test = read_rows(flag, file, [data.train.source, data.test.source], root, classes)
+    if flag == "--backbone":
+        from lossaudit.backbones import IMAGE_SIZE, embed, load
+        model, head = load(backbone, file)
+        size = image_size or IMAGE_SIZE
+        if not quiet:
+            print(f"embedding {len(data.train) + len(data.test) * trusted:,} images with {backbone} at "
+                  f"{size}x{size} (the input of its layer {head})", flush=True)
+        train = embed(model, head, data.train.x, size=size)
+        test = embed(model, head, data.test.x, size=size) if trusted and len(data.test) else None
+    else:
+        _, sep, where = dataset.partition(":")
+        given = Path(where).expanduser().resolve() if sep and where else None
+        root = None if given is None else given if given.is_dir() else given.parent  # relative paths start here
+        train, test = read_rows(flag, file, [data.train.source, data.test.source], root, classes)
     arrays = {KINDS[flag]: train}
     if trusted and test is not None:
         arrays |= {"test_labels": data.test.y, ("test_pred_probs" if flag == "--pred-probs" else "test_features"): test}
@@ -120,7 +133,7 @@ def say(result, flag: str, file: Path, csv: Path, scores: Path, *, quiet: bool =
     from lossaudit.terminal import print_table
 
     console = Console(quiet=quiet, soft_wrap=True)
-    console.print(f"audited {len(result.examples)} examples from {flag} {file}; chosen score: {result.score}")
+    console.print(f"audited {len(result.examples):,} examples from {flag} {file}; chosen score: {result.score}")
     lo, hi = result.noise_interval
     if math.isnan(result.noise_share):
         console.print("estimated noise share: cannot be given (the verdict says why) → no suspects")

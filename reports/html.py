@@ -144,8 +144,9 @@ def _audits_html(c: dict) -> str:
         if not top.empty:  # one column per score the audit used as a signal
             top = pd.concat([top.drop(columns=["scores"]), pd.DataFrame(list(top.scores))], axis=1)
         if not top.empty:
-            parts.append(f"<h3>Top suspects (of {a['n_suspects']}; all in "
-                         f"{escape(a.get('suspects_file') or 'the suspects table')})</h3>")
+            parts.append(f"<h3>Top suspects (of {a['n_suspects']}; all in {_file_link(a.get('suspects_file'))}"
+                         + (f", every example in {_file_link(a['scores_file'])}" if a.get("scores_file") else "")
+                         + ")</h3>")
             if a.get("images"):
                 tiles = "".join(
                     f"<div class='tile' title='{escape(f'{s.path} · given {s.given_label}, suggested {s.suggested_label}', quote=True)}'>"
@@ -155,6 +156,16 @@ def _audits_html(c: dict) -> str:
                 parts.append(f"<div class=tiles>{tiles}</div>")
             parts.append(_table(top))
     return "".join(parts)
+
+
+def _file_link(path: str | None) -> str:
+    """A link to a file the audit wrote (the CSV a user relabels from), or the table's name without one."""
+    if not path:
+        return "the suspects table"
+    from pathlib import Path
+    target = Path(path)
+    href = target.as_uri() if target.is_absolute() else str(target)
+    return f"<a href='{escape(href, quote=True)}'>{escape(str(path))}</a>"
 
 
 def _scores_html(c: dict) -> str:

@@ -108,7 +108,7 @@ def test_an_npy_of_the_wrong_length_and_two_sources_at_once_are_refused(digits, 
     assert result.exit_code == 2 and "expected 1437 rows" in result.output and "or 1797" in result.output
     both = runner.invoke(app, ["audit", "digits", "--pred-probs", str(tmp_path / "p.npy"), "--features",
                                str(tmp_path / "p.npy")])
-    assert both.exit_code == 2 and "give one of --pred-probs, --features and --from-db" in both.output
+    assert both.exit_code == 2 and "give one of --pred-probs, --features, --backbone and --from-db" in both.output
 
 
 def test_the_readme_array_example_runs_and_says_what_the_readme_shows():
@@ -126,3 +126,43 @@ def test_the_readme_array_example_runs_and_says_what_the_readme_shows():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == shown.split()  # the output the README shows, token for token
+
+
+def test_a_torchvision_backbone_with_local_weights_gives_the_features(digits, tmp_path):
+    """The backbone's embeddings go through the same heads as --features: the same numbers as audit_arrays on them."""
+    torch = pytest.importorskip("torch")
+    torchvision = pytest.importorskip("torchvision")
+    from lossaudit.backbones import embed, load
+    torch.manual_seed(0)
+    weights = tmp_path / "r18.pt"
+    torch.save(torchvision.models.resnet18(num_classes=7).state_dict(), weights)  # another head: never used
+    out = tmp_path / "bb"
+    result = _invoke("audit", "digits", "--backbone", "resnet18", "--weights", weights, "--image-size", 32,
+                     "--out", out)
+    assert result.exit_code == 0, result.output
+    model, head = load("resnet18", weights)
+    assert head == "fc"
+    train, test = embed(model, head, digits.train.x, size=32), embed(model, head, digits.test.x, size=32)
+    assert train.shape == (len(digits.train.y), 512)
+    expected = lossaudit.audit_arrays(digits.train.y, features=train, test_labels=digits.test.y, test_features=test,
+                                      classes=list(digits.classes))
+    assert f"verdict: {expected.verdict_line}" in result.output
+    scores = pd.read_csv(f"{out}_scores.csv")
+    assert scores.suspicion_score.to_numpy() == pytest.approx(expected.examples.sort_values("rank").score.to_numpy())
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--backbone", "resnet18"], "--backbone NAME and --weights FILE go together"),
+    (["--backbone", "resnet999", "--weights", "{w}"], "not a torchvision model"),
+    (["--backbone", "resnet34", "--weights", "{w}"], "not weights of resnet34"),
+    (["--backbone", "resnet18", "--weights", "{missing}"], "no such file"),
+])
+def test_a_backbone_that_cannot_be_loaded_is_one_line(tmp_path, args, words):
+    torch = pytest.importorskip("torch")
+    torchvision = pytest.importorskip("torchvision")
+    weights = tmp_path / "r18.pt"
+    torch.save(torchvision.models.resnet18().state_dict(), weights)
+    args = [a.format(w=weights, missing=tmp_path / "none.pt") for a in args]
+    result = runner.invoke(app, ["audit", "digits", *args, "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and words in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1

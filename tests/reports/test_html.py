@@ -220,3 +220,11 @@ def test_one_section_per_experiment_and_superseded_runs_listed(tmp_path):
     assert standing == {1: "superseded by run 5", 2: "superseded by run 6", 3: "compared", 4: "compared",
                         5: "compared", 6: "compared"}
     assert all(r["n_seeds"] == 1 for e in twin["experiments"] for r in e["table1"]["rows"])
+
+
+def test_the_audit_links_the_files_a_user_relabels_from(tmp_path):
+    from lossaudit.reports.html import _file_link
+    target = tmp_path / "my suspects.csv"
+    assert _file_link(str(target)) == f"<a href='{target.as_uri()}'>{target}</a>" and "%20" in target.as_uri()
+    assert _file_link(None) == "the suspects table"
+    assert _file_link("<x>.csv") == "<a href='&lt;x&gt;.csv'>&lt;x&gt;.csv</a>"
