@@ -167,8 +167,10 @@ def overpicking(example_id: np.ndarray, replays: dict, suspects: set[int]) -> pd
     example_id: (n,) the example of each observation; replays: (method, replay mode) → an object with (n,)
     `picks` (expected picks of each observation) and `selecting` (its round was selected from).
     """
+    observed = np.unique(example_id)
+    suspects = set(suspects) & set(observed.tolist())  # an example never trained is never picked: not counted
     is_suspect = np.isin(example_id, list(suspects))
-    n_examples = len(np.unique(example_id))
+    n_examples = len(observed)
     share = len(suspects) / n_examples if n_examples else math.nan
     frame = pd.DataFrame([{"method": method, "replay": mode,
                            "share_of_picks_on_suspects": r.picks[is_suspect].sum() / r.picks.sum(),

@@ -63,6 +63,11 @@ class Scored:
         return ~self.is_canary
 
     @property
+    def untrained(self) -> np.ndarray:
+        """The originals the label canaries stood in for: audited through their copy's prediction."""
+        return self.rows.role.eq("replaced").to_numpy()
+
+    @property
     def label(self) -> np.ndarray:
         return self.rows.label.to_numpy(dtype=np.int64)
 
@@ -104,12 +109,28 @@ def candidate_scores(rows: pd.DataFrame, probs: np.ndarray) -> pd.DataFrame:
     out = pd.DataFrame({name: rows[col].to_numpy(dtype=float) for name, col in signals.items()}, index=rows.index)
     for name, values in oos_signals(probs, rows.label.to_numpy(dtype=np.int64)).items():
         out[name] = values
-    out = out.fillna(out.min())
+    untrained = rows.role.eq("replaced").to_numpy() if "role" in rows else np.zeros(len(rows), bool)
+    out = out.fillna(out[~untrained].min())
     ranks = {name: rank01(out[name].to_numpy()) for name in out.columns}
     for name, parts in COMBINED.items():
         if all(p in ranks for p in parts):
             out[name] = np.mean([ranks[p] for p in parts], axis=0)
+    if untrained.any():
+        reference = ~untrained & ~rows.role.eq("canary").to_numpy()
+        for name in out.columns:
+            if name not in OOS_SIGNALS:
+                out.loc[untrained, name] = by_quantile(out.oos_margin.to_numpy(), out[name].to_numpy(), reference,
+                                                       untrained)
     return out
+
+
+def by_quantile(known: np.ndarray, target: np.ndarray, reference: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    """Values of `target` for the `missing` rows, which only have `known`: each at the quantile of `target` among the
+    reference rows that its `known` value holds among theirs (a rank-preserving map from one score to the other)."""
+    if not reference.any():
+        return known[missing]
+    quantile = np.searchsorted(np.sort(known[reference]), known[missing], side="right") / int(reference.sum())
+    return np.quantile(target[reference], np.clip(quantile, 0.0, 1.0))
 
 
 def canary_auroc(candidates: pd.DataFrame, is_canary: np.ndarray, kind: np.ndarray) -> pd.DataFrame:
@@ -156,7 +177,29 @@ def load(con: duckdb.DuckDBPyConnection, run_ids: list[int]) -> tuple[pd.DataFra
                     if isinstance(w, (list, tuple, np.ndarray))), None)  # none recorded: NULL
     if weights is None or weights.shape != (n_classes, n_classes):
         weights = np.ones((n_classes, n_classes))
+    rows, probs, reader = with_stand_ins(con, run_ids, rows, probs, reader)
     return rows, probs, reader, weights
+
+
+def with_stand_ins(con: duckdb.DuckDBPyConnection, run_ids: list[int], rows: pd.DataFrame, probs: np.ndarray,
+                   reader: np.ndarray) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The rows with the originals the label canaries stood in for (role replaced) added: no run trained them, so
+    they have no training dynamics (NaN), but their image was predicted out of sample as their copy's was — by the
+    run that trained neither — so they take the copy's probabilities with their own given label."""
+    replaced = pd.concat([run_query(con, "replaced_examples", run_id=r) for r in run_ids], ignore_index=True)
+    replaced = replaced.drop_duplicates("example_id")
+    if replaced.empty:
+        return rows, probs, reader
+    copies = rows.role.eq("canary") & rows.corruption_kind.isin(LABEL_KINDS)
+    copy_of = {src.split(":", 2)[2]: i for i, src in zip(np.flatnonzero(copies), rows.source[copies])}
+    found = [copy_of.get(src) for src in replaced.source]
+    keep = np.array([i is not None for i in found])
+    if not keep.any():
+        return rows, probs, reader
+    at = np.array([i for i in found if i is not None])
+    extra = replaced[keep].reset_index(drop=True).assign(run_id=np.asarray(run_ids)[reader[at]], n_observations=0)
+    return (pd.concat([rows, extra], ignore_index=True), np.vstack([probs, probs[at]]),
+            np.concatenate([reader, reader[at]]))
 
 
 def load_trusted(con: duckdb.DuckDBPyConnection, run_ids: list[int], n_classes: int
@@ -190,6 +233,11 @@ def score(con: duckdb.DuckDBPyConnection, run_ids: list[int]) -> Scored:
         notes.append(NO_CANARIES)
         table = pd.DataFrame({"score": list(candidates.columns), "auroc_labels": math.nan})
         choice = FALLBACK_SCORE
+    n_stand_ins = int(rows.role.eq("replaced").sum())
+    if n_stand_ins:
+        notes.append(f"{n_stand_ins} examples were not trained (a label canary, their copy, was trained in their "
+                     "place): they are scored from their copy's out-of-sample prediction, the same image, and their "
+                     "training-dynamics scores are read off their out-of-sample margin by quantile")
     return Scored(rows=rows, probs=probs, reader=reader, confusion=confusion, candidates=candidates, table=table,
                   choice=choice, values=candidates[choice].to_numpy(), notes=notes)
 

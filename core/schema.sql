@@ -239,7 +239,7 @@ comment on column audits.fold_runs is 'Every proxy run of the audit, one per cro
 comment on column audits.verdict is 'safe, caution, unsafe, or unknown when the noise share could not be estimated; by verdict_rule.';
 comment on column audits.verdict_line is 'The verdict with the numbers behind it, as printed.';
 comment on column audits.verdict_rule is 'The rule that turned the numbers into the verdict.';
-comment on column audits.n_examples is 'User examples audited (canaries and the originals label canaries replaced not counted).';
+comment on column audits.n_examples is 'User examples audited: every training example, the originals that label canaries trained in place of included (scored from their copy''s held-out prediction); canaries not counted.';
 comment on column audits.canaries is 'Canaries added, by kind (random_labels, confusable_labels, shuffle_pixels, gaussian).';
 comment on column audits.score is 'The suspicion score: the candidate that found the label canaries best (mean AUROC over the uniform and confusable ones).';
 comment on column audits.noise_share is 'Estimated share of mislabeled examples (noise_method): read against trusted labels when noise_reference says so, else against the label canaries at the estimated mix of uniform and confusable flips; NULL when it could not be estimated.';

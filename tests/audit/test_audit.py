@@ -55,6 +55,29 @@ def test_planted_label_noise_is_found_well_above_chance(planted):
     assert pd.read_parquet(tmp / "suspects.parquet").equals(result.suspects)
 
 
+def test_every_example_is_audited_the_originals_of_label_canaries_through_their_copy(planted):
+    tmp, result, truth = planted
+    index = result.ranking.path.str.rsplit(":", n=1).str[1].astype(int).to_numpy()
+    assert sorted(index) == list(range(len(truth)))  # each of the 1,797 images once, canaries' originals included
+    assert result.n_examples == len(truth)
+    with connect_readonly(tmp / "a.duckdb") as con:
+        replaced = {int(s.rsplit(":", 1)[1]) for (s,) in con.execute(
+            "select distinct source from examples where role = 'replaced'").fetchall()}
+        copies = dict(con.execute("select source, example_id from examples where role = 'canary' and "
+                                  "corruption_kind in ('random_labels', 'confusable_labels')").fetchall())
+    assert len(replaced) == round(0.75 * round(0.06 * 1797))  # 3/4 of the canaries carry a wrong label
+    stand_ins = result.ranking[np.isin(index, list(replaced))]
+    assert len(stand_ins) == len(replaced) and np.isfinite(stand_ins.suspicion_score).all()
+    assert all(f"canary:{kind}:{path}" in copies for path in stand_ins.path
+               for kind in ["random_labels", "confusable_labels"] if f"canary:{kind}:{path}" in copies)
+    # found as well as the rest: their planted flips rank above their clean ones
+    flipped = truth[np.isin(np.arange(len(truth)), list(replaced))]
+    if 0 < flipped.mean() < 1:
+        picked = truth[stand_ins.path.str.rsplit(":", n=1).str[1].astype(int).to_numpy()]
+        assert roc_auc_score(picked, stand_ins.suspicion_score) > 0.8
+    assert any("not trained" in note for note in result.notes)
+
+
 def test_canaries_calibrate_but_are_never_suspects(planted):
     tmp, result, _ = planted
     assert not result.suspects.path.str.startswith("canary:").any()
