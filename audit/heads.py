@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lossaudit.core.errors import UserError
+from lossaudit.core.folds import deal
 
 FOLDS = 5
 PENALTY = 1.0  # inverse L2 strength (scikit-learn's C) on standardised features
@@ -39,13 +40,8 @@ def features_array(values, n: int, what: str) -> np.ndarray:
 
 
 def stratified_folds(label: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """(n,) fold of each example: within each label a seeded permutation dealt round-robin."""
-    rng = np.random.default_rng([seed, 0x4EAD])
-    out = np.empty(len(label), dtype=np.int64)
-    for value in np.unique(label):
-        rows = np.flatnonzero(label == value)
-        out[rng.permutation(rows)] = np.arange(len(rows)) % folds
-    return out
+    """(n,) fold of each example, stratified by label (lossaudit.core.folds)."""
+    return deal(label, folds, [seed, 0x4EAD])
 
 
 def cross_fitted(features: np.ndarray, label: np.ndarray, n_classes: int, *, test_features: np.ndarray | None = None,

@@ -233,12 +233,17 @@ def print_summary(console, result: AuditResult, csv: Path, parquet: Path, scores
                   + ", ".join(f"{k} {v:.0%}" for k, v in result.canary_recall.items()))
     print_table(replay_table(result.replay), quiet=quiet)
     console.print("replay: " + "; ".join(f"{k} = {v}" for k, v in REPLAY_MODES.items()))
+    print_closing(console, result, f"suspects: {csv} and {parquet}; every audited example with its score, suggested "
+                                   f"label and a suspect column: {scores} and .parquet")
+
+
+def print_closing(console, result, files: str) -> None:
+    """An audit's last lines, whatever read the images: each method's verdict, the notes, the files, the verdict."""
     for v in result.method_verdicts:
         console.print(f"method verdict: {v['line']}")
     for note in result.notes:
         console.print(f"note: {note}")
-    console.print(f"suspects: {csv} and {parquet}; every audited example with its score, suggested label and a "
-                  f"suspect column: {scores} and .parquet")
+    console.print(files)
     console.print(f"verdict: {result.verdict_line}")
 
 

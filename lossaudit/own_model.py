@@ -129,7 +129,7 @@ def audit_own(dataset: str, *, flag: str, file: Path, out: Path, trusted: bool =
 def say(result, flag: str, file: Path, csv: Path, scores: Path, *, quiet: bool = False) -> None:
     from rich.console import Console
 
-    from lossaudit.auditing import per_class_table, replay_table
+    from lossaudit.auditing import per_class_table, print_closing, replay_table
     from lossaudit.terminal import print_table
 
     console = Console(quiet=quiet, soft_wrap=True)
@@ -147,10 +147,5 @@ def say(result, flag: str, file: Path, csv: Path, scores: Path, *, quiet: bool =
     if result.replay is not None:
         print_table(replay_table(result.replay), quiet=quiet)
         console.print(f"replay: {result.replay_source}")
-    for v in result.method_verdicts:
-        console.print(f"method verdict: {v['line']}")
-    for note in result.notes:
-        console.print(f"note: {note}")
-    console.print(f"suspects: {csv} and .parquet; every example with its score, suggested label and a suspect column: "
-                  f"{scores} and .parquet")
-    console.print(f"verdict: {result.verdict_line}")
+    print_closing(console, result, f"suspects: {csv} and .parquet; every example with its score, suggested label and "
+                                   f"a suspect column: {scores} and .parquet")

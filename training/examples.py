@@ -162,12 +162,8 @@ def proxy_confusion_of(cfg: DataSpec, dataset: Dataset, train: Split, label: np.
 def assign_folds(label: np.ndarray, folds: int, seed: int) -> np.ndarray:
     """(N,) fold of each example, 0..folds-1: within each label, a seeded permutation dealt round-robin, so every
     fold holds each label's examples in equal shares (±1)."""
-    rng = np.random.default_rng([seed, 0xF01D])
-    out = np.empty(len(label), dtype=np.int64)
-    for value in np.unique(label):
-        rows = np.flatnonzero(label == value)
-        out[rng.permutation(rows)] = np.arange(len(rows)) % folds
-    return out
+    from lossaudit.core.folds import deal
+    return deal(label, folds, [seed, 0xF01D])
 
 
 MEMORY_SHARE = 0.5  # of the memory available, the most the resized images (and their copies) may take
