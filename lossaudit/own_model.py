@@ -54,12 +54,21 @@ def read_rows(flag: str, path: Path, sources: list[np.ndarray], root: Path | Non
                         f"{', '.join(map(str, table.columns[:8]))}")
     numeric = [c for c in table.columns if c != "path" and pd.api.types.is_numeric_dtype(table[c])]
     if flag == "--pred-probs":
+        table.columns = [str(c) for c in table.columns]  # class names read back as text, whatever the header held
         missing = [c for c in classes if c not in table.columns]
         if missing:
             raise UserError(f"{flag} {str(path)!r}: no column for class {missing[0]!r}; one column per class, named "
                             f"by the class names: {choices(classes)}")
         numeric = classes
-    keys = [_key(p, root) for p in table.path.astype(str)]
+    text = [c for c in numeric if not pd.api.types.is_numeric_dtype(table[c])]
+    if text:
+        raise UserError(f"{flag} {str(path)!r}: column {text[0]!r} holds text, not numbers")
+    if not numeric:
+        raise UserError(f"{flag} {str(path)!r}: no numeric columns beside `path`: one value per dimension expected")
+    blank = table.path.isna() | table.path.astype("string").str.strip().eq("")
+    if blank.any():
+        raise UserError(f"{flag} {str(path)!r}: row {int(np.flatnonzero(blank)[0]) + 1} has no path")
+    keys = [_key(str(p), root) for p in table.path]
     if len(set(keys)) != len(keys):
         raise UserError(f"{flag} {str(path)!r}: an image is listed twice ({next(k for k in keys if keys.count(k) > 1)})")
     where = dict(zip(keys, range(len(keys))))

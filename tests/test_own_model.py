@@ -93,6 +93,10 @@ def test_features_of_a_backbone_find_planted_flips(tmp_path):
      "1427 of the 1437 training images have no row"),
     (lambda d, f: pd.DataFrame({"path": d.train.source, **{c: 1.0 for c in d.classes}}).to_csv(f, index=False),
      "sums to 10"),
+    (lambda d, f: pd.DataFrame({"path": d.train.source, **{c: 0.1 for c in d.classes}}).assign(**{"3": "x"})
+     .to_csv(f, index=False), "column '3' holds text, not numbers"),
+    (lambda d, f: pd.DataFrame({"path": [None, *d.train.source[1:]], **{c: 0.1 for c in d.classes}})
+     .to_csv(f, index=False), "row 1 has no path"),
 ])
 def test_a_file_that_does_not_fit_the_dataset_is_one_line(digits, tmp_path, make, words):
     make(digits, tmp_path / "p.csv")
