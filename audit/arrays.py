@@ -180,8 +180,13 @@ def _labels(labels, classes, what: str) -> tuple[np.ndarray, list[str]]:
         classes = [str(c) for c in classes]
         if len(set(classes)) != len(classes) or not classes:
             raise UserError(f"classes: expected distinct class names, got {classes}")
-    if values.dtype.kind in "iu" or (values.dtype.kind == "f" and np.all(np.isfinite(values))
-                                     and np.all(values == np.round(values))):
+    if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
+        raise UserError(f"{what}: position {int(np.flatnonzero(~np.isfinite(values))[0])} holds "
+                        f"{values[~np.isfinite(values)][0]}; every example needs a class")
+    if values.dtype.kind == "f" and not np.all(values == np.round(values)):
+        raise UserError(f"{what}: position {int(np.flatnonzero(values != np.round(values))[0])} holds "
+                        f"{values[values != np.round(values)][0]:g}, not a class index")
+    if values.dtype.kind in "iuf":
         label = values.astype(np.int64)
         top = len(classes) if classes is not None else int(label.max()) + 1
         bad = label[(label < 0) | (label >= top)]

@@ -146,6 +146,8 @@ def test_class_names_are_read_and_kept():
     (lambda: audit(["a", "b", "c"], pred_probs=np.full((3, 2), 0.5), classes=["a", "b"]), "unknown class 'c'; valid: a, b"),
     (lambda: audit([0, 1], pred_probs=np.array([[0.5, np.nan], [0.5, 0.5]])), "finite"),
     (lambda: audit([0, 1]), "give pred_probs"),
+    (lambda: audit([0.0, np.nan], pred_probs=np.full((2, 2), 0.5)), "position 1 holds nan"),
+    (lambda: audit([0.0, 1.5], pred_probs=np.full((2, 2), 0.5)), "position 1 holds 1.5, not a class index"),
     (lambda: audit([0, 1], pred_probs=np.full((2, 2), 0.5), test_labels=[0]), "together"),
     (lambda: audit([0, 1], losses=[[1.0], [-1.0]]), ">= 0"),
     (lambda: audit([0, 1], pred_probs=np.full((2, 2), 0.5), score="aum"), "score 'aum' is not among"),
