@@ -315,7 +315,8 @@ def audit_command(
     canaries: Optional[float] = typer.Option(None, "--canaries", help="share of corrupted copies added as known "
                                              "positives  [default: 2%, at least 40 canaries]"),
     image_size: Optional[int] = typer.Option(None, "--image-size",
-                                             help="resize images to S×S; default: keep up to 32×32, else 32 (--backbone: 224)"),
+                                             help="resize images to S×S; default: keep up to 32×32, else 32 "
+                                                  "(--backbone: 224)"),
     train_size: int = typer.Option(0, "--train-size", help="audit a stratified subset of this many examples; 0 = all"),
     seed: int = typer.Option(0, "--seed", help="seed of the proxy runs and the canaries"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N"),
