@@ -3,7 +3,8 @@ predicted probabilities, per-epoch training losses, or both — with, when they 
 split and the model's probabilities of it. No images, no database, no training.
 
 The same steps as the audit of proxy runs (lossaudit.audit.noise), on what the arrays can support:
-1. scores (higher = more suspect): from the probabilities the out-of-sample margin and loss, from the losses their
+1. scores (higher = more suspect), from probabilities given or fitted to features by cross-fitted heads
+   (lossaudit.audit.heads): the out-of-sample margin and loss, from the losses their
    mean, a rank average of the two kinds when both are given, and with trusted labels each example's probability of
    a wrong label (lossaudit.audit.transition), which is then the one chosen (no canaries here to choose by);
 2. the noise share: read against the trusted labels when given (lossaudit.audit.transition), else by the confident
@@ -26,7 +27,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from lossaudit.audit import confident, transition
+from lossaudit.audit import confident, heads, transition
 from lossaudit.audit.noise import (CAUTION_SHARE, ZERO_WIDTH, judge, method_verdicts, overpicking, transition_per_class,
                                    unreadable_labels, verdict_rule)
 from lossaudit.audit.suspicion import TRUSTED_SCORE, oos_signals, rank01
@@ -71,17 +72,23 @@ class ArrayAudit:
         return self.suspects["index"].to_numpy()
 
 
-def audit(labels, *, pred_probs=None, losses=None, test_labels=None, test_pred_probs=None, reader=None,
-          classes=None, replay: Callable[[pd.DataFrame], dict] | None = None, reference: str = "",
-          score: str | None = None, seed: int = 0, n_boot: int = transition.BOOTSTRAP) -> ArrayAudit:
+def audit(labels, *, pred_probs=None, losses=None, features=None, test_labels=None, test_pred_probs=None,
+          test_features=None, reader=None, classes=None, replay: Callable[[pd.DataFrame], dict] | None = None,
+          reference: str = "", score: str | None = None, seed: int = 0,
+          n_boot: int = transition.BOOTSTRAP) -> ArrayAudit:
     """The audit of one set of arrays (module docstring). labels: (n,) ints 0..K-1, or names when `classes` lists
-    them; pred_probs: (n, K) out-of-sample; losses: (n,) or (n, T), T epochs in order; test_pred_probs: (m, K), or
-    (R, m, K) from R models with `reader` (n,) saying which of them predicted each example; `replay`: the selection
-    methods' pick rules (training.replay.replay_both), `reference` the one the verdict rests on; `score` forces a
-    candidate score."""
+    them; pred_probs: (n, K) out-of-sample; losses: (n,) or (n, T), T epochs in order; features: (n, d), turned into
+    out-of-sample probabilities by cross-fitted heads (lossaudit.audit.heads), with test_features (m, d) for the
+    trusted split; test_pred_probs: (m, K), or (R, m, K) from R models with `reader` (n,) saying which of them
+    predicted each example; `replay`: the selection methods' pick rules (training.replay.replay_both), `reference`
+    the one the verdict rests on; `score` forces a candidate score."""
     named = classes is not None
     label, classes = _labels(labels, classes, "labels")
     n, k = len(label), len(classes)
+    if features is not None:
+        pred_probs, reader, test_pred_probs = _from_features(features, test_features, pred_probs, label, k, seed)
+    elif test_features is not None:
+        raise UserError("test_features go with features; with pred_probs give test_pred_probs")
     if pred_probs is not None and not named:  # classes no example is labelled with still have a column
         k = max(k, np.shape(pred_probs)[-1] if np.ndim(pred_probs) == 2 else k)
         classes = [str(c) for c in range(k)] if k > len(classes) else classes
@@ -136,10 +143,8 @@ def audit(labels, *, pred_probs=None, losses=None, test_labels=None, test_pred_p
     suspects = examples[examples.suspect]
     picked, source = None, "not replayed (no replay given)"
     if replay is not None:
-        orders, source = _orders(label, probs, loss, seed)
-        replays = _joined([replay(o) for o in orders])
-        picked = overpicking(np.concatenate([o.example_id.to_numpy() for o in orders]), replays,
-                             set(suspects["index"].tolist()))
+        order, source = _order(label, probs, loss, seed)
+        picked = overpicking(order.example_id.to_numpy(), replay(order), set(suspects["index"].tolist()))
     verdict, line = _judge(share, interval, len(suspects), picked, reference, cannot)
     by_class = (transition_per_class(per, suspects, classes) if per is not None else
                 pd.DataFrame({"class": classes, "n": np.bincount(label, minlength=k), "noise_share": math.nan,
@@ -170,6 +175,18 @@ def _judge(share, interval, n_suspects, picked, reference, cannot) -> tuple[str,
 
 
 # -- inputs ---------------------------------------------------------------------------------------
+
+
+def _from_features(features, test_features, pred_probs, label: np.ndarray, k: int, seed: int):
+    """(probs, reader, test probs or None) of the cross-fitted heads on the features."""
+    if pred_probs is not None:
+        raise UserError("give pred_probs or features, not both")
+    f = heads.features_array(features, len(label), "features")
+    test = None if test_features is None else heads.features_array(test_features, len(test_features), "test_features")
+    if test is not None and test.shape[1] != f.shape[1]:
+        raise UserError(f"test_features: {test.shape[1]} dimensions, but features have {f.shape[1]}")
+    fitted = heads.cross_fitted(f, label, k, test_features=test, seed=seed)
+    return fitted.probs, fitted.reader, fitted.test_probs
 
 
 def _labels(labels, classes, what: str) -> tuple[np.ndarray, list[str]]:
@@ -282,8 +299,8 @@ def _choice(score: str | None, candidates: pd.DataFrame, trusted: bool) -> str:
 # -- replay ---------------------------------------------------------------------------------------
 
 
-def _orders(label: np.ndarray, probs: np.ndarray | None, loss: np.ndarray | None,
-            seed: int) -> tuple[list[pd.DataFrame], str]:
+def _order(label: np.ndarray, probs: np.ndarray | None, loss: np.ndarray | None,
+           seed: int) -> tuple[pd.DataFrame, str]:
     """The losses a replayed method is shown, in a seeded candidate order per epoch, and what they are."""
     rng = np.random.default_rng([seed, 0x0DE5])
     if loss is not None:
@@ -300,11 +317,4 @@ def _orders(label: np.ndarray, probs: np.ndarray | None, loss: np.ndarray | None
     for epoch in range(values.shape[1]):
         order = rng.permutation(len(label))
         frames.append(pd.DataFrame({"epoch": epoch, "example_id": order, "loss": values[order, epoch]}))
-    return [pd.concat(frames, ignore_index=True)], source
-
-
-def _joined(replays: list[dict]) -> dict:
-    """Replays of several orders as one: each method's picks and rounds concatenated."""
-    first = replays[0]
-    return {key: type(first[key])(np.concatenate([r[key].picks for r in replays]),
-                                  np.concatenate([r[key].selecting for r in replays])) for key in first}
+    return pd.concat(frames, ignore_index=True), source

@@ -34,7 +34,6 @@ class ConfidentEstimate:
     per_class: np.ndarray  # (K,) estimated share mislabeled among the examples of each given label (NaN if none)
     matrix: np.ndarray  # (K, K) given label (rows) → true class (columns), shares, rows summing to 1
     counts: np.ndarray  # (K,) examples per given label
-    off_diagonal: np.ndarray  # (n,) bool: the example was counted off its given label's diagonal
 
 
 def thresholds(probs: np.ndarray, label: np.ndarray) -> np.ndarray:
@@ -88,9 +87,8 @@ def estimate(probs: np.ndarray, label: np.ndarray, *, seed: int = 0, n_boot: int
         p, y = probs[rows], label[rows]
         boots.append(_share(joint(y, confident_class(p, thresholds(p, y)), k)))
     low, high = np.quantile(boots, [0.05, 0.95]) if boots else (share, share)
-    rows_sum = calibrated.sum(1, keepdims=True)
-    matrix = np.where(rows_sum > 0, calibrated / np.where(rows_sum > 0, rows_sum, 1.0), np.eye(k))
+    present = counts[:, None] > 0  # a calibrated row sums to its label's count
+    matrix = np.where(present, calibrated / np.where(present, counts[:, None], 1), np.eye(k))
     per_class = np.where(counts > 0, 1.0 - np.diag(matrix), np.nan)
     return ConfidentEstimate(share=share, low=float(min(low, share)), high=float(max(high, share)),
-                             per_class=per_class, matrix=matrix, counts=counts,
-                             off_diagonal=(confident >= 0) & (confident != label))
+                             per_class=per_class, matrix=matrix, counts=counts)

@@ -39,11 +39,6 @@ def features_array(values, n: int, what: str) -> np.ndarray:
     return f
 
 
-def stratified_folds(label: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """(n,) fold of each example, stratified by label (lossaudit.core.folds)."""
-    return deal(label, folds, [seed, 0x4EAD])
-
-
 def cross_fitted(features: np.ndarray, label: np.ndarray, n_classes: int, *, test_features: np.ndarray | None = None,
                  folds: int = FOLDS, seed: int = 0) -> Heads:
     """Each example's probabilities from a head fitted on the other folds (module docstring)."""
@@ -55,7 +50,7 @@ def cross_fitted(features: np.ndarray, label: np.ndarray, n_classes: int, *, tes
         small = int(np.flatnonzero((counts > 0) & (counts < folds))[0])
         raise UserError(f"features: class {small} has {counts[small]} example(s); the {folds} cross-fitted heads "
                         f"need at least {folds} of every class present")
-    fold = stratified_folds(label, folds, seed)
+    fold = deal(label, folds, [seed, 0x4EAD])  # stratified by label (lossaudit.core.folds)
     probs = np.zeros((len(label), n_classes))
     test = None if test_features is None else np.zeros((folds, len(test_features), n_classes))
     for k in range(folds):

@@ -63,11 +63,6 @@ class Scored:
         return ~self.is_canary
 
     @property
-    def untrained(self) -> np.ndarray:
-        """The originals the label canaries stood in for: audited through their copy's prediction."""
-        return self.rows.role.eq("replaced").to_numpy()
-
-    @property
     def label(self) -> np.ndarray:
         return self.rows.label.to_numpy(dtype=np.int64)
 

@@ -14,7 +14,6 @@ by cross-fitted heads (lossaudit.audit.heads).
 from __future__ import annotations
 
 from lossaudit.audit.arrays import ArrayAudit
-from lossaudit.core.errors import UserError
 
 
 def audit_arrays(labels, *, pred_probs=None, losses=None, features=None, test_labels=None, test_pred_probs=None,
@@ -30,35 +29,15 @@ def audit_arrays(labels, *, pred_probs=None, losses=None, features=None, test_la
     (m, d) when features are given: a correctly labelled split to read the noise share against; score: force one of
     the candidate scores; replay: replay the selection methods for the verdict (imports torch).
     """
-    import numpy as np
+    from lossaudit.audit.arrays import audit
 
-    from lossaudit.audit import arrays, heads
-
-    reader = None
-    if features is not None:
-        if pred_probs is not None:
-            raise UserError("give pred_probs or features, not both")
-        label, names = arrays._labels(labels, classes, "labels")
-        f = heads.features_array(features, len(label), "features")
-        tf = None
-        if test_features is not None:
-            tf = heads.features_array(test_features, len(np.asarray(test_features)), "test_features")
-            if tf.shape[1] != f.shape[1]:
-                raise UserError(f"test_features: {tf.shape[1]} dimensions, but features have {f.shape[1]}")
-        fitted = heads.cross_fitted(f, label, len(names), test_features=tf, seed=seed)
-        pred_probs, reader, classes, labels = fitted.probs, fitted.reader, names, label
-        if tf is not None:
-            test_pred_probs = fitted.test_probs
-    elif test_features is not None:
-        raise UserError("test_features go with features; with pred_probs give test_pred_probs")
+    arrays = dict(pred_probs=pred_probs, losses=losses, features=features, test_labels=test_labels,
+                  test_pred_probs=test_pred_probs, test_features=test_features, classes=classes, score=score, seed=seed)
     if not replay:
-        return arrays.audit(labels, pred_probs=pred_probs, losses=losses, test_labels=test_labels,
-                            test_pred_probs=test_pred_probs, reader=reader, classes=classes, score=score, seed=seed)
+        return audit(labels, **arrays)
     from lossaudit.training.methods import AUDIT_REFERENCE
     from lossaudit.training.replay import replay_both
-    return arrays.audit(labels, pred_probs=pred_probs, losses=losses, test_labels=test_labels,
-                        test_pred_probs=test_pred_probs, reader=reader, classes=classes, score=score, seed=seed,
-                        replay=replay_both, reference=AUDIT_REFERENCE)
+    return audit(labels, **arrays, replay=replay_both, reference=AUDIT_REFERENCE)
 
 
 def find_label_issues(labels, pred_probs, **options):

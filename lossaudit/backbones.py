@@ -68,7 +68,7 @@ def _last_linear(model) -> str:
     return names[-1]
 
 
-def embed(model, head: str, x: np.ndarray, *, size: int = IMAGE_SIZE, progress=None) -> np.ndarray:
+def embed(model, head: str, x: np.ndarray, *, size: int = IMAGE_SIZE) -> np.ndarray:
     """(N, D) embeddings of uint8 images x (N, C, H, W): the input of the model's last linear layer."""
     import torch
     from torch.nn import functional as F
@@ -86,8 +86,6 @@ def embed(model, head: str, x: np.ndarray, *, size: int = IMAGE_SIZE, progress=N
                     images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True,
                                            align_corners=False)
                 model((images - mean) / std)
-                if progress:
-                    progress(len(chunk))
     finally:
         hook.remove()
     return torch.cat(captured).double().numpy() if captured else np.zeros((0, 0))

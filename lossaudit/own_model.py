@@ -68,9 +68,10 @@ def read_rows(flag: str, path: Path, sources: list[np.ndarray], root: Path | Non
     blank = table.path.isna() | table.path.astype("string").str.strip().eq("")
     if blank.any():
         raise UserError(f"{flag} {str(path)!r}: row {int(np.flatnonzero(blank)[0]) + 1} has no path")
-    keys = [_key(str(p), root) for p in table.path]
-    if len(set(keys)) != len(keys):
-        raise UserError(f"{flag} {str(path)!r}: an image is listed twice ({next(k for k in keys if keys.count(k) > 1)})")
+    keys = pd.Series([_key(str(p), root) for p in table.path])
+    twice = keys[keys.duplicated()]
+    if len(twice):
+        raise UserError(f"{flag} {str(path)!r}: an image is listed twice ({twice.iloc[0]})")
     where = dict(zip(keys, range(len(keys))))
     out = []
     for i, split in enumerate(sources):
@@ -100,7 +101,7 @@ def audit_own(dataset: str, *, flag: str, file: Path, out: Path, trusted: bool =
     from lossaudit.training.datasets import load_dataset
 
     check_writes(outputs(out), [*dataset_reads(dataset), ("--weights" if backbone else flag, file)], force=force)
-    data = load_dataset(dataset)
+    data = load_dataset(dataset, test_fraction=0.0)  # the trusted split is the dataset's own test split, if any
     classes = list(data.classes)
     if flag == "--backbone":
         from lossaudit.backbones import IMAGE_SIZE, embed, load
@@ -121,11 +122,9 @@ def audit_own(dataset: str, *, flag: str, file: Path, out: Path, trusted: bool =
         arrays |= {"test_labels": data.test.y, ("test_pred_probs" if flag == "--pred-probs" else "test_features"): test}
     result = audit_arrays(data.train.y, classes=classes, seed=seed, **arrays)
     frame = result.examples.assign(path=data.train.source, example_id=data.train.example_id)
-    ranking = frame.sort_values("rank").rename(columns={"score": "suspicion_score"})
-    ranking = ranking[["rank", "path", "example_id", "given_label", "suggested_label", "suspicion_score", "suspect",
-                       *[c for c in ranking.columns if c not in ("rank", "path", "example_id", "given_label",
-                                                                  "suggested_label", "suspicion_score", "suspect",
-                                                                  "index")]]]
+    ranking = frame.sort_values("rank").rename(columns={"score": "suspicion_score"}).drop(columns=["index"])
+    lead = ["rank", "path", "example_id", "given_label", "suggested_label", "suspicion_score", "suspect"]
+    ranking = ranking[lead + [c for c in ranking.columns if c not in lead]]
     suspects = ranking[ranking.suspect].drop(columns=["suspect"])
     (_, csv), (_, parquet), (_, scores_csv), (_, scores_parquet) = outputs(out)
     for table, target in ((suspects, csv), (suspects, parquet), (ranking, scores_csv), (ranking, scores_parquet)):

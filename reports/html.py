@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from html import escape
+from pathlib import Path
 
 import pandas as pd
 
@@ -162,7 +163,6 @@ def _file_link(path: str | None) -> str:
     """A link to a file the audit wrote (the CSV a user relabels from), or the table's name without one."""
     if not path:
         return "the suspects table"
-    from pathlib import Path
     target = Path(path)
     href = target.as_uri() if target.is_absolute() else str(target)
     return f"<a href='{escape(href, quote=True)}'>{escape(str(path))}</a>"

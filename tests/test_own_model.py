@@ -26,8 +26,17 @@ def _probs(rng, y, k=10):
 
 
 @pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
+def spec(tmp_path_factory):
+    """Digits as a dataset with a test split of its own (npz x_test, y_test): 1,437 audited, 360 trusted."""
+    split = load_dataset("digits")
+    path = tmp_path_factory.mktemp("data") / "digits.npz"
+    np.savez(path, x=split.train.x[:, 0], y=split.train.y, x_test=split.test.x[:, 0], y_test=split.test.y)
+    return f"npz:{path}"
+
+
+@pytest.fixture(scope="module")
+def digits(spec):
+    return load_dataset(spec, test_fraction=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +52,10 @@ def keyed(digits, tmp_path_factory):
     return folder, train, test
 
 
-def test_the_command_gives_the_numbers_of_audit_arrays_on_the_same_arrays(digits, keyed):
+def test_the_command_gives_the_numbers_of_audit_arrays_on_the_same_arrays(spec, digits, keyed):
     folder, train, test = keyed
     out = folder / "audit"
-    result = _invoke("audit", "digits", "--pred-probs", folder / "probs.parquet", "--out", out)
+    result = _invoke("audit", spec, "--pred-probs", folder / "probs.parquet", "--out", out)
     assert result.exit_code == 0, result.output
     expected = lossaudit.audit_arrays(digits.train.y, pred_probs=train, test_labels=digits.test.y,
                                       test_pred_probs=test, classes=list(digits.classes))
@@ -59,9 +68,22 @@ def test_the_command_gives_the_numbers_of_audit_arrays_on_the_same_arrays(digits
     assert scores.suspect.sum() == len(expected.suspects) == len(pd.read_csv(f"{out}.csv"))
     assert f"{expected.noise_share:.1%} (interval {expected.noise_interval[0]:.1%}" in result.output
 
-    again = _invoke("audit", "digits", "--pred-probs", folder / "probs.npy", "--out", folder / "npy")
+    again = _invoke("audit", spec, "--pred-probs", folder / "probs.npy", "--out", folder / "npy")
     assert again.exit_code == 0, again.output
     assert pd.read_csv(folder / "npy_scores.csv").equals(scores)
+
+
+def test_a_dataset_without_a_test_split_of_its_own_is_not_read_against_a_carved_out_one(tmp_path):
+    """Digits come as one pool: every image is audited and none is taken as trusted (the labels a split would carve
+    out are the user's own, as noisy as the rest) — the confident joint reads the share."""
+    whole = load_dataset("digits", test_fraction=0.0)
+    assert len(whole.test) == 0
+    np.save(tmp_path / "p.npy", _probs(np.random.default_rng(2), whole.train.y))
+    result = _invoke("audit", "digits", "--pred-probs", tmp_path / "p.npy", "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    assert f"audited {len(whole.train.y):,} examples" in result.output
+    assert "read against the predicted probabilities alone (confident joint)" in result.output
+    assert "test examples" not in result.output
 
 
 def test_features_of_a_backbone_find_planted_flips(tmp_path):
@@ -98,17 +120,17 @@ def test_features_of_a_backbone_find_planted_flips(tmp_path):
     (lambda d, f: pd.DataFrame({"path": [None, *d.train.source[1:]], **{c: 0.1 for c in d.classes}})
      .to_csv(f, index=False), "row 1 has no path"),
 ])
-def test_a_file_that_does_not_fit_the_dataset_is_one_line(digits, tmp_path, make, words):
+def test_a_file_that_does_not_fit_the_dataset_is_one_line(spec, digits, tmp_path, make, words):
     make(digits, tmp_path / "p.csv")
-    result = runner.invoke(app, ["audit", "digits", "--pred-probs", str(tmp_path / "p.csv"), "--out",
+    result = runner.invoke(app, ["audit", spec, "--pred-probs", str(tmp_path / "p.csv"), "--out",
                                  str(tmp_path / "o")])
     assert result.exit_code == 2 and words in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "o.csv").exists()
 
 
-def test_an_npy_of_the_wrong_length_and_two_sources_at_once_are_refused(digits, tmp_path):
+def test_an_npy_of_the_wrong_length_and_two_sources_at_once_are_refused(spec, tmp_path):
     np.save(tmp_path / "p.npy", np.full((5, 10), 0.1))
-    result = runner.invoke(app, ["audit", "digits", "--pred-probs", str(tmp_path / "p.npy")])
+    result = runner.invoke(app, ["audit", spec, "--pred-probs", str(tmp_path / "p.npy")])
     assert result.exit_code == 2 and "expected 1437 rows" in result.output and "or 1797" in result.output
     both = runner.invoke(app, ["audit", "digits", "--pred-probs", str(tmp_path / "p.npy"), "--features",
                                str(tmp_path / "p.npy")])
@@ -132,7 +154,7 @@ def test_the_readme_array_example_runs_and_says_what_the_readme_shows():
     assert out.stdout.split() == shown.split()  # the output the README shows, token for token
 
 
-def test_a_torchvision_backbone_with_local_weights_gives_the_features(digits, tmp_path):
+def test_a_torchvision_backbone_with_local_weights_gives_the_features(spec, digits, tmp_path):
     """The backbone's embeddings go through the same heads as --features: the same numbers as audit_arrays on them."""
     torch = pytest.importorskip("torch")
     torchvision = pytest.importorskip("torchvision")
@@ -141,7 +163,7 @@ def test_a_torchvision_backbone_with_local_weights_gives_the_features(digits, tm
     weights = tmp_path / "r18.pt"
     torch.save(torchvision.models.resnet18(num_classes=7).state_dict(), weights)  # another head: never used
     out = tmp_path / "bb"
-    result = _invoke("audit", "digits", "--backbone", "resnet18", "--weights", weights, "--image-size", 32,
+    result = _invoke("audit", spec, "--backbone", "resnet18", "--weights", weights, "--image-size", 32,
                      "--out", out)
     assert result.exit_code == 0, result.output
     model, head = load("resnet18", weights)

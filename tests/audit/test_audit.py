@@ -68,13 +68,13 @@ def test_every_example_is_audited_the_originals_of_label_canaries_through_their_
     assert len(replaced) == round(0.75 * round(0.06 * 1797))  # 3/4 of the canaries carry a wrong label
     stand_ins = result.ranking[np.isin(index, list(replaced))]
     assert len(stand_ins) == len(replaced) and np.isfinite(stand_ins.suspicion_score).all()
-    assert all(f"canary:{kind}:{path}" in copies for path in stand_ins.path
-               for kind in ["random_labels", "confusable_labels"] if f"canary:{kind}:{path}" in copies)
+    # each stand-in is the original of exactly one label canary
+    assert all(sum(f"canary:{kind}:{path}" in copies for kind in ("random_labels", "confusable_labels")) == 1
+               for path in stand_ins.path)
     # found as well as the rest: their planted flips rank above their clean ones
-    flipped = truth[np.isin(np.arange(len(truth)), list(replaced))]
-    if 0 < flipped.mean() < 1:
-        picked = truth[stand_ins.path.str.rsplit(":", n=1).str[1].astype(int).to_numpy()]
-        assert roc_auc_score(picked, stand_ins.suspicion_score) > 0.8
+    picked = truth[stand_ins.path.str.rsplit(":", n=1).str[1].astype(int).to_numpy()]
+    assert 0 < picked.mean() < 1  # a 30% planted share: both kinds are among them
+    assert roc_auc_score(picked, stand_ins.suspicion_score) > 0.8
     assert any("not trained" in note for note in result.notes)
 
 
