@@ -1,4 +1,4 @@
-"""What the array audit reads on scikit-learn's digits with label noise planted three ways — the README's numbers for
+"""What the array audit reads on scikit-learn's digits with label noise planted two ways — the README's numbers for
 `ambiguous_labels` beside `random_labels`. No images on disk, no training beyond the audit's own heads; about half a
 minute on 2 CPU cores.
 
