@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from lossaudit.audit import confident, heads, transition
+from lossaudit.audit import evidence as study
 from lossaudit.audit.noise import (CAUTION_SHARE, ZERO_WIDTH, judge, method_verdicts, overpicking, transition_per_class,
                                    unreadable_labels, verdict_rule)
 from lossaudit.audit.suspicion import TRUSTED_SCORE, oos_signals, rank01
@@ -60,6 +61,7 @@ class ArrayAudit:
     verdict_rule: str
     classes: list[str]
     notes: list[str] = field(default_factory=list)
+    noise_bounds: tuple[float, float] = (math.nan, math.nan)  # with trusted labels: whatever the noise looks like
 
     @property
     def suspects(self) -> pd.DataFrame:
@@ -75,13 +77,15 @@ class ArrayAudit:
 def audit(labels, *, pred_probs=None, losses=None, features=None, test_labels=None, test_pred_probs=None,
           test_features=None, reader=None, classes=None, replay: Callable[[pd.DataFrame], dict] | None = None,
           reference: str = "", score: str | None = None, seed: int = 0,
-          n_boot: int = transition.BOOTSTRAP) -> ArrayAudit:
+          n_boot: int = transition.BOOTSTRAP, evidence: pd.DataFrame | None | bool = True) -> ArrayAudit:
     """The audit of one set of arrays (module docstring). labels: (n,) ints 0..K-1, or names when `classes` lists
     them; pred_probs: (n, K) out-of-sample; losses: (n,) or (n, T), T epochs in order; features: (n, d), turned into
     out-of-sample probabilities by cross-fitted heads (lossaudit.audit.heads), with test_features (m, d) for the
     trusted split; test_pred_probs: (m, K), or (R, m, K) from R models with `reader` (n,) saying which of them
     predicted each example; `replay`: the selection methods' pick rules (training.replay.replay_both), `reference`
-    the one the verdict rests on; `score` forces a candidate score."""
+    the one the verdict rests on; `score` forces a candidate score; `evidence`: the study's lines the verdicts rest on
+    (lossaudit.audit.evidence; True: the package's own, None: the fixed rule)."""
+    evidence = study.load() if evidence is True else evidence
     named = classes is not None
     label, classes = _labels(labels, classes, "labels")
     n, k = len(label), len(classes)
@@ -113,6 +117,7 @@ def audit(labels, *, pred_probs=None, losses=None, features=None, test_labels=No
         notes.append(f"the noise share is read against the labels of {reading.n_trusted} test examples, taken as "
                      "correct, and assumes the noise depends on the true class only (errors that fall on ambiguous "
                      "images read low)")
+        notes.append(transition.bounds_note(reading))
     elif probs is not None:
         per = confident.estimate(probs, label, seed=seed, n_boot=n_boot)
         share, interval, method, where = per.share, (per.low, per.high), confident.METHOD, "predicted probabilities"
@@ -145,7 +150,7 @@ def audit(labels, *, pred_probs=None, losses=None, features=None, test_labels=No
     if replay is not None:
         order, source = _order(label, probs, loss, seed)
         picked = overpicking(order.example_id.to_numpy(), replay(order), set(suspects["index"].tolist()))
-    verdict, line = _judge(share, interval, len(suspects), picked, reference, cannot)
+    verdict, line = _judge(share, interval, len(suspects), picked, reference, cannot, evidence)
     by_class = (transition_per_class(per, suspects, classes) if per is not None else
                 pd.DataFrame({"class": classes, "n": np.bincount(label, minlength=k), "noise_share": math.nan,
                               "suspects": 0, "suggested": ""}))
@@ -157,16 +162,19 @@ def audit(labels, *, pred_probs=None, losses=None, features=None, test_labels=No
                       noise_method=method, noise_reference=where,
                       n_trusted=None if reading is None else reading.n_trusted, per_class=by_class, transition=matrix,
                       replay=picked, replay_source=source,
-                      method_verdicts=[] if picked is None else method_verdicts(share, interval[1], picked),
-                      verdict=verdict, verdict_line=line, verdict_rule=verdict_rule(reference or "the reference"),
-                      classes=list(classes), notes=notes)
+                      method_verdicts=[] if picked is None else method_verdicts(share, interval[1], picked, evidence),
+                      verdict=verdict, verdict_line=line,
+                      verdict_rule=verdict_rule(reference or "the reference", evidence if picked is not None else None),
+                      classes=list(classes), notes=notes,
+                      noise_bounds=reading.bounds if reading is not None and cannot is None else (math.nan, math.nan))
 
 
-def _judge(share, interval, n_suspects, picked, reference, cannot) -> tuple[str, str]:
+def _judge(share, interval, n_suspects, picked, reference, cannot, evidence) -> tuple[str, str]:
     """The proxy audit's rule (lossaudit.audit.noise.judge); without a replay, by the noise share alone (never unsafe:
-    that needs a method's picks)."""
+    that needs a method to judge)."""
     if picked is not None:
-        return judge(share, interval[1], n_suspects, picked, reference, n_label_canaries=0, advice="", cannot=cannot)
+        return judge(share, interval[1], n_suspects, picked, reference, n_label_canaries=0, advice="", cannot=cannot,
+                     evidence=evidence)
     if cannot is not None:
         return "unknown", f"unknown: {cannot}"
     verdict = "safe" if interval[1] < CAUTION_SHARE else "caution"

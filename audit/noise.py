@@ -36,14 +36,16 @@ import numpy as np
 import pandas as pd
 
 from lossaudit.core import scores as score_registry
+from lossaudit.audit import evidence as study
 from lossaudit.audit import transition as trusted_reading
+from lossaudit.audit.evidence import CAUTION_SHARE
 from lossaudit.audit.suspicion import (CANARY_KINDS, NO_CANARIES, OOS_SIGNALS, TRUSTED_SCORE, Scored, score,
                                        trusted_data, with_score)
 from lossaudit.audit.noise_share import (BOOTSTRAP, LABEL_KINDS, MIN_LABEL_CANARIES, NOISE_METHOD, TOP_SUGGESTED,
                                          Estimate, confusion_table, estimate_share, per_class)
 from lossaudit.core.queries import run_query
 
-UNSAFE_SHARE, CAUTION_SHARE, UNSAFE_OVERPICK = 0.10, 0.03, 1.5
+UNSAFE_SHARE, UNSAFE_OVERPICK = 0.10, 1.5  # the fixed rule, for a method the project's study did not train
 MIN_PER_CLASS = 10  # audited examples of a class below which its labels cannot be read
 CHANCE_MARGIN = 0.05  # held-out accuracy within this (or 3 standard errors) of chance: the proxies learned too little
 ZERO_WIDTH = 0.0005  # an interval narrower than this prints as one number: not a reading
@@ -52,11 +54,17 @@ REPLAY_MODES = {"pick rule": "every round after warm-up selected from, a method'
 JUDGED_MODE = "pick rule"  # the replay the verdict rests on
 
 
-def verdict_rule(reference: str) -> str:
-    return (f"unknown: the noise share cannot be estimated (no trusted labels and fewer than {MIN_LABEL_CANARIES} "
-            f"label canaries of a kind; a class with fewer than {MIN_PER_CLASS} examples; the proxies' held-out "
-            f"accuracy within {CHANCE_MARGIN:.0%} or 3 standard errors of chance; an interval of no width); "
-            f"unsafe: estimated noise share >= {UNSAFE_SHARE:.0%} and {reference}'s pick rule would spend >= "
+def verdict_rule(reference: str, evidence: pd.DataFrame | None = None) -> str:
+    """The rule that turns the numbers into the verdict: the lines of the project's budget study for `reference`
+    (lossaudit.audit.evidence) where `evidence` has them, else the fixed rule."""
+    unknown = (f"unknown: the noise share cannot be estimated (no trusted labels and fewer than {MIN_LABEL_CANARIES} "
+               f"label canaries of a kind; a class with fewer than {MIN_PER_CLASS} examples; the proxies' held-out "
+               f"accuracy within {CHANCE_MARGIN:.0%} or 3 standard errors of chance; an interval of no width); ")
+    return unknown + (study.rule(reference, evidence) or fixed_rule(reference))
+
+
+def fixed_rule(reference: str) -> str:
+    return (f"unsafe: estimated noise share >= {UNSAFE_SHARE:.0%} and {reference}'s pick rule would spend >= "
             f"{UNSAFE_OVERPICK}x the suspects' share of the data on them; safe: the whole interval of the noise "
             f"share below {CAUTION_SHARE:.0%}; caution: otherwise")
 
@@ -183,40 +191,50 @@ def overpicking(example_id: np.ndarray, replays: dict, suspects: set[int]) -> pd
 
 
 def judge(noise_share: float, high: float, n_suspects: int, replay: pd.DataFrame, reference: str, *,
-          n_label_canaries: int, advice: str, cannot: str | None = None) -> tuple[str, str]:
-    """unknown / safe / caution / unsafe by `verdict_rule(reference)` (`high`: the top of the noise share's interval),
-    and the line that says why (for unknown, with `advice`: what would make the estimate possible; `cannot`: why the
-    runs cannot support any reading)."""
+          n_label_canaries: int, advice: str, cannot: str | None = None,
+          evidence: pd.DataFrame | None = None) -> tuple[str, str]:
+    """unknown / safe / caution / unsafe by `verdict_rule(reference, evidence)` (`high`: the top of the noise share's
+    interval), and the line that says why (for unknown, with `advice`: what would make the estimate possible;
+    `cannot`: why the runs cannot support any reading)."""
     if cannot is not None:
         return "unknown", f"unknown: {cannot}"
     if math.isnan(noise_share):
         return "unknown", (f"unknown: the noise share cannot be estimated from {n_label_canaries} label "
                            f"canaries (at least {MIN_LABEL_CANARIES} are needed); {advice}")
     share = f"estimated noise share {noise_share:.1%} (up to {high:.1%})"
+    line = study.line_of(evidence, reference)
     if not n_suspects:
-        verdict = "safe" if high < CAUTION_SHARE else "caution"
-        return verdict, f"{verdict}: {share}; no example is listed as a suspect"
-    ref = replay.set_index(["method", "replay"]).loc[(reference, JUDGED_MODE)]
-    numbers = (f"{share}; {reference} would spend {ref.share_of_picks_on_suspects:.1%} of its backprops on the "
-               f"suspects, who are {ref.suspects_share_of_data:.1%} of the data")
-    if noise_share >= UNSAFE_SHARE and ref.overpick_ratio >= UNSAFE_OVERPICK:
+        numbers = f"{share}; no example is listed as a suspect"
+    else:
+        ref = replay.set_index(["method", "replay"]).loc[(reference, JUDGED_MODE)]
+        numbers = (f"{share}; {reference} would spend {ref.share_of_picks_on_suspects:.1%} of its backprops on the "
+                   f"suspects, who are {ref.suspects_share_of_data:.1%} of the data")
+    if line is not None:
+        verdict = study.verdict(line, noise_share, high)
+        return verdict, f"{verdict}: {numbers}; {study.describe(line)}"
+    if n_suspects and noise_share >= UNSAFE_SHARE and ref.overpick_ratio >= UNSAFE_OVERPICK:
         return "unsafe", f"unsafe: {numbers} ({ref.overpick_ratio:.1f}x their share)"
-    if high >= CAUTION_SHARE:
-        return "caution", f"caution: {numbers}"
-    return "safe", f"safe: {numbers}"
+    verdict = "caution" if high >= CAUTION_SHARE else "safe"
+    return verdict, f"{verdict}: {numbers}"
 
 
-def method_verdicts(noise_share: float, high: float, replay: pd.DataFrame) -> list[dict]:
-    """The verdict for each method replayed by its pick rule, by the lines of `verdict_rule` with that method in the
-    reference's place: unsafe when the noise share is at least UNSAFE_SHARE and the method would back-propagate a
+def method_verdicts(noise_share: float, high: float, replay: pd.DataFrame,
+                    evidence: pd.DataFrame | None = None) -> list[dict]:
+    """The verdict for each method replayed by its pick rule: by that method's own line in the project's budget
+    study where `evidence` has one (lossaudit.audit.evidence.verdict), else by the fixed rule with that method in the
+    reference's place — unsafe when the noise share is at least UNSAFE_SHARE and the method would back-propagate a
     suspect at least UNSAFE_OVERPICK times as often as a random example; caution when the interval reaches
-    CAUTION_SHARE and it would favour them at all; safe otherwise; unknown without a noise share. With no suspect
-    listed a method has none to favour: its verdict is the data's (safe below CAUTION_SHARE, else caution)."""
+    CAUTION_SHARE and it would favour them at all; safe otherwise. Unknown without a noise share. With no suspect
+    listed a method has none to favour: under the fixed rule its verdict is the data's (safe below CAUTION_SHARE,
+    else caution)."""
     out = []
     for r in replay[replay.replay == JUDGED_MODE].itertuples(index=False):
         ratio = float(r.overpick_ratio)
+        line = study.line_of(evidence, r.method)
         if math.isnan(noise_share):
             verdict = "unknown"
+        elif line is not None:
+            verdict = study.verdict(line, noise_share, high)
         elif math.isnan(ratio):
             verdict = "safe" if high < CAUTION_SHARE else "caution"
         elif noise_share >= UNSAFE_SHARE and ratio >= UNSAFE_OVERPICK:
@@ -229,6 +247,7 @@ def method_verdicts(noise_share: float, high: float, replay: pd.DataFrame) -> li
                if math.isnan(ratio) else
                f"it would back-propagate a suspect {ratio:.2f}x as often as a random example "
                f"({r.share_of_picks_on_suspects:.1%} of its backprops on the {r.suspects_share_of_data:.1%} suspects)")
+        how += f"; {study.describe(line)}" if line is not None else "; not in the project's study: the fixed rule"
         out.append({"method": r.method, "verdict": verdict, "ratio": ratio, "line": f"{r.method}: {verdict}: {how}"})
     return out
 
@@ -264,13 +283,16 @@ class AuditResult:
     noise_reference: str = "canaries"  # what the estimate was read against: canaries, or trusted labels
     n_trusted: int | None = None  # trusted examples read against
     transition: pd.DataFrame | None = None  # given label (rows) → true class (columns), shares; with trusted labels
+    noise_bounds: tuple[float, float] = (math.nan, math.nan)  # whatever the noise looks like (transition.bounds)
 
     def row(self) -> dict:
         """The `audits` row of this result (see schema.sql); tables as JSON-ready records, NaN and inf as null."""
         return _finite({"verdict": self.verdict, "verdict_line": self.verdict_line, "verdict_rule": self.verdict_rule,
                         "fold_runs": self.fold_runs, "n_examples": self.n_examples, "canaries": self.canaries,
                         "score": self.score, "noise_share": self.noise_share, "noise_low": self.noise_interval[0],
-                        "noise_high": self.noise_interval[1], "noise_by_kind": self.noise_by_kind,
+                        "noise_high": self.noise_interval[1],
+                        "noise_bound_low": self.noise_bounds[0], "noise_bound_high": self.noise_bounds[1],
+                        "noise_by_kind": self.noise_by_kind,
                         "uniform_weight": self.uniform_weight, "noise_method": self.noise_method,
                         "noise_reference": self.noise_reference, "n_trusted": self.n_trusted,
                         "transition": (None if self.transition is None else
@@ -301,12 +323,15 @@ def _finite(obj):
 
 def analyse(con: duckdb.DuckDBPyConnection, run_ids: list[int], *, classes: list[str],
             replay: Callable[[pd.DataFrame], dict], reference: str,
-            advice: str = "raise --canaries or audit more images", trusted: bool = True) -> AuditResult:
+            advice: str = "raise --canaries or audit more images", trusted: bool = True,
+            evidence: pd.DataFrame | None | bool = True) -> AuditResult:
     """The audit of one set of fold runs: score → estimate → per class → suspects → verdict (see the module
     docstring). `replay` replays the selection methods' pick rules on one run's logged losses, keyed by (method,
     replay mode) (training.replay.replay_both); `reference` is the replayed method the verdict rests on; `advice`
     says what would make an impossible estimate possible; `trusted`: read against the test split's labels when the
-    runs predicted one."""
+    runs predicted one; `evidence`: the study's lines the verdicts rest on (lossaudit.audit.evidence; True: the
+    package's own, None: the fixed rule)."""
+    evidence = study.load() if evidence is True else evidence
     scored = score(con, run_ids)
     counts = {k: int(scored.of_kind(k).sum()) for k in CANARY_KINDS}
     est = estimate(scored)
@@ -326,6 +351,7 @@ def analyse(con: duckdb.DuckDBPyConnection, run_ids: list[int], *, classes: list
         notes.append(f"the noise share is read against the labels of {reading.n_trusted} test examples, taken as "
                      "correct, and assumes the noise depends on the true class only (errors that fall on ambiguous "
                      "images read low); the canaries' readings are beside it")
+        notes.append(trusted_reading.bounds_note(reading))
     if reading is not None:
         share, interval = reading.share, (reading.low, reading.high)
     else:
@@ -343,7 +369,8 @@ def analyse(con: duckdb.DuckDBPyConnection, run_ids: list[int], *, classes: list
     picked = overpicking(np.concatenate([o.example_id.to_numpy() for o in orders]), replays,
                          set(found.frame.example_id.tolist()))
     verdict, line = judge(share, interval[1], len(found.frame), picked, reference,
-                          n_label_canaries=sum(counts[k] for k in LABEL_KINDS), advice=advice, cannot=cannot)
+                          n_label_canaries=sum(counts[k] for k in LABEL_KINDS), advice=advice, cannot=cannot,
+                          evidence=evidence)
     by_class = (transition_per_class(reading, found.frame, classes) if reading is not None else
                 per_class(scored.label[scored.user], scored.values[scored.user], est, found.frame, classes))
     if cannot is not None:
@@ -351,7 +378,7 @@ def analyse(con: duckdb.DuckDBPyConnection, run_ids: list[int], *, classes: list
     extra = {}
     if reading is not None:
         extra = {"noise_method": trusted_reading.METHOD, "noise_reference": "trusted labels",
-                 "n_trusted": reading.n_trusted,
+                 "n_trusted": reading.n_trusted, "noise_bounds": reading.bounds if cannot is None else (math.nan,) * 2,
                  "transition": pd.DataFrame(reading.matrix, index=pd.Index(classes, name="given"),
                                             columns=pd.Index(classes, name="true"))}
     return AuditResult(run_id=run_ids[0], fold_runs=list(run_ids), n_examples=int(scored.user.sum()), canaries=counts,
@@ -360,8 +387,8 @@ def analyse(con: duckdb.DuckDBPyConnection, run_ids: list[int], *, classes: list
                        uniform_weight=est.uniform_weight if est else math.nan, per_class=by_class,
                        confusion=confusion_table(found.frame, classes), suspects=found.frame, ranking=found.ranking,
                        threshold=found.threshold, canary_recall=found.canary_recall, replay=picked,
-                       method_verdicts=method_verdicts(share, interval[1], picked), verdict=verdict,
-                       verdict_line=line, verdict_rule=verdict_rule(reference), notes=notes, **extra)
+                       method_verdicts=method_verdicts(share, interval[1], picked, evidence), verdict=verdict,
+                       verdict_line=line, verdict_rule=verdict_rule(reference, evidence), notes=notes, **extra)
 
 
 def _joined(replays: list[dict]) -> dict:

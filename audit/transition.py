@@ -19,6 +19,14 @@ q(k | p) / prior_k, q a multinomial logistic regression of the trusted labels on
 ratio of p under class k, up to a constant; one per proxy, fitted on its own predictions of the trusted examples),
 P(mislabeled | p, given j) = 1 - π_jj r_j(p) / Σ_k π_jk r_k(p).
 
+Whatever the noise looks like, two inequalities bound it (`bounds`): an example whose label is wrong either disagrees
+with the proxy's top class or the proxy is wrong about it, and an example the proxy disagrees with is either
+mislabeled or misread by it. So with d the share of audited examples whose proxy's top class is not their given label
+and e the proxies' error on the trusted labels, d - e <= noise share <= d + e — taking e as the proxies' error on the
+audited examples' true classes too, which holds as both are held out from the same proxies and drawn alike. Wide, as
+it assumes nothing about the noise; noise that falls on ambiguous images, and that the proxies learn to repeat, reads
+low against the transition but stays inside these bounds.
+
 Pure numpy and scikit-learn over arrays; lossaudit.audit.noise feeds it the proxies' predictions.
 """
 
@@ -37,6 +45,9 @@ METHOD = ("read against trusted labels: for each given label j, the mean out-of-
           "labels by their counts. Interval: 5-95% over 200 bootstrap resamples of the trusted examples (within "
           "their class) and of the audited ones (within their given label). Assumes the trusted labels are correct "
           "and the noise depends on the true class only")
+BOUNDS = ("whatever the noise looks like: the share of audited examples whose proxy's top class is not their given "
+          "label (d) minus and plus the proxies' error on the trusted labels (e); 5th percentile of d - e and 95th of "
+          "d + e over the same bootstrap resamples")
 
 
 @dataclass
@@ -75,6 +86,9 @@ class TransitionEstimate:
     matrix: np.ndarray  # (K, K) given label (rows) → true class (columns): shares, >= 0, rows summing to 1
     counts: np.ndarray  # (K,) audited examples per given label
     n_trusted: int
+    bounds: tuple[float, float]  # the noise share's bounds whatever the noise looks like (`bounds`; BOUNDS)
+    disagreement: float  # d: share of audited examples whose proxy's top class is not their given label
+    trusted_error: float  # e: the proxies' error on the trusted labels, weighted as they predicted the audited ones
 
 
 def class_means(probs: np.ndarray, label: np.ndarray, k: int) -> np.ndarray:
@@ -113,6 +127,25 @@ def transition(data: Trusted, user: np.ndarray | None = None, trusted: np.ndarra
     return matrix
 
 
+def disagreement(data: Trusted, user: np.ndarray | None = None,
+                 trusted: np.ndarray | None = None) -> tuple[float, float]:
+    """(d, e): the share of audited examples whose proxy's top class is not their given label, and the proxies'
+    error on the trusted labels, each proxy's weighted by the share of audited examples it predicted. user, trusted:
+    indices of the examples to use (a bootstrap resample), default all."""
+    u = np.arange(len(data.user_label)) if user is None else user
+    t = np.arange(len(data.trusted_label)) if trusted is None else trusted
+    d = float(np.mean(data.user_probs[u].argmax(1) != data.user_label[u]))
+    readers = data.trusted_probs.shape[0]
+    weights = np.bincount(data.user_reader[u], minlength=readers) / len(u)
+    errors = [np.mean(data.trusted_probs[r][t].argmax(1) != data.trusted_label[t]) for r in range(readers)]
+    return d, float(np.dot(weights, errors))
+
+
+def bounds(d: np.ndarray | float, e: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+    """The noise share's bounds whatever the noise looks like (module docstring): max(0, d - e), min(1, d + e)."""
+    return np.clip(np.subtract(d, e), 0.0, 1.0), np.clip(np.add(d, e), 0.0, 1.0)
+
+
 def share_of(matrix: np.ndarray, counts: np.ndarray) -> float:
     """Overall mislabeled share: 1 - π_jj averaged over the given labels by their counts, clipped to [0, 1]."""
     return float(np.clip(np.sum(counts * (1 - np.diag(matrix))) / counts.sum(), 0.0, 1.0))
@@ -137,13 +170,32 @@ def estimate(data: Trusted, *, seed: int = 0, n_boot: int = BOOTSTRAP) -> Transi
     matrix = transition(data)
     share = share_of(matrix, counts)
     rng = np.random.default_rng(seed)
-    boots = [share_of(transition(data, _stratified(rng, data.user_label), _stratified(rng, data.trusted_label)), counts)
-             for _ in range(n_boot)]
+    boots, apart = [], []
+    for _ in range(n_boot):
+        user, trusted = _stratified(rng, data.user_label), _stratified(rng, data.trusted_label)
+        boots.append(share_of(transition(data, user, trusted), counts))
+        apart.append(disagreement(data, user, trusted))
     low, high = np.quantile(boots, [0.05, 0.95]) if boots else (share, share)
+    d, e = disagreement(data)
+    floor, ceiling = bounds(d, e)
+    if apart:
+        floor = min(float(floor), float(np.quantile(bounds(*np.transpose(apart))[0], 0.05)))
+        ceiling = max(float(ceiling), float(np.quantile(bounds(*np.transpose(apart))[1], 0.95)))
     per_class = np.where(counts > 0, np.clip(1 - np.diag(matrix), 0.0, 1.0), np.nan)
     return TransitionEstimate(share=share, low=float(min(low, share)), high=float(max(high, share)),
                               per_class=per_class, matrix=shown(matrix), counts=counts.astype(int),
-                              n_trusted=int(len(data.trusted_label)))
+                              n_trusted=int(len(data.trusted_label)), bounds=(float(floor), float(ceiling)),
+                              disagreement=d, trusted_error=e)
+
+
+def bounds_note(reading: TransitionEstimate) -> str:
+    """The bounds in words, beside the reading they put in context."""
+    low, high = reading.bounds
+    return (f"whatever the noise looks like, the noise share is between {low:.1%} and {high:.1%}: the proxies' top "
+            f"class differs from {reading.disagreement:.1%} of the given labels and from {reading.trusted_error:.1%} "
+            f"of the trusted ones (the bounds are the first minus and plus the second); the reading "
+            f"{reading.share:.1%} assumes the noise depends on the true class only — errors that fall on ambiguous "
+            "images can read low against it, but not outside these bounds")
 
 
 def mislabeled_probability(data: Trusted, matrix: np.ndarray) -> np.ndarray:

@@ -4,8 +4,9 @@ minute on 2 CPU cores.
 
 400 random digits are kept as the verified split; the other 1,397 get `random_labels` or `ambiguous_labels` at 10%,
 20% and 40% (lossaudit.training.corruptions, seed 0), and `lossaudit.audit_arrays` reads them from the pixels as
-features (its cross-fitted heads, fitted once here and passed on) against the verified labels. Printed per setting: the share truly flipped, the
-estimate with its interval, the AUROC of the score for the flipped examples, the heads' error on the verified split,
+features (its cross-fitted heads, fitted once here and passed on) against the verified labels. Printed per setting:
+the share truly flipped, the estimate with its interval, the bounds that hold whatever the noise looks like
+(lossaudit.audit.transition.bounds), the AUROC of the score for the flipped examples, the heads' error on the verified split,
 and the share of flipped examples whose new label the heads predict (the flips no reading from predictions sees).
 
     python benchmarks/audit_digits_noise.py
@@ -30,9 +31,9 @@ def main() -> None:
     x_test, test_labels, x, true = x[order[:400]], y[order[:400]], x[order[400:]], y[order[400:]]
     images = (x.reshape(-1, 1, 8, 8) * 16).clip(0, 255).astype(np.uint8)  # the corruption's input: uint8 images
     print(f"{len(true):,} digits audited, {len(test_labels)} verified; features: the 64 pixels\n")
-    print("| noise | planted | truly flipped | estimate (interval) | AUROC | heads' error on the verified split | "
-          "flips the heads agree with |")
-    print("|---|---|---|---|---|---|---|")
+    print("| noise | planted | truly flipped | estimate (interval) | bounds, any noise | AUROC | "
+          "heads' error on the verified split | flips the heads agree with |")
+    print("|---|---|---|---|---|---|---|---|")
     for kind, share in SETTINGS:
         labels = corrupt(images, true, 10, f"{kind}:{share}", 0).label
         flipped = labels != true
@@ -42,7 +43,9 @@ def main() -> None:
         error = np.mean([(t.argmax(1) != test_labels).mean() for t in heads.test_probs])
         hidden = np.mean(flipped & (heads.probs.argmax(1) == labels))
         lo, hi = result.noise_interval
+        floor, ceiling = result.noise_bounds
         print(f"| {kind} | {share:.0%} | {flipped.mean():.1%} | {result.noise_share:.1%} ({lo:.1%}–{hi:.1%}) | "
+              f"{floor:.1%}–{ceiling:.1%} | "
               f"{auroc(flipped, result.examples.score.to_numpy()):.3f} | {error:.1%} | {hidden:.1%} |", flush=True)
 
 

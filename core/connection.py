@@ -18,8 +18,8 @@ import duckdb
 from lossaudit.core.errors import UserError
 from lossaudit.core.files import describe
 
-SCHEMA_VERSION = "7"  # 2 → 3 → 4 only add tables and columns; 5 adds declared traits to runs.config; 6, 7 add columns
-UPGRADABLE = (None, "1", "2", "3", "4", "5", "6")  # written by earlier versions: upgraded when opened
+SCHEMA_VERSION = "8"  # 2 → 3 → 4 only add tables and columns; 5 adds declared traits to runs.config; 6, 7, 8 add columns
+UPGRADABLE = (None, "1", "2", "3", "4", "5", "6", "7")  # written by earlier versions: upgraded when opened
 def _is_lock_error(err: Exception) -> bool:
     text = str(err).lower()
     return "lock" in text and ("conflicting" in text or "could not set" in text)

@@ -142,6 +142,8 @@ create table if not exists audits (
     noise_share   double,
     noise_low     double,
     noise_high    double,
+    noise_bound_low  double,
+    noise_bound_high double,
     noise_by_kind map(varchar, double),
     uniform_weight double,
     noise_method  varchar not null,
@@ -245,6 +247,8 @@ comment on column audits.score is 'The suspicion score: the candidate that found
 comment on column audits.noise_share is 'Estimated share of mislabeled examples (noise_method): read against trusted labels when noise_reference says so, else against the label canaries at the estimated mix of uniform and confusable flips; NULL when it could not be estimated.';
 comment on column audits.noise_low is 'Bottom of the noise share''s interval (never above noise_share). Against trusted labels: the 5th percentile over bootstrap resamples of the trusted and the audited examples (the top, the 95th, is a 95% upper confidence bound); against canaries: the lowest 5th percentile over bootstrap resamples (of the canaries and the examples) of the estimate at the mix and against each canary kind alone.';
 comment on column audits.noise_high is 'Top of the interval: the 95th percentile, or the highest of those (never below noise_share); the verdict is safe only when it is below the caution line.';
+comment on column audits.noise_bound_low is 'Read against trusted labels: the lowest the noise share can be whatever the noise looks like (also when it falls on ambiguous images, which the transition reads low): d - e, d the share of audited examples whose proxy''s top class is not their given label, e the proxies'' error on the trusted labels, at its 5th bootstrap percentile; NULL otherwise or when the share cannot be given (schema 8).';
+comment on column audits.noise_bound_high is 'The highest it can be whatever the noise looks like: d + e at its 95th bootstrap percentile; NULL as noise_bound_low.';
 comment on column audits.noise_by_kind is 'The noise share estimated against one kind of label canary alone (random_labels: uniform flips, confusable_labels: flips to a class the proxy confuses): how much the estimate depends on what the noise is assumed to look like.';
 comment on column audits.uniform_weight is 'Share of the label noise that looks like uniform flips rather than confusable ones, from the label pairs of the examples above the threshold (the mix noise_share is read at).';
 comment on column audits.noise_method is 'How the noise share was estimated.';

@@ -15,7 +15,8 @@ resumes an interrupted run from its last epoch where the database is still there
 ledger. report.html comes from the database when it holds every run of the ledger.
 
     python examples/budget_study.py [--db budget_study.duckdb] [--out results/cifar10-budget] [--workers 2]
-                                    [--ledger DIR] [--outputs-only]
+                                    [--ledger DIR] [--outputs-only] [--readme README.md]
+                                    [--evidence audit/study_evidence.csv]
 
 Outputs (lossaudit.reports.study): findings.csv (the one table every judgement is read from), claims.csv,
 budget_curves.csv, table1.csv, budget_curves.png, report.html and report.json, and README.md. Set LOSSAUDIT_CIFAR10
@@ -105,6 +106,8 @@ def main() -> int:
     ap.add_argument("--dataset", help="another dataset spec than the CIFAR-10 folder (e.g. for a quick check)")
     ap.add_argument("--readme", type=Path, help="also rewrite this README's study headline block from the findings "
                                                 "(the project's own README: --readme README.md)")
+    ap.add_argument("--evidence", type=Path, help="also write the audit's verdict lines from the findings (the "
+                                                  "package's own: --evidence audit/study_evidence.csv)")
     args = ap.parse_args()
     configs = args.config or list(ARMS)
     ledger = args.ledger or args.out / "ledger"
@@ -121,7 +124,7 @@ def main() -> int:
     planned = sum(unit_size(v) * len(v["corruption"]) * len(v["seeds"]) for v in values)
     write_study(args.db, args.out, ledger=ledger, command=COMMAND, planned=planned, sizing=sizing(values[0]),
                 images=RunImages(), configs=[shown(c) for c in configs], main_readme=args.readme,
-                link=shown(args.out / "README.md"))
+                link=shown(args.out / "README.md"), evidence=args.evidence)
     return 0
 
 

@@ -118,8 +118,12 @@ def _audits_html(c: dict) -> str:
             f"<li>suspicion score: {escape(a['score'])}; canary recall at the suspect threshold: {escape(recall)}</li>"
             f"<li>estimated noise share {_pct(a['noise_share'])} (interval {_pct(lo)} to {_pct(hi)}; "
             f"{escape(a['noise_method'])})</li>"
-            + (f"<li>read against the labels of {a['n_trusted']} test examples, taken as correct</li>"
-               if trusted else "")
+            + (f"<li>read against the labels of {a['n_trusted']} test examples, taken as correct, assuming the noise "
+               "depends on the true class only</li>" if trusted else "")
+            + (f"<li>whatever the noise looks like (errors on ambiguous images too): between "
+               f"{_pct(a['noise_bound_low'])} and {_pct(a['noise_bound_high'])} — the proxies' disagreement with the "
+               "given labels, minus and plus their error on the trusted ones</li>"
+               if pd.notna(a.get("noise_bound_low")) else "")
             + (f"<li>{canaries}</li>" if a.get("noise_by_kind") else "")
             + (f"<li>cross-fitted proxy runs: {escape(', '.join(map(str, a['fold_runs'])))}</li>"
                if a.get("fold_runs") is not None else "")

@@ -161,12 +161,13 @@ INTERVAL_RULE = ("Intervals: the percentile bootstrap of the seed mean, widened 
 def write_study(db: Path | None, out: Path, *, command: str, configs: list[str], planned: int, sizing: str,
                 images=None, ledger: Path | None = None,
                 title: str = "CIFAR-10 budget study: what selection saves, and what the schedule saves",
-                main_readme: Path | None = None, link: str = "") -> None:
+                main_readme: Path | None = None, link: str = "", evidence: Path | None = None) -> None:
     """Write the study's outputs (see the module's doc) from `ledger` (analysis.ledger: the study's complete units,
     from however many databases) or else from `db`. report.html and report.json come from `db` only when it holds
     every run the outputs read (else meta's `report` says why there is none). configs: the arms' config files as the
     README links them; planned: the runs the arms plan; sizing: the data and budgets in words; main_readme: a README
-    whose headline block (between the markers) is rewritten from the same findings, linking to the study as `link`."""
+    whose headline block (between the markers) is rewritten from the same findings, linking to the study as `link`;
+    evidence: where to write the audit's verdict lines derived from the same findings (lossaudit.audit.evidence)."""
     from lossaudit.reports.report import build_report
 
     out.mkdir(parents=True, exist_ok=True)
@@ -218,6 +219,10 @@ def write_study(db: Path | None, out: Path, *, command: str, configs: list[str],
     (out / "README.md").write_text(readme(found, meta))
     if main_readme is not None:
         main_readme.write_text(replace_block(main_readme.read_text(), readme_block(found, meta, link)))
+    if evidence is not None:
+        from lossaudit.audit.evidence import from_findings
+        from_findings(found).to_csv(evidence, index=False)
+        written.append(str(evidence))
     print(f"wrote {out}/: {', '.join(written)}")
 
 

@@ -113,3 +113,41 @@ def test_classes_with_too_few_trusted_examples_are_named():
     data = tr.Trusted(data.user_probs, data.user_label, data.user_reader, data.trusted_probs[:, keep],
                       data.trusted_label[keep])
     assert data.missing_classes() == [2]
+
+
+def _ambiguous(rng, n, share_ambiguous, k=K):
+    """Images of uniform true classes; a share of them ambiguous, which the proxies read as the next class."""
+    true = rng.integers(0, k, n)
+    ambiguous = rng.random(n) < share_ambiguous
+    seen = np.where(ambiguous, (true + 1) % k, true)
+    return true, ambiguous, _looks(rng, seen, k, sharp=6.0)
+
+
+@pytest.mark.parametrize("flipped", [0.5, 1.0])
+def test_noise_on_ambiguous_images_reads_low_but_stays_inside_the_bounds(flipped):
+    """Half or all of the ambiguous images (20%) relabelled as the class they look like: a transition reading sees
+    (almost) none of it; the bounds d - e <= share <= d + e hold the truth."""
+    rng = np.random.default_rng(3)
+    true, ambiguous, probs = _ambiguous(rng, 6000, 0.2)
+    label = true.copy()
+    moved = ambiguous & (rng.random(len(true)) < flipped)
+    label[moved] = (true[moved] + 1) % K
+    trusted_label, _, trusted_probs = _ambiguous(rng, 2000, 0.2)
+    data = tr.Trusted(probs, label, np.zeros(len(label), np.int64), trusted_probs[None], trusted_label)
+    reading = tr.estimate(data, n_boot=100)
+    truth = moved.mean()
+    assert reading.high < truth - 0.05  # the class-conditional reading misses it
+    assert reading.bounds[0] <= truth <= reading.bounds[1]
+    d = np.mean(probs.argmax(1) != label)
+    e = np.mean(trusted_probs.argmax(1) != trusted_label)
+    assert (reading.disagreement, reading.trusted_error) == pytest.approx((d, e))
+    assert reading.bounds[0] <= max(0.0, d - e) and reading.bounds[1] >= d + e
+    assert f"between {reading.bounds[0]:.1%} and {reading.bounds[1]:.1%}" in tr.bounds_note(reading)
+
+
+def test_the_bounds_hold_class_conditional_noise_too():
+    rng = np.random.default_rng(4)
+    data, mislabeled = _data(rng, flip={0: 0.3, 2: 0.2})
+    reading = tr.estimate(data, n_boot=100)
+    assert reading.bounds[0] <= mislabeled.mean() <= reading.bounds[1]
+    assert reading.bounds[0] <= reading.low and reading.high <= reading.bounds[1]
