@@ -18,7 +18,7 @@ from lossaudit.audit.arrays import ArrayAudit
 
 def audit_arrays(labels, *, pred_probs=None, losses=None, features=None, test_labels=None, test_pred_probs=None,
                  test_features=None, classes=None, score: str | None = None, seed: int = 0,
-                 replay: bool = True) -> ArrayAudit:
+                 replay: bool = True, reader=None) -> ArrayAudit:
     """Audit a labelled dataset from what a model says about it.
 
     labels: (n,) class indices 0..K-1, or class names (listed in `classes`, else sorted);
@@ -27,12 +27,14 @@ def audit_arrays(labels, *, pred_probs=None, losses=None, features=None, test_la
     features: (n, d) one embedding per example from a backbone of your own, turned into out-of-sample probabilities
     by cross-fitted heads (instead of pred_probs); test_labels with test_pred_probs (m, K), or with test_features
     (m, d) when features are given: a correctly labelled split to read the noise share against; score: force one of
-    the candidate scores; replay: replay the selection methods for the verdict (imports torch).
+    the candidate scores; replay: replay the selection methods for the verdict (imports torch); reader: with
+    test_pred_probs of R models (R, m, K), which model (0..R-1) predicted each example (n,).
     """
     from lossaudit.audit.arrays import audit
 
     arrays = dict(pred_probs=pred_probs, losses=losses, features=features, test_labels=test_labels,
-                  test_pred_probs=test_pred_probs, test_features=test_features, classes=classes, score=score, seed=seed)
+                  test_pred_probs=test_pred_probs, test_features=test_features, classes=classes, score=score, seed=seed,
+                  reader=reader)
     if not replay:
         return audit(labels, **arrays)
     from lossaudit.training.methods import AUDIT_REFERENCE

@@ -339,6 +339,8 @@ def audit_command(
     backbone: Optional[str] = typer.Option(None, "--backbone", help="a torchvision model name (e.g. resnet50) whose "
                                            "embeddings, with --weights, replace the proxies"),
     weights: Optional[Path] = typer.Option(None, "--weights", help="with --backbone: its state dict, a local file"),
+    fine_tune: int = typer.Option(0, "--fine-tune-epochs", help="with --backbone: fine-tune five cross-fitted copies "
+                                  "for this many epochs (a GPU's work) instead of heads on its frozen embeddings"),
     force: bool = typer.Option(False, "--force", help="replace the OUT files if they exist"),
 ) -> None:
     """Audit your own dataset for label noise before using loss-based selection: two cross-fitted proxy runs
@@ -354,13 +356,15 @@ def audit_command(
         raise UserError("--backbone NAME and --weights FILE go together: the model and its local weights")
     own = [(flag, path) for flag, path in (("--pred-probs", pred_probs), ("--features", features),
                                            ("--backbone", weights)) if path is not None]
+    if fine_tune and backbone is None:
+        raise UserError(f"--fine-tune-epochs {fine_tune} fine-tunes a --backbone; give --backbone NAME --weights FILE")
     if len(own) > 1 or (own and from_db is not None):
         raise UserError("give one of --pred-probs, --features, --backbone and --from-db: each replaces the proxy runs")
     try:
         if own:
             from lossaudit.own_model import audit_own
             result = audit_own(dataset, flag=own[0][0], file=own[0][1], out=out, trusted=trusted, seed=seed,
-                               force=force, backbone=backbone, image_size=image_size)
+                               force=force, backbone=backbone, image_size=image_size, fine_tune=fine_tune, device=device)
         elif from_db is not None:
             result = audit_recorded(from_db, run, out=out, trusted=trusted, force=force)
         else:

@@ -92,10 +92,11 @@ def _key(name: str, root: Path | None) -> str:
 
 
 def audit_own(dataset: str, *, flag: str, file: Path, out: Path, trusted: bool = True, seed: int = 0,
-              quiet: bool = False, force: bool = False, backbone: str | None = None, image_size: int | None = None):
+              quiet: bool = False, force: bool = False, backbone: str | None = None, image_size: int | None = None,
+              fine_tune: int = 0, device: str = "auto"):
     """The audit of `dataset` from `file` (module docstring; with flag --backbone, `file` is the weights of the
-    torchvision model `backbone`): writes the suspects and scores files, prints the summary, returns the
-    ArrayAudit."""
+    torchvision model `backbone`, fine-tuned cross-fitted for `fine_tune` epochs on `device` when it is > 0):
+    writes the suspects and scores files, prints the summary, returns the ArrayAudit."""
     from lossaudit.arrays import audit_arrays
     from lossaudit.auditing import outputs
     from lossaudit.training.datasets import load_dataset
@@ -103,15 +104,30 @@ def audit_own(dataset: str, *, flag: str, file: Path, out: Path, trusted: bool =
     check_writes(outputs(out), [*dataset_reads(dataset), ("--weights" if backbone else flag, file)], force=force)
     data = load_dataset(dataset, test_fraction=0.0)  # the trusted split is the dataset's own test split, if any
     classes = list(data.classes)
+    test_x = data.test.x if trusted and len(data.test) else None
     if flag == "--backbone":
-        from lossaudit.backbones import IMAGE_SIZE, embed, load
+        from lossaudit.backbones import IMAGE_SIZE, embed, fine_tuned, load
         model, head = load(backbone, file)
         size = image_size or IMAGE_SIZE
+        if fine_tune:
+            from lossaudit.training.trainer import resolve_device
+            where = resolve_device(device)
+            if not quiet:
+                print(f"fine-tuning 5 cross-fitted copies of {backbone} for {fine_tune} epoch(s) at {size}x{size} "
+                      f"on {where}", flush=True)
+            fitted = fine_tuned(model, head, data.train.x, data.train.y, len(classes), epochs=fine_tune,
+                                test_x=test_x, size=size, seed=seed, device=str(where),
+                                say=None if quiet else lambda line: print(line, flush=True))
+            arrays = {"pred_probs": fitted.probs, "reader": fitted.reader}
+            if test_x is not None:
+                arrays |= {"test_labels": data.test.y, "test_pred_probs": fitted.test_probs}
+            return _finish(audit_arrays(data.train.y, classes=classes, seed=seed, **arrays), data, flag, file, out,
+                           quiet)
         if not quiet:
             print(f"embedding {len(data.train) + len(data.test) * trusted:,} images with {backbone} at "
                   f"{size}x{size} (the input of its layer {head})", flush=True)
         train = embed(model, head, data.train.x, size=size)
-        test = embed(model, head, data.test.x, size=size) if trusted and len(data.test) else None
+        test = embed(model, head, test_x, size=size) if test_x is not None else None
     else:
         _, sep, where = dataset.partition(":")
         given = Path(where).expanduser().resolve() if sep and where else None
@@ -120,7 +136,13 @@ def audit_own(dataset: str, *, flag: str, file: Path, out: Path, trusted: bool =
     arrays = {KINDS[flag]: train}
     if trusted and test is not None:
         arrays |= {"test_labels": data.test.y, ("test_pred_probs" if flag == "--pred-probs" else "test_features"): test}
-    result = audit_arrays(data.train.y, classes=classes, seed=seed, **arrays)
+    return _finish(audit_arrays(data.train.y, classes=classes, seed=seed, **arrays), data, flag, file, out, quiet)
+
+
+def _finish(result, data, flag: str, file: Path, out: Path, quiet: bool):
+    """The result's suspects and scores files written, its summary printed; the result."""
+    from lossaudit.auditing import outputs
+
     frame = result.examples.assign(path=data.train.source, example_id=data.train.example_id)
     ranking = frame.sort_values("rank").rename(columns={"score": "suspicion_score"}).drop(columns=["index"])
     lead = ["rank", "path", "example_id", "given_label", "suggested_label", "suspicion_score", "suspect"]

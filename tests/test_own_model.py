@@ -192,3 +192,71 @@ def test_a_backbone_that_cannot_be_loaded_is_one_line(tmp_path, args, words):
     result = runner.invoke(app, ["audit", "digits", *args, "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and words in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def squares(tmp_path_factory):
+    """Three classes of 16×16 images (a bright square in a class's own corner, on noise), 40 each, 10% of the labels
+    moved to the next class; a test split of 10 per class, correctly labelled."""
+    rng = np.random.default_rng(0)
+
+    def images(y):
+        x = rng.integers(0, 60, (len(y), 3, 16, 16)).astype(np.uint8)
+        for i, c in enumerate(y):
+            r, col = [(0, 0), (0, 8), (8, 4)][c]
+            x[i, c, r:r + 8, col:col + 8] = 255
+        return x
+
+    y, y_test = np.repeat(np.arange(3), 40), np.repeat(np.arange(3), 10)
+    x, x_test = images(y), images(y_test)
+    flipped = np.zeros(len(y), bool)
+    flipped[rng.choice(len(y), 12, replace=False)] = True
+    label = np.where(flipped, (y + 1) % 3, y)
+    path = tmp_path_factory.mktemp("squares") / "squares.npz"
+    np.savez(path, x=x, y=label, x_test=x_test, y_test=y_test)
+    return f"npz:{path}", x, label, flipped, x_test, y_test
+
+
+def test_a_backbone_fine_tuned_cross_fitted_predicts_each_image_from_a_copy_that_held_it_out(squares):
+    torch = pytest.importorskip("torch")
+    torchvision = pytest.importorskip("torchvision")
+    from lossaudit.audit.heads import FOLDS
+    from lossaudit.backbones import _last_linear, fine_tuned
+    _, x, label, flipped, x_test, y_test = squares
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=5)  # another head: replaced in every copy
+    lines = []
+    fitted = fine_tuned(model, _last_linear(model), x, label, 3, epochs=5, test_x=x_test, size=32, batch=16,
+                        say=lines.append)
+    assert fitted.probs.shape == (len(label), 3) and fitted.probs.sum(1) == pytest.approx(1.0)
+    assert fitted.test_probs.shape == (FOLDS, len(y_test), 3)
+    assert sorted(np.unique(fitted.reader)) == list(range(FOLDS))
+    for k in range(FOLDS):  # stratified folds: each class in equal shares
+        assert np.bincount(label[fitted.reader == k], minlength=3).max() - \
+            np.bincount(label[fitted.reader == k], minlength=3).min() <= 1
+    assert len(lines) == FOLDS and lines[-1].startswith(f"fine-tuned copy {FOLDS}/{FOLDS}")
+    assert model.fc.out_features == 5  # the user's model itself is untouched
+    assert np.mean(fitted.test_probs.argmax(2) == y_test) > 0.8  # it learned the classes ...
+    p_given = fitted.probs[np.arange(len(label)), label]
+    assert roc_auc_score(flipped, -p_given) > 0.9  # ... and the flipped labels stand out, held out
+
+
+def test_the_command_fine_tunes_the_backbone_when_asked(squares, tmp_path):
+    """The plumbing: the copies' probabilities go through the same audit as --pred-probs (learning: the test above)."""
+    torch = pytest.importorskip("torch")
+    torchvision = pytest.importorskip("torchvision")
+    spec, _, label, _, _, _ = squares
+    torch.manual_seed(0)
+    weights = tmp_path / "r18.pt"
+    torch.save(torchvision.models.resnet18(num_classes=7).state_dict(), weights)
+    out = tmp_path / "ft"
+    result = _invoke("audit", spec, "--backbone", "resnet18", "--weights", weights, "--image-size", 32,
+                     "--fine-tune-epochs", 1, "--device", "cpu", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "fine-tuning 5 cross-fitted copies of resnet18 for 1 epoch(s) at 32x32 on cpu" in result.output
+    assert "fine-tuned copy 5/5" in result.output and "verdict:" in result.output
+    assert "read against the labels of 30 test examples" in result.output
+    scores = pd.read_csv(f"{out}_scores.csv")
+    assert len(scores) == len(label) and scores.p_given.between(0, 1).all()
+    alone = runner.invoke(app, ["audit", spec, "--fine-tune-epochs", "2", "--out", str(tmp_path / "x")])
+    assert alone.exit_code == 2 and "fine-tunes a --backbone" in alone.output
