@@ -36,7 +36,8 @@ EVIDENCE = Path(__file__).with_name("study_evidence.csv")
 SOURCE = "results/cifar10-budget/findings.csv"
 LABEL_NOISE = ("random_labels", "confusable_labels")
 CAUTION_SHARE = 0.03  # below this the data are as clean as the study's clean setting could tell
-COLUMNS = ["method", "baseline", "corruption", "kind", "share", "seeds", "matched", "speedup_cost", "speedup_low", "speedup_high",
+COLUMNS = ["method", "baseline", "corruption", "kind", "share", "seeds", "matched", "speedup_cost", "speedup_low",
+           "speedup_high",
            "error_difference", "difference_low", "difference_high"]
 KIND_WORDS = {"none": "clean data", "random_labels": "random labels", "confusable_labels": "confusable labels"}
 
@@ -67,7 +68,8 @@ def from_findings(findings: pd.DataFrame) -> pd.DataFrame:
         diff = mine[(mine.quantity == "error_difference") & mine.against.isin(baseline) & mine.budget.isna()]
         s = speed.iloc[0]
         d = diff.iloc[0] if len(diff) else None
-        rows.append({"method": method, "baseline": ", ".join(baseline), "corruption": corruption, "kind": cell[0], "share": cell[1],
+        rows.append({"method": method, "baseline": ", ".join(baseline), "corruption": corruption, "kind": cell[0],
+                     "share": cell[1],
                      "seeds": int(mine[mine.quantity == "error"].seeds.max()) if (mine.quantity == "error").any()
                      else int(s.seeds),
                      "matched": bool(np.isfinite(s.estimate) and s.estimate >= 1.0),
@@ -121,7 +123,8 @@ def line_of(evidence: pd.DataFrame | None, method: str) -> Line | None:
     if clean_row is not None and bool(clean_row.matched):
         below = order if math.isnan(lost_at) else order[order.share < lost_at]
         kept_to = float(below.share.max()) if len(below) else 0.0
-    return Line(method, lost_at, kept_to, str(order.baseline.iloc[0]), failed.iloc[0] if len(failed) else None, clean_row,
+    return Line(method, lost_at, kept_to, str(order.baseline.iloc[0]), failed.iloc[0] if len(failed) else None,
+                clean_row,
                 float(order.share.max()))
 
 
@@ -154,7 +157,8 @@ def _saving(row: pd.Series) -> str:
         return f"did not match {row.baseline}'s error within {row.baseline}'s budget"
     span = (f"90%: {row.speedup_low:.2f} to {row.speedup_high:.2f}×" if np.isfinite(row.speedup_low)
             else "no interval")
-    return f"matched {row.baseline}'s error at {row.speedup_cost:.2f}× less cost ({span})"
+    return (f"matched {row.baseline}'s full-budget error at {1 / row.speedup_cost:.0%} of its cost (a "
+            f"{row.speedup_cost:.2f}× speedup, {span})")
 
 
 def _setting(row: pd.Series) -> str:

@@ -6,8 +6,8 @@ minute on 2 CPU cores.
 20% and 40% (lossaudit.training.corruptions, seed 0), and `lossaudit.audit_arrays` reads them from the pixels as
 features (its cross-fitted heads, fitted once here and passed on) against the verified labels. Printed per setting:
 the share truly flipped, the estimate with its interval, the bounds that hold whatever the noise looks like
-(lossaudit.audit.transition.bounds), the AUROC of the score for the flipped examples, the heads' error on the verified split,
-and the share of flipped examples whose new label the heads predict (the flips no reading from predictions sees).
+(lossaudit.audit.transition.bounds), the AUROC of the score for the flipped examples, the heads' error on the
+verified split, and the share of flipped examples whose new label the heads predict (the flips no reading from predictions sees).
 
     python benchmarks/audit_digits_noise.py
 """

@@ -10,8 +10,9 @@ image it judges, and the backbone's training never saw the audited labels unless
 With `--fine-tune-epochs N` the backbone itself is cross-fitted instead (`fine_tuned`): the images are dealt into
 five folds stratified by label, as for the heads; for each fold a copy of the model, its classifier replaced by one
 for the dataset's classes, trains every weight on the other folds for N epochs (SGD with momentum 0.9 from
-FINE_TUNE_LR falling to 0 by a cosine, batches of BATCH in a new order each epoch, random horizontal flips) and predicts its own fold and the
-test images. Five trainings of the whole model: meant for a GPU (`--device cuda`), slow on a CPU at 224 × 224.
+FINE_TUNE_LR falling to 0 by a cosine, batches of BATCH in a new order each epoch, random horizontal flips) and
+predicts its own fold and the test images. Five trainings of the whole model: meant for a GPU (`--device cuda`),
+slow on a CPU at 224 × 224.
 """
 
 from __future__ import annotations
