@@ -85,12 +85,10 @@ def _packaged() -> pd.DataFrame | None:
     return pd.read_csv(EVIDENCE) if EVIDENCE.exists() else None
 
 
-def load(path: Path | None = None) -> pd.DataFrame | None:
-    """The evidence shipped with the package (or at `path`); None when there is none."""
-    if path is None:
-        found = _packaged()
-        return None if found is None else found.copy()
-    return pd.read_csv(path)
+def load() -> pd.DataFrame | None:
+    """The evidence shipped with the package (a copy: callers may change it); None when there is none."""
+    found = _packaged()
+    return None if found is None else found.copy()
 
 
 @dataclass(frozen=True)

@@ -127,18 +127,23 @@ def transition(data: Trusted, user: np.ndarray | None = None, trusted: np.ndarra
     return matrix
 
 
-def disagreement(data: Trusted, user: np.ndarray | None = None,
+def misread(data: Trusted) -> tuple[np.ndarray, np.ndarray]:
+    """Where the proxies' top class is not the label: (n,) for the audited examples' given labels, (R, m) for every
+    proxy's reading of the trusted ones. Computed once; `disagreement` averages them over any resample."""
+    return (data.user_probs.argmax(1) != data.user_label,
+            data.trusted_probs.argmax(2) != data.trusted_label[None, :])
+
+
+def disagreement(data: Trusted, wrong: tuple[np.ndarray, np.ndarray], user: np.ndarray | None = None,
                  trusted: np.ndarray | None = None) -> tuple[float, float]:
     """(d, e): the share of audited examples whose proxy's top class is not their given label, and the proxies'
-    error on the trusted labels, each proxy's weighted by the share of audited examples it predicted. user, trusted:
-    indices of the examples to use (a bootstrap resample), default all."""
+    error on the trusted labels, each proxy's weighted by the share of audited examples it predicted. wrong: `misread`
+    of the data; user, trusted: indices of the examples to use (a bootstrap resample), default all."""
     u = np.arange(len(data.user_label)) if user is None else user
     t = np.arange(len(data.trusted_label)) if trusted is None else trusted
-    d = float(np.mean(data.user_probs[u].argmax(1) != data.user_label[u]))
-    readers = data.trusted_probs.shape[0]
-    weights = np.bincount(data.user_reader[u], minlength=readers) / len(u)
-    errors = [np.mean(data.trusted_probs[r][t].argmax(1) != data.trusted_label[t]) for r in range(readers)]
-    return d, float(np.dot(weights, errors))
+    user_wrong, trusted_wrong = wrong
+    weights = np.bincount(data.user_reader[u], minlength=len(trusted_wrong)) / len(u)
+    return float(user_wrong[u].mean()), float(np.dot(weights, trusted_wrong[:, t].mean(1)))
 
 
 def bounds(d: np.ndarray | float, e: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
@@ -170,17 +175,19 @@ def estimate(data: Trusted, *, seed: int = 0, n_boot: int = BOOTSTRAP) -> Transi
     matrix = transition(data)
     share = share_of(matrix, counts)
     rng = np.random.default_rng(seed)
+    wrong = misread(data)
     boots, apart = [], []
     for _ in range(n_boot):
         user, trusted = _stratified(rng, data.user_label), _stratified(rng, data.trusted_label)
         boots.append(share_of(transition(data, user, trusted), counts))
-        apart.append(disagreement(data, user, trusted))
+        apart.append(disagreement(data, wrong, user, trusted))
     low, high = np.quantile(boots, [0.05, 0.95]) if boots else (share, share)
-    d, e = disagreement(data)
+    d, e = disagreement(data, wrong)
     floor, ceiling = bounds(d, e)
     if apart:
-        floor = min(float(floor), float(np.quantile(bounds(*np.transpose(apart))[0], 0.05)))
-        ceiling = max(float(ceiling), float(np.quantile(bounds(*np.transpose(apart))[1], 0.95)))
+        floors, ceilings = bounds(*np.transpose(apart))
+        floor = min(float(floor), float(np.quantile(floors, 0.05)))
+        ceiling = max(float(ceiling), float(np.quantile(ceilings, 0.95)))
     per_class = np.where(counts > 0, np.clip(1 - np.diag(matrix), 0.0, 1.0), np.nan)
     return TransitionEstimate(share=share, low=float(min(low, share)), high=float(max(high, share)),
                               per_class=per_class, matrix=shown(matrix), counts=counts.astype(int),

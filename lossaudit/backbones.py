@@ -142,6 +142,7 @@ def fine_tuned(model, head: str, x: np.ndarray, label: np.ndarray, n_classes: in
     fold = deal(label, FOLDS, [seed, 0x4EAD])
     probs = np.zeros((len(label), n_classes))
     test = None if test_x is None else np.zeros((FOLDS, len(test_x), n_classes))
+    targets = torch.from_numpy(label.astype(np.int64))
     for k in range(FOLDS):
         torch.manual_seed(seed * FOLDS + k)
         mine = copy.deepcopy(model)
@@ -154,7 +155,6 @@ def fine_tuned(model, head: str, x: np.ndarray, label: np.ndarray, n_classes: in
         optimizer = torch.optim.SGD(mine.parameters(), lr=lr, momentum=MOMENTUM)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
         generator = torch.Generator().manual_seed(seed * FOLDS + k)
-        targets = torch.from_numpy(label.astype(np.int64))
         for _ in range(epochs):
             for rows in torch.split(torch.from_numpy(fit)[torch.randperm(len(fit), generator=generator)], batch):
                 if len(rows) < 2:  # batch norm cannot train on one image: the epoch's last one waits for the next

@@ -118,31 +118,23 @@ def audit_own(dataset: str, *, flag: str, file: Path, out: Path, trusted: bool =
             fitted = fine_tuned(model, head, data.train.x, data.train.y, len(classes), epochs=fine_tune,
                                 test_x=test_x, size=size, seed=seed, device=str(where),
                                 say=None if quiet else lambda line: print(line, flush=True))
-            arrays = {"pred_probs": fitted.probs, "reader": fitted.reader}
-            if test_x is not None:
-                arrays |= {"test_labels": data.test.y, "test_pred_probs": fitted.test_probs}
-            return _finish(audit_arrays(data.train.y, classes=classes, seed=seed, **arrays), data, flag, file, out,
-                           quiet)
-        if not quiet:
-            print(f"embedding {len(data.train) + len(data.test) * trusted:,} images with {backbone} at "
-                  f"{size}x{size} (the input of its layer {head})", flush=True)
-        train = embed(model, head, data.train.x, size=size)
-        test = embed(model, head, test_x, size=size) if test_x is not None else None
+            arrays = {"pred_probs": fitted.probs, "reader": fitted.reader, "test_pred_probs": fitted.test_probs}
+        else:
+            if not quiet:
+                print(f"embedding {len(data.train) + len(data.test) * trusted:,} images with {backbone} at "
+                      f"{size}x{size} (the input of its layer {head})", flush=True)
+            arrays = {"features": embed(model, head, data.train.x, size=size),
+                      "test_features": None if test_x is None else embed(model, head, test_x, size=size)}
     else:
         _, sep, where = dataset.partition(":")
         given = Path(where).expanduser().resolve() if sep and where else None
         root = None if given is None else given if given.is_dir() else given.parent  # relative paths start here
         train, test = read_rows(flag, file, [data.train.source, data.test.source], root, classes)
-    arrays = {KINDS[flag]: train}
-    if trusted and test is not None:
-        arrays |= {"test_labels": data.test.y, ("test_pred_probs" if flag == "--pred-probs" else "test_features"): test}
-    return _finish(audit_arrays(data.train.y, classes=classes, seed=seed, **arrays), data, flag, file, out, quiet)
-
-
-def _finish(result, data, flag: str, file: Path, out: Path, quiet: bool):
-    """The result's suspects and scores files written, its summary printed; the result."""
-    from lossaudit.auditing import outputs
-
+        kind = KINDS[flag]
+        arrays = {kind: train, f"test_{kind}": test if trusted else None}
+    if any(k.startswith("test_") and v is not None for k, v in arrays.items()):
+        arrays["test_labels"] = data.test.y
+    result = audit_arrays(data.train.y, classes=classes, seed=seed, **arrays)
     frame = result.examples.assign(path=data.train.source, example_id=data.train.example_id)
     ranking = frame.sort_values("rank").rename(columns={"score": "suspicion_score"}).drop(columns=["index"])
     lead = ["rank", "path", "example_id", "given_label", "suggested_label", "suspicion_score", "suspect"]
